@@ -1,0 +1,94 @@
+"""The only module that talks to ElastiCache: three calls and their error mapping.
+
+The client is passed in, so tests hand it a botocore Stubber or point it at the
+loopback stand-in; nothing here decides what an error means for the stack
+(that is :mod:`cache_ingress.rules`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from .rules import Ingress
+
+#: Throttling and 5xx are retried by botocore with exponential backoff and full
+#: jitter. Ten attempts span about a minute of backoff at worst, and the
+#: lifecycle's own deadline bounds the whole request anyway. Timeouts keep one
+#: hung connection from eating the Lambda's time.
+CLIENT_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 10},
+    connect_timeout=5,
+    read_timeout=20,
+)
+
+
+def make_client() -> Any:
+    """An ElastiCache client that honours the standard SDK settings.
+
+    ``AWS_REGION``, ``AWS_ENDPOINT_URL_ELASTICACHE`` and friends are read by
+    boto3 itself, which is how tests, ``sam local invoke`` and the demo point
+    the function at the stand-in.
+    """
+    return boto3.client("elasticache", config=CLIENT_CONFIG)
+
+
+class ApiError(Exception):
+    """An error answer from ElastiCache, reduced to what the rules need."""
+
+    def __init__(self, operation: str, code: str, message: str) -> None:
+        super().__init__(f"{operation} failed with {code}: {message}")
+        self.operation = operation
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Entry:
+    """The state of one ingress inside its cache security group."""
+
+    status: str
+    group_arn: str | None = None
+
+
+class ElastiCacheApi:
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def authorize(self, ingress: Ingress) -> Entry | None:
+        response = _call(self._client.authorize_cache_security_group_ingress, **ingress.api_params())
+        return _entry_in(response.get("CacheSecurityGroup", {}), ingress)
+
+    def revoke(self, ingress: Ingress) -> Entry | None:
+        response = _call(self._client.revoke_cache_security_group_ingress, **ingress.api_params())
+        return _entry_in(response.get("CacheSecurityGroup", {}), ingress)
+
+    def entry(self, ingress: Ingress) -> Entry | None:
+        """The ingress's current entry, or None once it is gone from the group."""
+        response = _call(self._client.describe_cache_security_groups, CacheSecurityGroupName=ingress.cache_group)
+        for group in response.get("CacheSecurityGroups", []):
+            if group.get("CacheSecurityGroupName") == ingress.cache_group:
+                return _entry_in(group, ingress)
+        return None
+
+
+def _call(method: Any, **params: str) -> dict[str, Any]:
+    try:
+        response: dict[str, Any] = method(**params)
+    except ClientError as err:
+        error = err.response.get("Error", {})
+        code, message = str(error.get("Code", "Unknown")), str(error.get("Message", ""))
+        raise ApiError(err.operation_name, code, message) from err
+    return response
+
+
+def _entry_in(group: dict[str, Any], ingress: Ingress) -> Entry | None:
+    wanted = (ingress.ec2_group, ingress.owner_id)
+    for item in group.get("EC2SecurityGroups", []):
+        if (item.get("EC2SecurityGroupName"), item.get("EC2SecurityGroupOwnerId")) == wanted:
+            return Entry(status=str(item.get("Status", "")), group_arn=group.get("ARN"))
+    return None
