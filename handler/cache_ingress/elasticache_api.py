@@ -7,6 +7,7 @@ loopback stand-in; nothing here decides what an error means for the stack
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +35,8 @@ def make_client() -> Any:
     boto3 itself, which is how tests, ``sam local invoke`` and the demo point
     the function at the stand-in.
     """
-    return boto3.client("elasticache", config=CLIENT_CONFIG)
+    # boto3 reads AWS_DEFAULT_REGION; Lambda and sam local also set AWS_REGION, the documented one.
+    return boto3.client("elasticache", region_name=os.environ.get("AWS_REGION") or None, config=CLIENT_CONFIG)
 
 
 class ApiError(Exception):

@@ -27,8 +27,8 @@ FIRST_POLL_S = 0.2
 MAX_POLL_S = 1.0
 
 
-class ResourceFailure(Exception):
-    """The request cannot succeed; the message is the Reason CloudFormation shows."""
+class ResourceFailure(rules.ResourceError):
+    """ElastiCache refused, or did not settle in time."""
 
     #: Set when an Authorize call of the failed request went through.
     authorized_here = False

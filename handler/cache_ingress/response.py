@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 from crhelper import CfnResource
 
 from .lifecycle import Deadline
+from .rules import ResourceError
 
 SUCCESS = "SUCCESS"
 FAILED = "FAILED"
@@ -264,10 +265,12 @@ class CustomResource(CfnResource):
         """Run the request's handler; any exception becomes FAILED with its message as Reason."""
         try:
             result = func(self._event, self._context) if func else ""
-        except Exception as err:  # one place turns every failure into a FAILED answer
+        except ResourceError as err:
             self._logger.warning("request failed", extra={"reason": str(err), "error": type(err).__name__})
-            self.Status = FAILED
-            self.Reason = str(err) or type(err).__name__
+            self.Status, self.Reason = FAILED, str(err)
+        except Exception as err:  # one place turns every other failure into a FAILED answer too
+            self._logger.exception("request failed unexpectedly")
+            self.Status, self.Reason = FAILED, f"{type(err).__name__}: {err}"
         else:
             self.PhysicalResourceId = result
 

@@ -35,7 +35,11 @@ _ACCESS_KEY_ID = re.compile(r"(AKIA|ASIA|AIDA|AROA)[A-Z0-9]{12,}")
 _STACK_ARN_ACCOUNT = re.compile(r"arn:[^:]+:cloudformation:[^:]*:(\d{12}):stack/")
 
 
-class InvalidProperties(ValueError):
+class ResourceError(Exception):
+    """A failure whose message is the finished Reason CloudFormation shows the user."""
+
+
+class InvalidProperties(ResourceError):
     """ResourceProperties that cannot describe an ingress; the message says what to fix."""
 
 

@@ -1,0 +1,174 @@
+"""An https stand-in for CloudFormation's presigned response URLs, on loopback.
+
+CloudFormation hands every request an https ResponseURL and reads the answer
+PUT there. This server plays that part for the demo and the tests: it makes a
+self-signed certificate for 127.0.0.1 at start (its file is :attr:`cafile`, for
+``SSL_CERT_FILE``), records every PUT body by URL, and can fail or stall the
+first PUTs to prove the sender's retries are bounded.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import json
+import ssl
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Put:
+    path: str
+    body: bytes
+    at: float
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class ResponseReceiver:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._puts: list[Put] = []
+        self._fail_next = 0
+        self._fail_status = 503
+        self._stall_next = 0
+        self._stall_s = 0.0
+        self._dir = tempfile.TemporaryDirectory(prefix="cfn-receiver-")
+        self.cafile = str(Path(self._dir.name) / "cert.pem")
+        self._server: ThreadingHTTPServer | None = None
+
+    def start(self) -> str:
+        """Serve https on a free loopback port and return the base URL."""
+        keyfile = _write_self_signed(Path(self.cafile), Path(self._dir.name) / "key.pem")
+        receiver = self
+
+        class Handler(_PutHandler):
+            owner = receiver
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.cafile, keyfile)
+        self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+        threading.Thread(target=self._server.serve_forever, name="cfn-receiver", daemon=True).start()
+        return self.base_url
+
+    @property
+    def base_url(self) -> str:
+        assert self._server is not None, "the receiver is not started"
+        return f"https://127.0.0.1:{self._server.server_address[1]}"
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        self._dir.cleanup()
+
+    def __enter__(self) -> ResponseReceiver:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def new_url(self) -> str:
+        """A fresh presigned-looking URL, as CloudFormation gives one per request."""
+        token = uuid.uuid4().hex
+        return f"{self.base_url}/cfn-response/{token}?X-Amz-Signature=sig{token}&X-Amz-Credential=cred{token}"
+
+    def fail_next(self, count: int, status: int = 503) -> None:
+        with self._lock:
+            self._fail_next, self._fail_status = count, status
+
+    def stall_next(self, count: int, seconds: float) -> None:
+        """Hold the next ``count`` PUTs for ``seconds`` before answering (and recording nothing)."""
+        with self._lock:
+            self._stall_next, self._stall_s = count, seconds
+
+    def reset(self) -> None:
+        with self._lock:
+            self._puts.clear()
+            self._fail_next = self._stall_next = 0
+
+    def puts(self, url: str | None = None) -> list[Put]:
+        """Accepted PUTs, all or those to ``url``."""
+        path = None if url is None else url[len(self.base_url) :]
+        with self._lock:
+            return [p for p in self._puts if path is None or p.path == path]
+
+    def answer(self, url: str) -> dict[str, Any]:
+        """The one body PUT to ``url``; fails if there was none or more than one."""
+        puts = self.puts(url)
+        assert len(puts) == 1, f"expected exactly one answer, got {len(puts)}"
+        body: dict[str, Any] = puts[0].json()
+        return body
+
+    def _take(self, path: str, body: bytes) -> tuple[int, float]:
+        with self._lock:
+            if self._stall_next > 0:
+                self._stall_next -= 1
+                return 0, self._stall_s
+            if self._fail_next > 0:
+                self._fail_next -= 1
+                return self._fail_status, 0.0
+            self._puts.append(Put(path, body, time.monotonic()))
+            return 200, 0.0
+
+
+class _PutHandler(BaseHTTPRequestHandler):
+    owner: ResponseReceiver
+    protocol_version = "HTTP/1.1"
+
+    def do_PUT(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        status, stall = self.owner._take(self.path, body)
+        if stall:
+            time.sleep(stall)
+            self.close_connection = True
+            return
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: the URL holds the (test) signature and tests read the record instead."""
+
+
+def _write_self_signed(certfile: Path, keyfile: Path) -> str:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    keyfile.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return str(keyfile)
