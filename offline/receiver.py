@@ -63,7 +63,8 @@ class ResponseReceiver:
 
     @property
     def base_url(self) -> str:
-        assert self._server is not None, "the receiver is not started"
+        if self._server is None:
+            raise RuntimeError("the receiver is not started")
         return f"https://127.0.0.1:{self._server.server_address[1]}"
 
     def stop(self) -> None:
@@ -108,7 +109,8 @@ class ResponseReceiver:
     def answer(self, url: str) -> dict[str, Any]:
         """The one body PUT to ``url``; fails if there was none or more than one."""
         puts = self.puts(url)
-        assert len(puts) == 1, f"expected exactly one answer, got {len(puts)}"
+        if len(puts) != 1:
+            raise AssertionError(f"expected exactly one answer, got {len(puts)}")
         body: dict[str, Any] = puts[0].json()
         return body
 

@@ -127,7 +127,8 @@ class ElastiCacheStandIn:
 
     @property
     def url(self) -> str:
-        assert self._server is not None, "the stand-in is not started"
+        if self._server is None:
+            raise RuntimeError("the stand-in is not started")
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     def stop(self) -> None:
