@@ -61,6 +61,7 @@ def delete(event: dict[str, Any], _context: Any) -> str:
             ingress = rules.parse_properties(event.get("ResourceProperties"), event["StackId"])
         except rules.InvalidProperties as err:
             logger.info("nothing to revoke: the id is not ours and the properties are invalid", extra={"why": str(err)})
+            metrics.add_metric(name=lifecycle.Change.ALREADY_ABSENT.value, unit=MetricUnit.Count, value=1)
             return physical_id
     _record(ingress, lifecycle.ensure_revoked(api(), ingress, helper.deadline))
     return physical_id

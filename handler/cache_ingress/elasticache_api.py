@@ -59,19 +59,19 @@ class Entry:
 
 class ElastiCacheApi:
     def __init__(self, client: Any) -> None:
-        self._client = client
+        self.client = client
 
     def authorize(self, ingress: Ingress) -> Entry | None:
-        response = _call(self._client.authorize_cache_security_group_ingress, **ingress.api_params())
+        response = _call(self.client.authorize_cache_security_group_ingress, **ingress.api_params())
         return _entry_in(response.get("CacheSecurityGroup", {}), ingress)
 
     def revoke(self, ingress: Ingress) -> Entry | None:
-        response = _call(self._client.revoke_cache_security_group_ingress, **ingress.api_params())
+        response = _call(self.client.revoke_cache_security_group_ingress, **ingress.api_params())
         return _entry_in(response.get("CacheSecurityGroup", {}), ingress)
 
     def entry(self, ingress: Ingress) -> Entry | None:
         """The ingress's current entry, or None once it is gone from the group."""
-        response = _call(self._client.describe_cache_security_groups, CacheSecurityGroupName=ingress.cache_group)
+        response = _call(self.client.describe_cache_security_groups, CacheSecurityGroupName=ingress.cache_group)
         for group in response.get("CacheSecurityGroups", []):
             if group.get("CacheSecurityGroupName") == ingress.cache_group:
                 return _entry_in(group, ingress)

@@ -94,10 +94,14 @@ def physical_id_or_fallback(physical_id: Any, event: Mapping[str, Any]) -> str:
     """The id to report: ours, else the request's, else one made from the request's fields."""
     for candidate in (physical_id, event.get("PhysicalResourceId")):
         if isinstance(candidate, str) and candidate:
-            return candidate[:MAX_PHYSICAL_ID]
+            return _cut_bytes(candidate, MAX_PHYSICAL_ID)
     logical = _text(event.get("LogicalResourceId")) or "resource"
     request = _text(event.get("RequestId")) or "request"
-    return f"{logical}-{request}"[:MAX_PHYSICAL_ID]
+    return _cut_bytes(f"{logical}-{request}", MAX_PHYSICAL_ID)
+
+
+def _cut_bytes(text: str, limit: int) -> str:
+    return text.encode()[:limit].decode(errors="ignore") or "resource"
 
 
 def _cut_to_fit(body: dict[str, Any], reason: str) -> str:

@@ -1,0 +1,49 @@
+"""Every tier runs offline: fake credentials, and ElastiCache pointed at the loopback stand-in.
+
+The handler makes its ElastiCache client once per process, on first use, from
+the standard SDK settings; so the endpoint is set here, before any test runs,
+and the stand-in and the https receiver live for the whole session.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from offline.receiver import ResponseReceiver
+from offline.standin import ElastiCacheStandIn
+from tests.support import BASE_ENV
+
+os.environ.update(BASE_ENV)
+for _leak in ("AWS_PROFILE", "AWS_SAM_LOCAL", "POWERTOOLS_LOG_LEVEL", "LOG_LEVEL"):
+    os.environ.pop(_leak, None)
+
+_STANDIN = ElastiCacheStandIn(settle_delay=0.0)
+os.environ["AWS_ENDPOINT_URL_ELASTICACHE"] = _STANDIN.start()
+_RECEIVER = ResponseReceiver()
+_RECEIVER.start()
+# CloudFormation's ResponseURL is https; the sender trusts the receiver's self-signed certificate this way.
+os.environ["SSL_CERT_FILE"] = _RECEIVER.cafile
+
+
+@pytest.fixture
+def standin() -> Iterator[ElastiCacheStandIn]:
+    """The session's stand-in, emptied, with no faults and settle delay 0."""
+    _STANDIN.reset()
+    _STANDIN.settle_delay = 0.0
+    yield _STANDIN
+    _STANDIN.reset()
+
+
+@pytest.fixture
+def receiver() -> Iterator[ResponseReceiver]:
+    _RECEIVER.reset()
+    yield _RECEIVER
+    _RECEIVER.reset()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _STANDIN.stop()
+    _RECEIVER.stop()

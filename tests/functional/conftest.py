@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from botocore.stub import Stubber
+
+import app
+
+
+@pytest.fixture
+def stubber() -> Iterator[Stubber]:
+    """botocore's Stubber on the handler's own ElastiCache client; every queued answer must be used."""
+    with Stubber(app.api().client) as stub:
+        yield stub
+        stub.assert_no_pending_responses()
+
+
+class JsonLogs:
+    """What the function logs, as the JSON lines CloudWatch would get."""
+
+    def __init__(self) -> None:
+        self.stream = io.StringIO()
+
+    def text(self) -> str:
+        return self.stream.getvalue()
+
+    def lines(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.text().splitlines() if line.strip()]
+
+
+@pytest.fixture
+def json_logs() -> Iterator[JsonLogs]:
+    """A second handler on the function's logger with its JSON formatter; the first was bound to stdout at import."""
+    logs = JsonLogs()
+    handler = logging.StreamHandler(logs.stream)
+    handler.setFormatter(app.logger.registered_formatter)
+    app.logger._logger.addHandler(handler)
+    yield logs
+    app.logger._logger.removeHandler(handler)
