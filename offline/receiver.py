@@ -37,6 +37,7 @@ class ResponseReceiver:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._puts: list[Put] = []
+        self._attempts: list[str] = []
         self._fail_next = 0
         self._fail_status = 503
         self._stall_next = 0
@@ -98,6 +99,7 @@ class ResponseReceiver:
     def reset(self) -> None:
         with self._lock:
             self._puts.clear()
+            self._attempts.clear()
             self._fail_next = self._stall_next = 0
 
     def puts(self, url: str | None = None) -> list[Put]:
@@ -114,8 +116,15 @@ class ResponseReceiver:
         body: dict[str, Any] = puts[0].json()
         return body
 
+    def attempts(self, url: str) -> int:
+        """How many PUTs reached ``url``, answered or not."""
+        path = url[len(self.base_url) :]
+        with self._lock:
+            return self._attempts.count(path)
+
     def _take(self, path: str, body: bytes) -> tuple[int, float]:
         with self._lock:
+            self._attempts.append(path)
             if self._stall_next > 0:
                 self._stall_next -= 1
                 return 0, self._stall_s

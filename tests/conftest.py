@@ -11,6 +11,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings
 
 from offline.receiver import ResponseReceiver
 from offline.standin import ElastiCacheStandIn
@@ -47,3 +48,8 @@ def receiver() -> Iterator[ResponseReceiver]:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     _STANDIN.stop()
     _RECEIVER.stop()
+
+
+settings.register_profile("ci", max_examples=60, deadline=None)
+settings.register_profile("thorough", max_examples=2000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

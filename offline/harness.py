@@ -1,0 +1,90 @@
+"""Runs the real handler offline: the ElastiCache stand-in, the https receiver, and a Lambda-like context.
+
+Used by ``make demo`` and ``make invoke``. The handler module is imported only
+after the environment points boto3 at the stand-in and the sender at the
+receiver's certificate, exactly as the Lambda runtime would configure it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from offline.receiver import ResponseReceiver
+from offline.standin import ElastiCacheStandIn
+
+ROOT = Path(__file__).resolve().parent.parent
+STACK_ACCOUNT = "123456789012"
+
+
+class LambdaContext:
+    """The parts of the Lambda context the handler reads, counting down from ``seconds``."""
+
+    function_name = "cache-sg-ingress"
+    aws_request_id = "offline"
+
+    def __init__(self, seconds: float) -> None:
+        self._ends_at = time.monotonic() + seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._ends_at - time.monotonic()) * 1000))
+
+
+class OfflineAws:
+    def __init__(self, settle_delay: float = 0.5, quiet: bool = True) -> None:
+        self.standin = ElastiCacheStandIn(settle_delay=settle_delay, account_id=STACK_ACCOUNT)
+        self.receiver = ResponseReceiver()
+        self._quiet = quiet
+        self._app: ModuleType | None = None
+
+    def __enter__(self) -> OfflineAws:
+        endpoint = self.standin.start()
+        self.receiver.start()
+        os.environ.update(
+            AWS_ENDPOINT_URL_ELASTICACHE=endpoint,
+            AWS_REGION="us-east-1",
+            AWS_DEFAULT_REGION="us-east-1",
+            AWS_ACCESS_KEY_ID="offline",
+            AWS_SECRET_ACCESS_KEY="offline",  # noqa: S106 - the stand-in checks no signature
+            AWS_EC2_METADATA_DISABLED="true",
+            SSL_CERT_FILE=self.receiver.cafile,
+        )
+        os.environ.pop("AWS_PROFILE", None)
+        if self._quiet:
+            os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+            os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.standin.stop()
+        self.receiver.stop()
+
+    def create_cache_security_group(self, name: str) -> None:
+        """Through the real API, with a boto3 client of its own: the demo's one piece of set-up."""
+        import boto3
+
+        client = boto3.client("elasticache")
+        client.create_cache_security_group(CacheSecurityGroupName=name, Description="made by the offline demo")
+
+    def invoke(self, event: dict[str, Any], seconds: float = 60.0) -> dict[str, Any]:
+        """Send the event to the real lambda_handler; return the body CloudFormation received."""
+        event = {**event, "ResponseURL": self.receiver.new_url()}
+        self.handler_module().lambda_handler(event, LambdaContext(seconds))
+        return self.receiver.answer(event["ResponseURL"])
+
+    def handler_module(self) -> ModuleType:
+        if self._app is None:
+            sys.path.insert(0, str(ROOT / "handler"))
+            self._app = importlib.import_module("app")
+        return self._app
+
+
+def load_event(path: str | Path) -> dict[str, Any]:
+    event: dict[str, Any] = json.loads(Path(path).read_text())
+    return event
