@@ -4,10 +4,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 SAM_VENV := .venv-sam
 SAM := $(SAM_VENV)/bin/sam
+SCAN_VENV := .venv-scan
 EVENT ?= events/create.json
 HYPOTHESIS_PROFILE ?= ci
 
-.PHONY: help demo invoke test lint typecheck templates pytest e2e thorough build validate sam-check lock clean
+.PHONY: help demo invoke test lint typecheck templates scan pytest e2e thorough build validate sam-check lock clean
 
 help:
 	@echo "make demo     - full create/update/delete lifecycle against the offline stand-in"
@@ -16,15 +17,22 @@ help:
 	@echo "make build    - sam build (no Docker needed); make validate - sam validate --lint"
 	@echo "make lock     - re-pin requirements after editing a *.in file"
 
-$(BIN)/.installed: requirements-dev.txt handler/requirements.txt
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements-dev.txt
-	touch $@
+# A virtualenv from hashed pins: $(1) is its folder, $(2) its requirements file.
+define make_venv
+	$(PYTHON) -m venv $(1)
+	$(1)/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements-pip.txt
+	$(1)/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes -r $(2)
+	touch $(1)/.installed
+endef
 
-$(SAM_VENV)/.installed: requirements-sam.txt
-	$(PYTHON) -m venv $(SAM_VENV)
-	$(SAM_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements-sam.txt
-	touch $@
+$(BIN)/.installed: requirements-pip.txt requirements-dev.txt handler/requirements.txt
+	$(call make_venv,$(VENV),requirements-dev.txt)
+
+$(SAM_VENV)/.installed: requirements-pip.txt requirements-sam.txt
+	$(call make_venv,$(SAM_VENV),requirements-sam.txt)
+
+$(SCAN_VENV)/.installed: requirements-pip.txt requirements-scan.txt
+	$(call make_venv,$(SCAN_VENV),requirements-scan.txt)
 
 demo: $(BIN)/.installed
 	$(BIN)/python -m offline.demo
@@ -32,7 +40,7 @@ demo: $(BIN)/.installed
 invoke: $(BIN)/.installed
 	$(BIN)/python -m offline.invoke $(EVENT)
 
-test: lint typecheck templates pytest
+test: lint typecheck templates scan pytest
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
@@ -43,6 +51,11 @@ typecheck: $(BIN)/.installed
 
 templates: $(BIN)/.installed
 	$(BIN)/cfn-lint template.yaml examples/*.yaml
+
+# Security scanners: bandit on the code, checkov on the templates (suppressions carry their reason inline).
+scan: $(BIN)/.installed $(SCAN_VENV)/.installed
+	$(BIN)/bandit --quiet --recursive handler offline
+	$(SCAN_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation --file template.yaml --file examples/consumer.yaml
 
 pytest: $(BIN)/.installed
 	HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE) $(BIN)/python -m pytest --cov --cov-report=term
@@ -63,7 +76,8 @@ lock: $(BIN)/.installed
 	$(BIN)/python -m pip install --quiet pip-tools
 	$(BIN)/pip-compile -q --generate-hashes --allow-unsafe --strip-extras --no-header --no-emit-index-url --no-emit-find-links -o handler/requirements.txt handler/requirements.in
 	$(BIN)/pip-compile -q --generate-hashes --allow-unsafe --strip-extras --no-header --no-emit-index-url --no-emit-find-links -o requirements-dev.txt requirements-dev.in
-	$(BIN)/pip-compile -q --generate-hashes --allow-unsafe --strip-extras --no-header --no-emit-index-url --no-emit-find-links -o requirements-sam.txt requirements-sam.in
+	$(BIN)/pip-compile -q --generate-hashes --allow-unsafe --no-strip-extras --no-header --no-emit-index-url --no-emit-find-links -o requirements-sam.txt requirements-sam.in
+	$(BIN)/pip-compile -q --generate-hashes --allow-unsafe --no-strip-extras --no-header --no-emit-index-url --no-emit-find-links -o requirements-scan.txt requirements-scan.in
 
 clean:
-	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache .hypothesis .coverage
+	rm -rf $(VENV) $(SAM_VENV) $(SCAN_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache .hypothesis .coverage

@@ -58,9 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--settle", type=float, default=0.5, help="seconds ElastiCache takes to settle a change")
     parser.add_argument("--verbose", action="store_true", help="show the function's own JSON logs and metrics")
+    parser.add_argument("--debug", action="store_true", help="log everything at DEBUG, botocore and crhelper included")
     args = parser.parse_args(argv)
     failures = 0
-    with OfflineAws(settle_delay=args.settle, quiet=not args.verbose) as aws:
+    with OfflineAws(settle_delay=args.settle, quiet=not args.verbose, debug=args.debug) as aws:
         aws.create_cache_security_group("app-cache-sg")
         print(
             f"ElastiCache stand-in on {aws.standin.url} (changes settle in {args.settle} s); "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import os
 import sys
 import time
@@ -37,10 +38,11 @@ class LambdaContext:
 
 
 class OfflineAws:
-    def __init__(self, settle_delay: float = 0.5, quiet: bool = True) -> None:
+    def __init__(self, settle_delay: float = 0.5, quiet: bool = True, debug: bool = False) -> None:
         self.standin = ElastiCacheStandIn(settle_delay=settle_delay, account_id=STACK_ACCOUNT)
         self.receiver = ResponseReceiver()
-        self._quiet = quiet
+        self._quiet = quiet and not debug
+        self._debug = debug
         self._app: ModuleType | None = None
 
     def __enter__(self) -> OfflineAws:
@@ -51,11 +53,15 @@ class OfflineAws:
             AWS_REGION="us-east-1",
             AWS_DEFAULT_REGION="us-east-1",
             AWS_ACCESS_KEY_ID="offline",
-            AWS_SECRET_ACCESS_KEY="offline",  # noqa: S106 - the stand-in checks no signature
+            AWS_SECRET_ACCESS_KEY="offline",  # noqa: S106 - not a secret: the stand-in checks no signature  # nosec B106
             AWS_EC2_METADATA_DISABLED="true",
             SSL_CERT_FILE=self.receiver.cafile,
         )
         os.environ.pop("AWS_PROFILE", None)
+        if self._debug:
+            # Everything at DEBUG, botocore and crhelper included: what a function deployed with LogLevel=DEBUG logs.
+            os.environ["POWERTOOLS_LOG_LEVEL"] = "DEBUG"
+            logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
         if self._quiet:
             os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
             os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")

@@ -170,7 +170,7 @@ def put_response(
             logger.warning("the response URL answered an error", extra={"attempt": attempt, "http_status": status})
         finally:
             connection.close()
-        pause = min(0.25 * 2**attempt, 4.0) * random.uniform(0.5, 1.0)  # noqa: S311  # nosec B311: jitter, not a secret
+        pause = min(0.25 * 2**attempt, 4.0) * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not a secret  # nosec B311
         if attempt == PUT_ATTEMPTS or time_left() < pause + 0.1:
             break
         sleep(pause)

@@ -1,0 +1,127 @@
+"""What template.yaml deploys and what the example consumer declares, read the way CloudFormation reads them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cfnlint.decode import cfn_yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+SCOPED_ARN = "arn:${AWS::Partition}:elasticache:${AWS::Region}:${AWS::AccountId}:securitygroup:*"
+ELASTICACHE_ACTIONS = {
+    "elasticache:AuthorizeCacheSecurityGroupIngress",
+    "elasticache:RevokeCacheSecurityGroupIngress",
+    "elasticache:DescribeCacheSecurityGroups",
+}
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    loaded: dict[str, Any] = cfn_yaml.load(str(ROOT / "template.yaml"))
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def consumer() -> dict[str, Any]:
+    loaded: dict[str, Any] = cfn_yaml.load(str(ROOT / "examples" / "consumer.yaml"))
+    return loaded
+
+
+def statements(template: dict[str, Any]) -> list[dict[str, Any]]:
+    role = template["Resources"]["IngressRole"]["Properties"]
+    return [s for policy in role["Policies"] for s in policy["PolicyDocument"]["Statement"]]
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def test_the_function_runs_a_current_python_on_arm64_built_without_docker(template: dict[str, Any]) -> None:
+    function = template["Resources"]["IngressFunction"]
+    assert function["Type"] == "AWS::Serverless::Function"
+    assert function["Properties"]["Runtime"] in ("python3.12", "python3.13")
+    assert function["Properties"]["Architectures"] == ["arm64"]
+    assert function["Metadata"]["BuildMethod"] == "makefile"
+    assert function["Properties"]["Handler"] == "app.lambda_handler"
+
+
+def test_the_timeout_leaves_room_to_wait_for_elasticache(template: dict[str, Any]) -> None:
+    assert 120 <= template["Resources"]["IngressFunction"]["Properties"]["Timeout"] <= 900
+
+
+def test_the_role_grants_only_the_calls_the_function_makes(template: dict[str, Any]) -> None:
+    actions = {a for s in statements(template) for a in as_list(s["Action"])}
+    assert actions == ELASTICACHE_ACTIONS | {"logs:CreateLogStream", "logs:PutLogEvents"}
+    assert all(s["Effect"] == "Allow" for s in statements(template))
+    assert not any("*" in a for a in actions)
+
+
+def test_elasticache_access_is_scoped_to_cache_security_groups_of_this_account_and_region(
+    template: dict[str, Any],
+) -> None:
+    for statement in statements(template):
+        if any(a.startswith("elasticache:") for a in as_list(statement["Action"])):
+            assert as_list(statement["Resource"]) == [{"Fn::Sub": SCOPED_ARN}]
+
+
+def test_logs_go_only_to_the_functions_own_log_group(template: dict[str, Any]) -> None:
+    logs = [s for s in statements(template) if any(a.startswith("logs:") for a in as_list(s["Action"]))]
+    assert [s["Resource"] for s in logs] == [{"Fn::GetAtt": ["IngressLogGroup", "Arn"]}]
+    function = template["Resources"]["IngressFunction"]["Properties"]
+    assert function["LoggingConfig"]["LogGroup"] == {"Ref": "IngressLogGroup"}
+
+
+def test_no_resource_wildcard_and_no_managed_policies(template: dict[str, Any]) -> None:
+    role = template["Resources"]["IngressRole"]["Properties"]
+    assert "ManagedPolicyArns" not in role
+    assert all(r != "*" for s in statements(template) for r in as_list(s["Resource"]))
+    assert "Policies" not in template["Resources"]["IngressFunction"]["Properties"]  # SAM would add a broad role
+
+
+def test_only_lambda_in_this_account_may_assume_the_role(template: dict[str, Any]) -> None:
+    (trust,) = template["Resources"]["IngressRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "lambda.amazonaws.com"}
+    assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+
+
+def test_logs_are_kept_for_the_chosen_retention_and_level(template: dict[str, Any]) -> None:
+    group = template["Resources"]["IngressLogGroup"]["Properties"]
+    assert group["RetentionInDays"] == {"Ref": "LogRetentionInDays"}
+    assert template["Parameters"]["LogLevel"]["Default"] == "INFO"
+    variables = template["Resources"]["IngressFunction"]["Properties"]["Environment"]["Variables"]
+    assert variables["POWERTOOLS_LOG_LEVEL"] == {"Ref": "LogLevel"}
+
+
+def test_the_service_token_is_exported(template: dict[str, Any]) -> None:
+    output = template["Outputs"]["ServiceToken"]
+    assert output["Value"] == {"Fn::GetAtt": ["IngressFunction", "Arn"]}
+    assert output["Export"]["Name"] == {"Fn::Sub": "${AWS::StackName}-ServiceToken"}
+
+
+def test_the_consumer_declares_the_resource_with_a_service_timeout_and_reads_its_attributes(
+    consumer: dict[str, Any], template: dict[str, Any]
+) -> None:
+    resource = consumer["Resources"]["AppCacheIngress"]
+    assert resource["Type"] == "Custom::CacheSecurityGroupIngress"
+    assert 1 <= int(resource["Properties"]["ServiceTimeout"]) <= 3600
+    assert resource["Properties"]["ServiceToken"] == {
+        "Fn::ImportValue": {"Fn::Sub": "${ProviderStackName}-ServiceToken"}
+    }
+    read = {o["Value"]["Fn::GetAtt"][1] for o in consumer["Outputs"].values() if "Fn::GetAtt" in o["Value"]}
+    assert read <= {"CacheSecurityGroupName", "EC2SecurityGroupName", "EC2SecurityGroupOwnerId", "Status"}
+    assert read
+
+
+def test_other_accounts_cannot_invoke_the_function_unless_a_parameter_opts_in(template: dict[str, Any]) -> None:
+    permissions = {k: v for k, v in template["Resources"].items() if v["Type"] == "AWS::Lambda::Permission"}
+    assert list(permissions) == ["CrossAccountInvoke"]
+    permission = permissions["CrossAccountInvoke"]
+    assert permission["Condition"] == "HasInvokerAccount"
+    assert template["Conditions"]["HasInvokerAccount"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "InvokerAccountId"}, ""]}]
+    }
+    assert template["Parameters"]["InvokerAccountId"]["Default"] == ""
+    assert permission["Properties"]["Principal"] == {"Ref": "InvokerAccountId"}
+    assert permission["Properties"]["Action"] == "lambda:InvokeFunction"
