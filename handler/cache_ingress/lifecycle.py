@@ -21,10 +21,11 @@ AUTHORIZED = "authorized"
 AUTHORIZING = "authorizing"
 REVOKING = "revoking"
 
-#: Polls start fast (Authorize often settles within a second) and are capped at
-#: one second, so a Delete is answered within a second of the revoke settling.
+#: Polls start fast (Authorize often settles within a second) and are capped
+#: below one second, so a Delete is answered within a second of the revoke
+#: settling, Describe and PUT included.
 FIRST_POLL_S = 0.2
-MAX_POLL_S = 1.0
+MAX_POLL_S = 0.8
 
 
 class ResourceFailure(rules.ResourceError):

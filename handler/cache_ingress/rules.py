@@ -184,8 +184,13 @@ def revoke_outcome(code: str, message: str = "") -> Outcome:
     return Outcome.DONE if outcome is Outcome.NOT_PERMITTED else outcome
 
 
+#: Codes meaning "not now": a change in flight, or throttling that outlasted botocore's own retries.
+BUSY_CODES = frozenset({"InvalidCacheSecurityGroupState", "Throttling", "ThrottlingException", "RequestLimitExceeded"})
+
+
 def _common_outcome(code: str, message: str) -> Outcome:
-    if code == "InvalidCacheSecurityGroupState":
+    """Busy codes are tried again while the deadline allows, so throttling alone never fails a stack operation."""
+    if code in BUSY_CODES:
         return Outcome.BUSY
     if code == "InvalidParameterValue" and CLASSIC_RETIRED_HINT.lower() in message.lower():
         return Outcome.NOT_PERMITTED

@@ -99,6 +99,12 @@ def test_create_fails_when_the_entry_never_settles_but_still_reports_its_id(
     assert answer["PhysicalResourceId"] == OUR_ID
 
 
+def test_throttling_that_outlasts_botocore_retries_is_tried_again(stubber: Stubber, receiver: ResponseReceiver) -> None:
+    error(stubber, "authorize_cache_security_group_ingress", "Throttling", 400, message="Rate exceeded")
+    authorize_ok(stubber, "authorized")
+    assert run(receiver, "create.json")["Status"] == "SUCCESS"
+
+
 def test_accounts_without_ec2_classic_get_a_reason_that_explains(stubber: Stubber, receiver: ResponseReceiver) -> None:
     message = "Use of cache security groups is not permitted in this API version for your account."
     error(stubber, "authorize_cache_security_group_ingress", "InvalidParameterValue", 400, message=message)

@@ -126,6 +126,7 @@ def test_ids_not_minted_here_are_recognised(physical_id: Any) -> None:
         ("AuthorizationNotFound", "", Outcome.FAILED, Outcome.DONE),
         ("CacheSecurityGroupNotFound", "", Outcome.FAILED, Outcome.DONE),
         ("InvalidCacheSecurityGroupState", "", Outcome.BUSY, Outcome.BUSY),
+        ("Throttling", "Rate exceeded", Outcome.BUSY, Outcome.BUSY),
         (
             "InvalidParameterValue",
             rules.CLASSIC_RETIRED_HINT + " in this API version",
