@@ -8,13 +8,14 @@ SCAN_VENV := .venv-scan
 EVENT ?= events/create.json
 HYPOTHESIS_PROFILE ?= ci
 
-.PHONY: help demo invoke test lint typecheck templates scan pytest e2e thorough build validate sam-check lock clean
+.PHONY: help demo invoke bench bench-smoke test lint typecheck templates scan pytest e2e thorough build validate sam-check lock clean
 
 help:
 	@echo "make demo     - full create/update/delete lifecycle against the offline stand-in"
 	@echo "make test     - lint, type check, template checks and every test tier"
 	@echo "make invoke EVENT=events/create.json - one event through the handler, offline"
 	@echo "make build    - sam build (no Docker needed); make validate - sam validate --lint"
+	@echo "make bench    - benchmarks with ratios against floors measured in the same run"
 	@echo "make lock     - re-pin requirements after editing a *.in file"
 
 # A virtualenv from hashed pins: $(1) is its folder, $(2) its requirements file.
@@ -63,6 +64,13 @@ pytest: $(BIN)/.installed
 # The same suite with many more hypothesis examples.
 thorough: HYPOTHESIS_PROFILE=thorough
 thorough: pytest
+
+# Speed, each figure against a floor measured in the same run (README, Performance).
+bench: $(BIN)/.installed $(SAM_VENV)/.installed
+	$(BIN)/python -m benchmarks.bench
+
+bench-smoke: $(BIN)/.installed $(SAM_VENV)/.installed
+	$(BIN)/python -m benchmarks.bench --smoke
 
 build: $(SAM_VENV)/.installed
 	PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" $(SAM) build

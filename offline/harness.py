@@ -85,8 +85,9 @@ class OfflineAws:
         return self.receiver.answer(event["ResponseURL"])
 
     def handler_module(self) -> ModuleType:
+        """The handler, from ``handler/`` or from the folder ``CACHE_INGRESS_HANDLER_DIR`` names (a built package)."""
         if self._app is None:
-            sys.path.insert(0, str(ROOT / "handler"))
+            sys.path.insert(0, os.environ.get("CACHE_INGRESS_HANDLER_DIR") or str(ROOT / "handler"))
             self._app = importlib.import_module("app")
         return self._app
 

@@ -19,6 +19,7 @@ changes what it does around them:
 
 from __future__ import annotations
 
+import functools
 import http.client
 import json
 import logging
@@ -148,7 +149,7 @@ def put_response(
     target = parts.path or "/"
     if parts.query:
         target += "?" + parts.query
-    context = ssl.create_default_context()
+    context = _tls_context()
     headers = {"Content-Type": "", "Content-Length": str(len(body))}
     for attempt in range(1, PUT_ATTEMPTS + 1):
         timeout = min(PUT_ATTEMPT_TIMEOUT_S, time_left())
@@ -176,6 +177,12 @@ def put_response(
         sleep(pause)
     logger.error("the response could not be delivered", extra={"attempts": attempt})
     return False
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """One verifying context per sandbox: loading the CA bundle costs more than the PUT itself."""
+    return ssl.create_default_context()
 
 
 class CustomResource(CfnResource):

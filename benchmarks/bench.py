@@ -1,0 +1,384 @@
+"""``make bench``: the resource's speed, each figure beside a floor measured in the same run.
+
+Figures (see README, Performance): cold start, warm Create, Delete latency,
+a throttled burst, API calls per request, and the deployment package. Each
+prints its ratio to its floor and its budget; the run exits 1 if a budget is
+missed. ``--smoke`` runs every figure small, for CI: it checks that each
+figure can be measured and that every request succeeded, not the budgets,
+which only mean something on a quiet machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import http.client
+import itertools
+import json
+import multiprocessing
+import os
+import ssl
+import statistics
+import subprocess
+import sys
+import time
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "handler")]
+
+from offline.harness import LambdaContext, OfflineAws, load_event  # noqa: E402
+
+BASE_EVENT = load_event(ROOT / "events" / "create.json")
+DELETE_EVENT = load_event(ROOT / "events" / "delete.json")
+FAKE_AWS = {
+    "AWS_REGION": "us-east-1",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_ACCESS_KEY_ID": "bench",
+    "AWS_SECRET_ACCESS_KEY": "bench",  # nosec B105 - the stand-in checks no signature
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+
+
+@dataclass
+class Figure:
+    name: str
+    value: str
+    floor: str
+    ratio: float | None
+    budget: str
+    ok: bool
+
+    def line(self) -> str:
+        ratio = f"{self.ratio:5.2f}x" if self.ratio is not None else "   -  "
+        verdict = "ok" if self.ok else "MISSED"
+        return f"{self.name:<22} {self.value:<30} {self.floor:<34} {ratio}  {self.budget:<34} {verdict}"
+
+
+def create_event(name: str) -> dict[str, Any]:
+    properties = {**BASE_EVENT["ResourceProperties"], "EC2SecurityGroupName": name}
+    return {**BASE_EVENT, "RequestId": f"bench-{name}", "ResourceProperties": properties}
+
+
+# -- cold start -------------------------------------------------------------------
+
+IMPORT_HANDLER = (
+    "import sys,time;t=time.perf_counter();sys.path.insert(0,'handler');import app;print(time.perf_counter()-t)"
+)
+IMPORT_HANDLER_AND_CLIENT = (
+    "import sys,time;t=time.perf_counter();sys.path.insert(0,'handler');import app;app.api();"
+    "print(time.perf_counter()-t)"
+)
+FLOOR = "import time;t=time.perf_counter();import boto3;boto3.client('elasticache');print(time.perf_counter()-t)"
+
+
+def _timed_child(code: str) -> float:
+    env = {**os.environ, **FAKE_AWS, "PYTHONDONTWRITEBYTECODE": "1"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def cold_start(runs: int) -> list[Figure]:
+    ratios, ours, floors, with_client = [], [], [], []
+    for _ in range(runs):  # alternating, so drift hits both sides alike
+        mine, floor = _timed_child(IMPORT_HANDLER), _timed_child(FLOOR)
+        ours.append(mine)
+        floors.append(floor)
+        ratios.append(mine / floor)
+        with_client.append(_timed_child(IMPORT_HANDLER_AND_CLIENT) / floor)
+    ratio = statistics.median(ratios)
+    return [
+        Figure(
+            "cold start (import)",
+            f"{statistics.median(ours) * 1000:.0f} ms import app",
+            f"{statistics.median(floors) * 1000:.0f} ms boto3 + client",
+            ratio,
+            "<= 1.30x",
+            ratio <= 1.3,
+        ),
+        Figure(
+            "  + first client",
+            "import app; app.api()",
+            "(same floor)",
+            statistics.median(with_client),
+            "(reported: paid on first request)",
+            True,
+        ),
+    ]
+
+
+# -- warm Create ------------------------------------------------------------------
+
+
+def _put(url: str, body: bytes, context: ssl.SSLContext) -> None:
+    parts = urlsplit(url)
+    connection = http.client.HTTPSConnection(parts.hostname or "", parts.port, timeout=5, context=context)
+    connection.request("PUT", f"{parts.path}?{parts.query}", body=body, headers={"Content-Type": ""})
+    connection.getresponse().read()
+    connection.close()
+
+
+def warm_create(count: int) -> list[Figure]:
+    import boto3
+
+    with OfflineAws(settle_delay=0.0, quiet=False) as aws:
+        aws.standin.add_group("app-cache-sg")
+        app = aws.handler_module()
+        client = boto3.client("elasticache")
+        context = ssl.create_default_context()
+        params = {"CacheSecurityGroupName": "app-cache-sg", "EC2SecurityGroupOwnerId": "123456789012"}
+        body = json.dumps({"Status": "SUCCESS", "PhysicalResourceId": "x" * 60, "Data": params}).encode()
+        for n in range(5):  # warm both paths
+            aws.invoke(create_event(f"warm-{n}"))
+            client.authorize_cache_security_group_ingress(**params, EC2SecurityGroupName=f"floor-warm-{n}")
+            _put(aws.receiver.new_url(), body, context)
+        ours = floor = 0.0
+        failed = 0
+        rounds = 5
+        for r in range(rounds):
+            started = time.perf_counter()
+            for n in range(count // rounds):
+                event = {**create_event(f"ours-{r}-{n}"), "ResponseURL": aws.receiver.new_url()}
+                app.lambda_handler(event, LambdaContext(60))
+                failed += (app.helper.answer or {}).get("Status") != "SUCCESS"
+            ours += time.perf_counter() - started
+            started = time.perf_counter()
+            for n in range(count // rounds):
+                client.authorize_cache_security_group_ingress(**params, EC2SecurityGroupName=f"floor-{r}-{n}")
+                _put(aws.receiver.new_url(), body, context)
+            floor += time.perf_counter() - started
+    done = rounds * (count // rounds)
+    ratio = ours / floor
+    return [
+        Figure(
+            "warm Create",
+            f"{ours / done * 1000:.2f} ms per Create",
+            f"{floor / done * 1000:.2f} ms Authorize + PUT",
+            ratio,
+            "<= 1.50x",
+            ratio <= 1.5 and failed == 0,
+        )
+    ]
+
+
+# -- Delete latency ---------------------------------------------------------------
+
+
+def delete_latency(settles: list[float]) -> list[Figure]:
+    worst = 0.0
+    failed = 0
+    with OfflineAws(quiet=False) as aws:
+        for settle in settles:
+            aws.standin.reset()
+            aws.standin.settle_delay = settle
+            aws.standin.add_group("app-cache-sg")
+            failed += aws.invoke(BASE_EVENT)["Status"] != "SUCCESS"
+            answer = aws.invoke(DELETE_EVENT, seconds=900)
+            failed += answer["Status"] != "SUCCESS"
+            (revoke,) = aws.standin.calls("RevokeCacheSecurityGroupIngress")
+            (put,) = [p for p in aws.receiver.puts() if json.loads(p.body)["RequestId"] == DELETE_EVENT["RequestId"]]
+            aws.receiver.reset()
+            worst = max(worst, put.at - (revoke.at + settle))
+    return [
+        Figure(
+            "Delete latency",
+            f"{worst * 1000:.0f} ms after settling",
+            "120 s crhelper's sleep_on_delete",
+            worst / 120.0,
+            "answered <= 1 s after settling",
+            worst <= 1.0 and failed == 0,
+        )
+    ]
+
+
+# -- throttled burst ----------------------------------------------------------------
+
+
+def _quiet_worker() -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+
+
+def _burst_worker(names: list[str], environment: dict[str, str]) -> list[str]:
+    """One Lambda sandbox: one process, one event at a time."""
+    os.environ.update(environment)
+    sys.path[:0] = [str(ROOT), str(ROOT / "handler")]
+    import app
+
+    statuses = []
+    for name in names:
+        event = {**create_event(name), "ResponseURL": environment["BENCH_RESPONSE_BASE"] + f"/cfn-response/{name}?s=1"}
+        app.lambda_handler(event, LambdaContext(300))
+        statuses.append((app.helper.answer or {}).get("Status", "none"))
+    return statuses
+
+
+def throttled_burst(total: int, workers: int, rate: float) -> list[Figure]:
+    with OfflineAws(settle_delay=0.0, quiet=False) as aws:
+        aws.standin.add_group("app-cache-sg")
+        aws.standin.set_rate_limit(rate)
+        environment = {**{k: v for k, v in os.environ.items() if k.startswith(("AWS_", "SSL_", "POWERTOOLS_"))}}
+        environment["BENCH_RESPONSE_BASE"] = aws.receiver.base_url
+        names = [f"burst-{n}" for n in range(total)]
+        shares = [names[w::workers] for w in range(workers)]
+        spawn = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=spawn, initializer=_quiet_worker) as pool:
+            # Start the clock once every sandbox is up: cold starts are measured above.
+            list(pool.map(_noop, range(workers)))
+            started = time.perf_counter()
+            results = list(pool.map(_burst_worker, shares, [environment] * workers))
+            wall = time.perf_counter() - started
+        statuses = [s for r in results for s in r]
+        answered = {json.loads(p.body)["RequestId"]: json.loads(p.body)["Status"] for p in aws.receiver.puts()}
+        throttled = sum(c.error == "Throttling" for c in aws.standin.calls())
+    floor = total / rate
+    succeeded = sum(s == "SUCCESS" for s in statuses)
+    all_answered = len(answered) == total and set(answered.values()) == {"SUCCESS"}
+    return [
+        Figure(
+            "throttled burst",
+            f"{succeeded}/{total} SUCCESS in {wall:.1f} s ({throttled} throttled)",
+            f"{floor:.1f} s = {total} calls at {rate:.0f}/s",
+            wall / floor,
+            "all SUCCESS, <= 2.00x",
+            succeeded == total and all_answered and wall <= 2 * floor,
+        )
+    ]
+
+
+def _noop(_: int) -> None:
+    import app  # noqa: F401 - the sandbox's cold start, outside the timed part
+
+
+# -- API calls ----------------------------------------------------------------------
+
+
+def api_calls(settle: float) -> list[Figure]:
+    from cache_ingress.lifecycle import FIRST_POLL_S
+
+    with OfflineAws(settle_delay=settle, quiet=False) as aws:
+        aws.standin.add_group("app-cache-sg")
+        ok = aws.invoke(BASE_EVENT)["Status"] == "SUCCESS"
+        create_calls = aws.standin.calls()
+        ok &= aws.invoke(DELETE_EVENT)["Status"] == "SUCCESS"
+        delete_calls = aws.standin.calls()[len(create_calls) :]
+        aws.standin.reset()
+        aws.standin.settle_delay = 0.0
+        aws.standin.add_group("app-cache-sg")
+        ok &= aws.invoke(BASE_EVENT)["Status"] == "SUCCESS"
+        immediate = [c.action.replace("CacheSecurityGroup", "") for c in aws.standin.calls()]
+    figures = []
+    for name, calls, write in (("Create", create_calls, "Authorize"), ("Delete", delete_calls, "Revoke")):
+        writes = sum(c.action.startswith(write) for c in calls)
+        describes = sum(c.action == "DescribeCacheSecurityGroups" for c in calls)
+        gaps = [b.at - a.at for a, b in itertools.pairwise(calls)]
+        closest = min(gaps, default=float("inf"))
+        figures.append(
+            Figure(
+                f"API calls per {name}",
+                f"{writes} {write} + {describes} Describe",
+                f"settle {settle} s; closest {closest:.2f} s apart",
+                None,
+                f"1 {write}; polls >= {FIRST_POLL_S} s apart",
+                ok and writes == 1 and closest >= FIRST_POLL_S * 0.95,
+            )
+        )
+    figures.append(
+        Figure(
+            "  Create, settle 0",
+            " + ".join(immediate),
+            "Authorize answered 'authorized'",
+            None,
+            "no Describe",
+            ok and immediate == ["AuthorizeIngress"],
+        )
+    )
+    return figures
+
+
+# -- package ------------------------------------------------------------------------
+
+
+def package() -> list[Figure]:
+    sam = ROOT / ".venv-sam" / "bin" / "sam"
+    if not sam.exists():
+        return [Figure("package", "skipped: run `make build` once", "", None, "report", True)]
+    env = {**os.environ, "PATH": f"{sam.parent}:{os.environ['PATH']}"}
+    subprocess.run([str(sam), "build"], cwd=ROOT, env=env, check=True, capture_output=True)
+    built = ROOT / ".aws-sam" / "build" / "IngressFunction"
+    archive = ROOT / ".aws-sam" / "function.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zipped:
+        for path in sorted(built.rglob("*")):
+            zipped.write(path, path.relative_to(built))
+    top = sorted(p.name for p in built.iterdir())
+    unwanted = [n for n in top if n in ("boto3", "botocore", "bin", "tests", "__pycache__")]
+    unwanted += [str(p.relative_to(built)) for p in built.rglob("__pycache__")]
+    size = archive.stat().st_size
+    # The built package, not handler/, runs the whole demo lifecycle: nothing it needs was cut.
+    demo = subprocess.run(
+        [sys.executable, "-m", "offline.demo", "--settle", "0.1"],
+        cwd=ROOT,
+        env={**os.environ, "CACHE_INGRESS_HANDLER_DIR": str(built)},
+        capture_output=True,
+        check=False,
+    )
+    return [
+        Figure(
+            "package (zip)",
+            f"{size / 1024:.0f} KiB, {sum(1 for _ in built.rglob('*'))} files",
+            ", ".join(n for n in top if not n.endswith(".dist-info"))[:34],
+            None,
+            "no boto3, bin/, caches; demo runs on it",
+            not unwanted and demo.returncode == 0,
+        )
+    ]
+
+
+# -- driver -------------------------------------------------------------------------
+
+
+def _in_child(function: Callable[..., list[Figure]], *args: Any) -> list[Figure]:
+    """Each figure in a fresh process, its stdout (the function's logs) sent to /dev/null."""
+    spawn = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=spawn, initializer=_quiet_worker) as pool:
+        return pool.submit(function, *args).result()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--smoke", action="store_true", help="small and quick; budgets reported, not enforced")
+    args = parser.parse_args(argv)
+    os.environ.update(FAKE_AWS)
+    os.environ["POWERTOOLS_LOG_LEVEL"] = "INFO"  # as deployed: INFO JSON logs and EMF metrics
+    small = args.smoke
+    print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, {os.uname().machine}")
+    print(f"{'figure':<22} {'measured':<30} {'floor (same run)':<34} {'ratio':>6}  {'budget':<34} verdict")
+    figures: list[Figure] = []
+    plan: list[tuple[Callable[..., list[Figure]], tuple[Any, ...]]] = [
+        (cold_start, (3 if small else 15,)),
+        (warm_create, (25 if small else 200,)),
+        # Settle times just after a poll (polls at 0.2, 0.6, 1.4, 2.2 s): the worst case for latency.
+        (delete_latency, ([0.65] if small else [0.25, 0.65, 1.45, 2.25],)),
+        (throttled_burst, ((40, 8, 20.0) if small else (200, 8, 20.0))),
+        (api_calls, (1.0,)),
+        (package, ()),
+    ]
+    for function, function_args in plan:
+        for figure in _in_child(function, *function_args):
+            figures.append(figure)
+            print(figure.line(), flush=True)
+    missed = [f.name for f in figures if not f.ok]
+    if args.smoke:
+        print("smoke run: budgets are reported, not enforced")
+        return 0
+    print("every budget holds" if not missed else f"budgets missed: {', '.join(missed)}")
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
