@@ -31,9 +31,6 @@ MAX_POLL_S = 0.8
 class ResourceFailure(rules.ResourceError):
     """ElastiCache refused, or did not settle in time."""
 
-    #: Set when an Authorize call of the failed request went through.
-    authorized_here = False
-
 
 class Change(Enum):
     """What a request changed, for metrics and logs."""
@@ -80,21 +77,17 @@ def ensure_authorized(
     waits = polls()
     changed = False
     must_call = True
-    try:
-        while True:
-            if must_call:
-                entry, created = _authorize(api, ingress)
-                changed = changed or created
-            else:
-                entry = _describe(api, ingress, gone_ok=False)
-            if entry is not None and entry.status == AUTHORIZED:
-                break
-            # Still authorizing: look again. Gone, revoking or busy: authorize again.
-            must_call = entry is None or entry.status != AUTHORIZING
-            _pause(waits, deadline, sleep, _not_settled(ingress, entry))
-    except ResourceFailure as failure:
-        failure.authorized_here = changed
-        raise
+    while True:
+        if must_call:
+            entry, created = _authorize(api, ingress)
+            changed = changed or created
+        else:
+            entry = _describe(api, ingress, gone_ok=False)
+        if entry is not None and entry.status == AUTHORIZED:
+            break
+        # Still authorizing: look again. Gone, revoking or busy: authorize again.
+        must_call = entry is None or entry.status != AUTHORIZING
+        _pause(waits, deadline, sleep, _not_settled(ingress, entry))
     data = {**ingress.attributes(), "Status": entry.status}
     if entry.group_arn:
         data["CacheSecurityGroupArn"] = entry.group_arn
@@ -196,23 +189,3 @@ def _failure(err: ApiError, outcome: Outcome) -> ResourceFailure:
     if outcome is Outcome.NOT_PERMITTED:
         return ResourceFailure(rules.not_permitted_reason(err.message))
     return ResourceFailure(str(err))
-
-
-def replace(
-    api: ElastiCacheApi, ingress: Ingress, deadline: Deadline, sleep: Callable[[float], None] = time.sleep
-) -> Result:
-    """Authorize the ingress an Update switches to; the old one is left for CloudFormation's Delete.
-
-    If this fails after the new ingress was authorized, it is taken back before
-    answering: CloudFormation keeps the old physical id after a failed Update,
-    so no Delete would ever name the new one.
-    """
-    try:
-        return ensure_authorized(api, ingress, deadline, sleep)
-    except ResourceFailure as failure:
-        if failure.authorized_here:
-            try:
-                api.revoke(ingress)
-            except ApiError as err:
-                raise ResourceFailure(f"{failure}; taking back the new authorization failed too: {err}") from err
-        raise

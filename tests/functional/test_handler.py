@@ -183,15 +183,35 @@ def test_update_to_another_ingress_authorizes_it_and_returns_the_new_id(
     assert (answer["Status"], answer["PhysicalResourceId"]) == ("SUCCESS", NEW_ID)
 
 
-def test_failed_replacement_takes_back_what_it_authorized(stubber: Stubber, receiver: ResponseReceiver) -> None:
+def test_a_replacement_that_does_not_settle_fails_and_keeps_the_old_id(
+    stubber: Stubber, receiver: ResponseReceiver
+) -> None:
     authorize_ok(stubber, "authorizing", NEW_PARAMS)
-    entry = ("batch workers / nightly", "210987654321", "authorizing")
     for _ in range(3):
-        describe(stubber, entry)
-    stubber.add_response("revoke_cache_security_group_ingress", {"CacheSecurityGroup": group()}, NEW_PARAMS)
+        describe(stubber, ("batch workers / nightly", "210987654321", "authorizing"))
     answer = run(receiver, "update-replace.json", seconds=2.4)
     assert answer["Status"] == "FAILED"
     assert answer["PhysicalResourceId"] == OUR_ID  # CloudFormation keeps the old id after a failed update
+
+
+def test_the_rollback_of_a_failed_replacement_takes_back_what_it_tried(
+    stubber: Stubber, receiver: ResponseReceiver
+) -> None:
+    # CloudFormation's rollback Update: old properties (naming the id it holds), the failed ones as OldResourceProperties.
+    rollback = load_event("update-replace.json")
+    error(stubber, "authorize_cache_security_group_ingress", "AuthorizationAlreadyExists", 400)
+    describe(stubber, ("app-servers", "123456789012", "authorized"))
+    revoking = ("batch workers / nightly", "210987654321", "revoking")
+    stubber.add_response("revoke_cache_security_group_ingress", {"CacheSecurityGroup": group(revoking)}, NEW_PARAMS)
+    describe(stubber, ("app-servers", "123456789012", "authorized"))
+    answer = run(
+        receiver,
+        "update.json",
+        ResourceProperties=load_event("create.json")["ResourceProperties"],
+        OldResourceProperties=rollback["ResourceProperties"],
+    )
+    assert (answer["Status"], answer["PhysicalResourceId"]) == ("SUCCESS", OUR_ID)
+    assert answer["Data"]["EC2SecurityGroupName"] == "app-servers"
 
 
 def test_delete_revokes_what_the_id_names_not_what_the_properties_say(
