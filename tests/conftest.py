@@ -21,33 +21,33 @@ os.environ.update(BASE_ENV)
 for _leak in ("AWS_PROFILE", "AWS_SAM_LOCAL", "POWERTOOLS_LOG_LEVEL", "LOG_LEVEL"):
     os.environ.pop(_leak, None)
 
-_STANDIN = ElastiCacheStandIn(settle_delay=0.0)
-os.environ["AWS_ENDPOINT_URL_ELASTICACHE"] = _STANDIN.start()
-_RECEIVER = ResponseReceiver()
-_RECEIVER.start()
+SESSION_STANDIN = ElastiCacheStandIn(settle_delay=0.0)
+os.environ["AWS_ENDPOINT_URL_ELASTICACHE"] = SESSION_STANDIN.start()
+SESSION_RECEIVER = ResponseReceiver()
+SESSION_RECEIVER.start()
 # CloudFormation's ResponseURL is https; the sender trusts the receiver's self-signed certificate this way.
-os.environ["SSL_CERT_FILE"] = _RECEIVER.cafile
+os.environ["SSL_CERT_FILE"] = SESSION_RECEIVER.cafile
 
 
 @pytest.fixture
 def standin() -> Iterator[ElastiCacheStandIn]:
     """The session's stand-in, emptied, with no faults and settle delay 0."""
-    _STANDIN.reset()
-    _STANDIN.settle_delay = 0.0
-    yield _STANDIN
-    _STANDIN.reset()
+    SESSION_STANDIN.reset()
+    SESSION_STANDIN.settle_delay = 0.0
+    yield SESSION_STANDIN
+    SESSION_STANDIN.reset()
 
 
 @pytest.fixture
 def receiver() -> Iterator[ResponseReceiver]:
-    _RECEIVER.reset()
-    yield _RECEIVER
-    _RECEIVER.reset()
+    SESSION_RECEIVER.reset()
+    yield SESSION_RECEIVER
+    SESSION_RECEIVER.reset()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    _STANDIN.stop()
-    _RECEIVER.stop()
+    SESSION_STANDIN.stop()
+    SESSION_RECEIVER.stop()
 
 
 settings.register_profile("ci", max_examples=60, deadline=None)

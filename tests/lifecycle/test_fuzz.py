@@ -1,0 +1,129 @@
+"""Whatever arrives, the function answers once: a clear FAILED for bad input (a harmless SUCCESS for Delete), no crash."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import app
+from cache_ingress import rules
+from offline.receiver import ResponseReceiver
+from offline.standin import ElastiCacheStandIn
+from tests.conftest import SESSION_RECEIVER, SESSION_STANDIN
+from tests.support import LambdaContext, load_event
+
+KNOWN = ["CacheSecurityGroupName", "EC2SecurityGroupName", "EC2SecurityGroupOwnerId"]
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=300),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=10), inner, max_size=3),
+    max_leaves=6,
+)
+nasty_text = st.one_of(
+    st.text(max_size=40),
+    st.text(st.characters(max_codepoint=0x1F), max_size=10),  # control characters
+    st.text(min_size=256, max_size=5000),
+    st.sampled_from(["", " ", "\u00e9t\u00e9", "AKIAIOSFODNN7EXAMPLE", "1234-5678-901", "default", "a:b", "web\u200b"]),
+)
+property_values = st.one_of(nasty_text, json_values)
+properties = (
+    st.dictionaries(
+        st.one_of(
+            st.sampled_from([*KNOWN, "ServiceToken", "ServiceTimeout", "EC2SecurityGroupOwnerID"]), st.text(max_size=20)
+        ),
+        property_values,
+        max_size=5,
+    )
+    | json_values
+)
+FUZZ = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+def _answer(event: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    SESSION_RECEIVER.reset()
+    calls_before = len(SESSION_STANDIN.calls())
+    event["ResponseURL"] = SESSION_RECEIVER.new_url()
+    app.lambda_handler(event, LambdaContext(10))
+    (put,) = SESSION_RECEIVER.puts(event["ResponseURL"])
+    assert len(put.body) <= 4096
+    body: dict[str, Any] = json.loads(put.body)
+    assert body["PhysicalResourceId"]
+    assert len(body["PhysicalResourceId"].encode()) <= 1024
+    return body, len(SESSION_STANDIN.calls()) - calls_before
+
+
+def _valid(props: Any, stack_id: str) -> bool:
+    try:
+        rules.parse_properties(props, stack_id)
+    except rules.InvalidProperties:
+        return False
+    return True
+
+
+@FUZZ
+@given(props=properties, request_type=st.sampled_from(["Create", "Update"]))
+def test_any_properties_get_one_answer_and_bad_ones_make_no_call(
+    standin: ElastiCacheStandIn, receiver: ResponseReceiver, props: Any, request_type: str
+) -> None:
+    SESSION_STANDIN.reset()
+    SESSION_STANDIN.add_group("app-cache-sg")
+    event = load_event("update.json" if request_type == "Update" else "create.json", ResourceProperties=props)
+    body, calls = _answer(event)
+    if not _valid(props, event["StackId"]):
+        assert body["Status"] == "FAILED"
+        assert calls == 0
+        reason = body["Reason"]
+        assert "ResourceProperties" in reason or any(name in reason for name in KNOWN) or "unknown property" in reason
+
+
+@FUZZ
+@given(props=properties)
+def test_a_delete_with_any_properties_and_a_foreign_id_is_harmless(
+    standin: ElastiCacheStandIn, receiver: ResponseReceiver, props: Any
+) -> None:
+    SESSION_STANDIN.reset()
+    SESSION_STANDIN.add_group("app-cache-sg")
+    event = load_event("delete-after-failed-create.json", ResourceProperties=props)
+    body, calls = _answer(event)
+    assert body["Status"] == "SUCCESS"
+    assert body["PhysicalResourceId"] == event["PhysicalResourceId"]
+    if not _valid(props, event["StackId"]):
+        assert calls == 0
+
+
+@FUZZ
+@given(
+    name=st.sampled_from(["create.json", "update.json", "update-replace.json", "delete.json"]),
+    missing=st.sets(
+        st.sampled_from(
+            [
+                "PhysicalResourceId",
+                "OldResourceProperties",
+                "ServiceToken",
+                "ResourceProperties",
+                "RequestId",
+                "LogicalResourceId",
+                "StackId",
+                "ResourceType",
+            ]
+        )
+    ),
+    extra=st.dictionaries(st.text(max_size=10), json_values, max_size=2),
+)
+def test_events_missing_fields_are_still_answered(
+    standin: ElastiCacheStandIn, receiver: ResponseReceiver, name: str, missing: set[str], extra: dict[str, Any]
+) -> None:
+    SESSION_STANDIN.reset()
+    SESSION_STANDIN.add_group("app-cache-sg")
+    event = {**extra, **load_event(name)}
+    for key in missing:
+        event.pop(key, None)
+    body, _ = _answer(event)
+    envelope_broken = {"RequestId", "LogicalResourceId", "StackId"} & missing
+    if envelope_broken:
+        assert body["Status"] == "FAILED"
+        assert "the request has no" in body["Reason"]
+    elif event["RequestType"] == "Delete":
+        assert body["Status"] == "SUCCESS"

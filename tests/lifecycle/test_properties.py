@@ -1,0 +1,153 @@
+"""Random stack histories and random faults against the real handler; the invariants hold after every step.
+
+Each resource draws its ingress from its own pool: moving one ingress between
+two resources is the documented "one ingress, one owner" limit, not a bug.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from tests.conftest import SESSION_RECEIVER, SESSION_STANDIN
+from tests.lifecycle.simulator import CloudFormation, Stack, declared_ingress
+
+POOLS = {
+    "Web": [("app-cache-sg", "web"), ("app-cache-sg", "web / v2"), ("other-sg", "web")],
+    "Jobs": [("app-cache-sg", "jobs|batch"), ("other-sg", "jobs #2: 100%")],
+    "Ops": [("app-cache-sg", "ops"), ("other-sg", "ops")],
+}
+OWNERS = [None, "123456789012", "1234-5678-9012", "210987654321", "2109-8765-4321"]
+BAD = [{"Colour": "blue"}, {"EC2SecurityGroupOwnerId": "12345"}, {"CacheSecurityGroupName": "not valid"}]
+SETTLED = {"CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE", "ROLLBACK_COMPLETE", "DELETE_COMPLETE"}
+
+
+@st.composite
+def resource_properties(draw: st.DrawFn, logical: str) -> dict[str, Any]:
+    cache, ec2 = draw(st.sampled_from(POOLS[logical]))
+    properties: dict[str, Any] = {"CacheSecurityGroupName": cache, "EC2SecurityGroupName": ec2}
+    owner = draw(st.sampled_from(OWNERS))
+    if owner is not None:
+        properties["EC2SecurityGroupOwnerId"] = owner
+    if draw(st.integers(0, 9)) == 0:  # now and then, input the function must refuse
+        properties.update(draw(st.sampled_from(BAD)))
+    return properties
+
+
+@st.composite
+def templates(draw: st.DrawFn) -> dict[str, dict[str, Any]]:
+    chosen = draw(st.lists(st.sampled_from(sorted(POOLS)), min_size=1, max_size=3, unique=True))
+    return {logical: draw(resource_properties(logical)) for logical in chosen}
+
+
+FAULTS = st.sampled_from(["throttling", "server-errors", "receiver-retried", "answer-lost", "latency", "none"])
+
+
+class StackHistory(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        SESSION_STANDIN.reset()
+        SESSION_STANDIN.settle_delay = 0.0
+        SESSION_RECEIVER.reset()
+        for group in ("app-cache-sg", "other-sg"):
+            SESSION_STANDIN.add_group(group)
+        self.cfn = CloudFormation(SESSION_RECEIVER, SESSION_STANDIN, budget=30.0)
+        self.stack: Stack | None = None
+        self.retained: set[tuple[str, str, str]] = set()
+        self.retain_policy: frozenset[str] | None = None  # DeletionPolicy: Retain, fixed once a delete began
+        self.last_status = "NONE"
+        self.count = 0
+
+    def _adopt(self, stack_id: str, template: dict[str, dict[str, Any]]) -> None:
+        """A stack that declares a retained ingress takes it over (README, Limits: one ingress, one owner)."""
+        self.retained -= {declared_ingress(stack_id, p) for p in template.values()}
+
+    def _with_fault(self, fault: str) -> None:
+        self.cfn.before_each = None
+        if fault == "throttling":
+            SESSION_STANDIN.throttle_next(2)  # botocore's own backoff: about 1.5 s
+        elif fault == "server-errors":
+            SESSION_STANDIN.fail_next(2, 503)
+        elif fault == "receiver-retried":
+            SESSION_RECEIVER.fail_next(2, 503)
+        elif fault == "answer-lost":
+            SESSION_RECEIVER.fail_next(5, 503)
+        elif fault == "latency":
+            SESSION_STANDIN.set_latency(1.2, {"AuthorizeCacheSecurityGroupIngress"})
+            short = iter([1.0])
+            self.cfn.before_each = lambda event: next(short, None)
+
+    def _clear_faults(self) -> None:
+        SESSION_STANDIN.throttle_next(0)
+        SESSION_STANDIN.fail_next(0)
+        SESSION_STANDIN.set_latency(0.0)
+        SESSION_RECEIVER.fail_next(0)
+        self.cfn.before_each = None
+
+    @precondition(lambda self: self.stack is None)
+    @rule(template=templates(), fault=FAULTS, twice=st.booleans())
+    def create_stack(self, template: dict[str, dict[str, Any]], fault: str, twice: bool) -> None:
+        self._with_fault(fault)
+        self.cfn.duplicate_deliveries = twice
+        self.count += 1
+        self._adopt("arn:aws:cloudformation:us-east-1:123456789012:stack/x/y", template)
+        stack = self.cfn.create_stack(f"stack{self.count}", template)
+        self._clear_faults()
+        self.last_status = stack.status
+        self.stack = stack if stack.status == "CREATE_COMPLETE" else (stack if stack.resources else None)
+
+    @precondition(lambda self: self.stack is not None and self.stack.status in SETTLED)
+    @rule(template=templates(), fault=FAULTS, another_fails=st.booleans(), twice=st.booleans())
+    def update_stack(self, template: dict[str, dict[str, Any]], fault: str, another_fails: bool, twice: bool) -> None:
+        assert self.stack is not None
+        self._with_fault(fault)
+        self.cfn.duplicate_deliveries = twice
+        self._adopt(self.stack.stack_id, template)
+        self.cfn.update_stack(self.stack, template, another_resource_fails=another_fails)
+        self._clear_faults()
+        self.last_status = self.stack.status if not self.stack.cleanup_failed else "CLEANUP_FAILED"
+
+    @precondition(lambda self: self.stack is not None)
+    @rule(retain=st.sets(st.sampled_from(sorted(POOLS))), fault=st.sampled_from(["none", "throttling", "answer-lost"]))
+    def delete_stack(self, retain: set[str], fault: str) -> None:
+        assert self.stack is not None
+        if self.retain_policy is None:
+            self.retain_policy = frozenset(retain)
+        kept = {
+            declared_ingress(self.stack.stack_id, r.properties)
+            for logical, r in self.stack.resources.items()
+            if logical in self.retain_policy
+        }
+        self._with_fault(fault)
+        self.cfn.duplicate_deliveries = False
+        self.cfn.delete_stack(self.stack, retain=self.retain_policy)
+        self._clear_faults()
+        self.last_status = self.stack.status
+        if self.stack.status == "DELETE_COMPLETE":
+            self.retained |= {i for i in kept if i is not None}
+            self.stack = None
+            self.retain_policy = None
+
+    @invariant()
+    def authorized_is_what_live_stacks_declare(self) -> None:
+        if self.last_status not in SETTLED:
+            return  # a failed operation leaves work for the next one (CloudFormation's *_FAILED states)
+        declared = set(self.retained)
+        if self.stack is not None:
+            declared |= {declared_ingress(self.stack.stack_id, p) for p in self.stack.declared().values()} - {None}  # type: ignore[arg-type]
+        assert SESSION_STANDIN.authorized() == declared
+        assert all(row["Status"] == "authorized" for row in SESSION_STANDIN.ingress_table())
+
+
+profile = os.environ.get("HYPOTHESIS_PROFILE", "ci")
+StackHistory.TestCase.settings = settings(
+    max_examples=200 if profile == "thorough" else 10,
+    stateful_step_count=10 if profile == "thorough" else 5,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+TestStackHistory = StackHistory.TestCase
