@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
-EVENTS = Path(__file__).resolve().parent.parent / "events"
+ROOT = Path(__file__).resolve().parent.parent
+EVENTS = ROOT / "events"
 STACK_ACCOUNT = "123456789012"
 
 #: What every tier runs with: fake credentials, and no real AWS endpoint.
@@ -49,3 +52,10 @@ class LambdaContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return max(0, int((self.ends_at - time.monotonic()) * 1000))
+
+
+def run_module(module: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """``python -m module args`` from the project's root, as ``make`` runs it; output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False
+    )

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -15,7 +13,7 @@ import pytest
 import app
 from offline.receiver import ResponseReceiver
 from offline.standin import ElastiCacheStandIn
-from tests.support import LambdaContext, load_event
+from tests.support import LambdaContext, load_event, run_module
 
 ROOT = Path(__file__).resolve().parents[2]
 OLD = ("app-cache-sg", "app-servers", "123456789012")
@@ -253,37 +251,16 @@ def test_concurrent_creates_from_threads_each_get_an_answer(
 
 
 def test_make_demo_runs_the_whole_lifecycle() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "offline.demo", "--settle", "0.1"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_module("offline.demo", "--settle", "0.1")
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count('"Status": "SUCCESS"') == 6
     assert "Lifecycle complete" in result.stdout
 
 
 def test_make_invoke_prints_the_answer_and_fails_on_failed() -> None:
-    ok = subprocess.run(
-        [sys.executable, "-m", "offline.invoke", "events/create.json", "--settle", "0"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    ok = run_module("offline.invoke", "events/create.json", "--settle", "0")
     assert ok.returncode == 0, ok.stderr
     assert '"PhysicalResourceId": "cache-sg-ingress:app-cache-sg:123456789012:app-servers"' in ok.stdout
-    bad = subprocess.run(
-        [sys.executable, "-m", "offline.invoke", "events/create-bad-input.json"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    bad = run_module("offline.invoke", "events/create-bad-input.json")
     assert bad.returncode == 1
     assert "did you mean EC2SecurityGroupOwnerId?" in bad.stdout

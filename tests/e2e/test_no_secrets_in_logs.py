@@ -2,22 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support import run_module
 
 
 def test_a_lifecycle_at_debug_never_logs_the_response_url_or_the_event() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "offline.demo", "--settle", "0.1", "--debug"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = run_module("offline.demo", "--settle", "0.1", "--debug")
     assert result.returncode == 0, result.stderr[-2000:]
     output = result.stdout + result.stderr
     # It really ran at DEBUG: the function's, botocore's and the sender's debug lines are all there.
