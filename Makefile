@@ -8,12 +8,13 @@ SCAN_VENV := .venv-scan
 EVENT ?= events/create.json
 HYPOTHESIS_PROFILE ?= ci
 
-.PHONY: help demo invoke bench bench-smoke test lint typecheck templates scan pytest e2e thorough build validate sam-check lock clean
+.PHONY: help demo invoke bench bench-smoke test test-runtime lint typecheck templates scan pytest e2e thorough build validate sam-check lock clean
 
 help:
 	@echo "make demo     - full create/update/delete lifecycle against the offline stand-in"
 	@echo "make test     - lint, type check, template checks and every test tier"
 	@echo "make invoke EVENT=events/create.json - one event through the handler, offline"
+	@echo "make test-runtime - the tests again on python3.13, the Lambda runtime (if installed)"
 	@echo "make build    - sam build (no Docker needed); make validate - sam validate --lint"
 	@echo "make bench    - benchmarks with ratios against floors measured in the same run"
 	@echo "make lock     - re-pin requirements after editing a *.in file"
@@ -61,6 +62,21 @@ scan: $(BIN)/.installed $(SCAN_VENV)/.installed
 pytest: $(BIN)/.installed
 	HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE) $(BIN)/python -m pytest --cov --cov-report=term
 
+# The handler's tests again on the Lambda runtime's Python (3.13), when this machine has it (pyenv or PATH).
+RUNTIME_PYTHON ?= $(shell PYENV_VERSION=3.13.0 python3.13 -c 'import sys; print(sys.executable)' 2>/dev/null)
+RUNTIME_VENV := .venv-py313
+
+test-runtime:
+ifeq ($(RUNTIME_PYTHON),)
+	@echo "no python3.13 on this machine: the runtime check is skipped"
+else
+	$(MAKE) PYTHON=$(RUNTIME_PYTHON) $(RUNTIME_VENV)/.installed
+	$(RUNTIME_VENV)/bin/python -m pytest -p no:cacheprovider tests/unit tests/functional tests/e2e tests/templates
+endif
+
+$(RUNTIME_VENV)/.installed: requirements-pip.txt requirements-dev.txt
+	$(call make_venv,$(RUNTIME_VENV),requirements-dev.txt)
+
 # The same suite with many more hypothesis examples.
 thorough: HYPOTHESIS_PROFILE=thorough
 thorough: pytest
@@ -88,4 +104,4 @@ lock: $(BIN)/.installed
 	$(BIN)/pip-compile -q --generate-hashes --allow-unsafe --no-strip-extras --no-header --no-emit-index-url --no-emit-find-links -o requirements-scan.txt requirements-scan.in
 
 clean:
-	rm -rf $(VENV) $(SAM_VENV) $(SCAN_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache .hypothesis .coverage
+	rm -rf $(VENV) $(SAM_VENV) $(SCAN_VENV) $(RUNTIME_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache .hypothesis .coverage
