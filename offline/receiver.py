@@ -42,6 +42,8 @@ class ResponseReceiver:
         self._fail_status = 503
         self._stall_next = 0
         self._stall_s = 0.0
+        self._slow_next = 0
+        self._slow_s = 0.0
         self._dir = tempfile.TemporaryDirectory(prefix="cfn-receiver-")
         self.cafile = str(Path(self._dir.name) / "cert.pem")
         self._server: ThreadingHTTPServer | None = None
@@ -96,11 +98,16 @@ class ResponseReceiver:
         with self._lock:
             self._stall_next, self._stall_s = count, seconds
 
+    def slow_next(self, count: int, seconds: float) -> None:
+        """Accept the next ``count`` PUTs only after ``seconds`` (recorded when accepted)."""
+        with self._lock:
+            self._slow_next, self._slow_s = count, seconds
+
     def reset(self) -> None:
         with self._lock:
             self._puts.clear()
             self._attempts.clear()
-            self._fail_next = self._stall_next = 0
+            self._fail_next = self._stall_next = self._slow_next = 0
 
     def puts(self, url: str | None = None) -> list[Put]:
         """Accepted PUTs, all or those to ``url``."""
@@ -123,6 +130,7 @@ class ResponseReceiver:
             return self._attempts.count(path)
 
     def _take(self, path: str, body: bytes) -> tuple[int, float]:
+        """The status to answer and how long to stall first (0: answer at once, status 0: never)."""
         with self._lock:
             self._attempts.append(path)
             if self._stall_next > 0:
@@ -131,8 +139,15 @@ class ResponseReceiver:
             if self._fail_next > 0:
                 self._fail_next -= 1
                 return self._fail_status, 0.0
+            slow = 0.0
+            if self._slow_next > 0:
+                self._slow_next -= 1
+                slow = self._slow_s
+        if slow:
+            time.sleep(slow)
+        with self._lock:
             self._puts.append(Put(path, body, time.monotonic()))
-            return 200, 0.0
+        return 200, 0.0
 
 
 class _PutHandler(BaseHTTPRequestHandler):

@@ -286,6 +286,13 @@ class CustomResource(CfnResource):
             self.PhysicalResourceId = result
 
     def _send(self, status: str | None = None, reason: str = "", send_response: Any = None) -> None:
+        """Answer, unless this invocation has already.
+
+        The lock is held for the whole delivery: when the backstop timer is
+        sending, the handler's own late answer waits for that PUT to finish
+        instead of returning, since Lambda freezes the sandbox, threads and
+        all, as soon as the handler returns.
+        """
         with self._answer_lock:
             if self._answer is not None:
                 return
@@ -297,10 +304,10 @@ class CustomResource(CfnResource):
                 {} if (status or self.Status) == FAILED else self.Data,
             )
             self._answer = body
-        if os.environ.get("AWS_SAM_LOCAL"):
-            print(body.decode())  # noqa: T201 - sam local invoke shows what CloudFormation would receive
-            return
-        put_response(self._response_url, body, lambda: self._end - FINAL_MARGIN_S - time.monotonic(), self._logger)
+            if os.environ.get("AWS_SAM_LOCAL"):
+                print(body.decode())  # noqa: T201 - sam local invoke shows what CloudFormation would receive
+                return
+            put_response(self._response_url, body, lambda: self._end - FINAL_MARGIN_S - time.monotonic(), self._logger)
 
 
 def _remaining_seconds(context: Any) -> float:

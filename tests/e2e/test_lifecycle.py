@@ -172,6 +172,20 @@ def test_api_latency_past_the_deadline_still_answers_in_time(
     assert aws.ingress_table() == []
 
 
+def test_the_handler_returns_only_after_the_backstop_answer_is_delivered(
+    aws: ElastiCacheStandIn, receiver: ResponseReceiver
+) -> None:
+    """Lambda freezes the sandbox when the handler returns: a PUT still in flight on the timer's thread would be lost."""
+    aws.set_latency(3.2, {"AuthorizeCacheSecurityGroupIngress"})  # the call returns after the backstop fired at 3 s
+    receiver.slow_next(1, 0.5)  # and the backstop's PUT is still in flight then
+    event = load_event("create.json", receiver.new_url())
+    app.lambda_handler(event, LambdaContext(4.0))
+    returned = time.monotonic()
+    (put,) = receiver.puts(event["ResponseURL"])
+    assert put.at <= returned
+    assert put.json()["Status"] == "FAILED"
+
+
 def test_repeated_deliveries_are_harmless(aws: ElastiCacheStandIn, receiver: ResponseReceiver) -> None:
     event = load_event("create.json")
     first, second = invoke(receiver, event), invoke(receiver, event)
