@@ -200,7 +200,8 @@ class CustomResource(CfnResource):
         self._ssl_verify = None
         self._sam_local = None
         self._send_response = False
-        self._answer_lock = threading.Lock()
+        # Reentrant: the backstop holds it across its staleness check and its _send.
+        self._answer_lock = threading.RLock()
         self._answer: bytes | None = None
         self._invocation = 0
         self._event: dict[str, Any] = {}
@@ -263,14 +264,16 @@ class CustomResource(CfnResource):
         self._timer.start()
 
     def _timeout(self, invocation: int | None = None) -> None:
-        if invocation is not None and invocation != self._invocation:
-            return
-        self._logger.error("the deadline came before the work finished; answering FAILED")
-        self._send(
-            FAILED,
-            "the function ran out of time waiting for ElastiCache; "
-            "retry the stack operation, or raise the function's Timeout",
-        )
+        with self._answer_lock:
+            if invocation is not None and invocation != self._invocation:
+                return  # a timer of an earlier invocation that lost the race with its cancel()
+            if self._answer is None:
+                self._logger.error("the deadline came before the work finished; answering FAILED")
+            self._send(
+                FAILED,
+                "the function ran out of time waiting for ElastiCache; "
+                "retry the stack operation, or raise the function's Timeout",
+            )
 
     def _wrap_function(self, func: Callable[[dict[str, Any], Any], Any] | None) -> None:
         """Run the request's handler; any exception becomes FAILED with its message as Reason."""

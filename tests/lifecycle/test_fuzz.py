@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -38,7 +39,11 @@ properties = (
     )
     | json_values
 )
-FUZZ = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(
+    max_examples=1000 if os.environ.get("HYPOTHESIS_PROFILE") == "thorough" else 80,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 
 
 def _answer(event: dict[str, Any]) -> tuple[dict[str, Any], int]:
