@@ -62,9 +62,12 @@ class StackHistory(RuleBasedStateMachine):
         self.last_status = "NONE"
         self.count = 0
 
-    def _adopt(self, stack_id: str, template: dict[str, dict[str, Any]]) -> None:
-        """A stack that declares a retained ingress takes it over (README, Limits: one ingress, one owner)."""
-        self.retained -= {declared_ingress(stack_id, p) for p in template.values()}
+    def _adopt(self, sent_before: int) -> None:
+        """A resource that is sent a retained ingress takes it over (README, Limits: one ingress, one owner)."""
+        for invocation in self.cfn.log[sent_before:]:
+            event = invocation.event
+            if event["RequestType"] in ("Create", "Update"):
+                self.retained.discard(declared_ingress(event["StackId"], event["ResourceProperties"]))
 
     def _with_fault(self, fault: str) -> None:
         self.cfn.before_each = None
@@ -94,8 +97,9 @@ class StackHistory(RuleBasedStateMachine):
         self._with_fault(fault)
         self.cfn.duplicate_deliveries = twice
         self.count += 1
-        self._adopt("arn:aws:cloudformation:us-east-1:123456789012:stack/x/y", template)
+        sent_before = len(self.cfn.log)
         stack = self.cfn.create_stack(f"stack{self.count}", template)
+        self._adopt(sent_before)
         self._clear_faults()
         self.last_status = stack.status
         self.stack = stack if stack.status == "CREATE_COMPLETE" else (stack if stack.resources else None)
@@ -106,8 +110,9 @@ class StackHistory(RuleBasedStateMachine):
         assert self.stack is not None
         self._with_fault(fault)
         self.cfn.duplicate_deliveries = twice
-        self._adopt(self.stack.stack_id, template)
+        sent_before = len(self.cfn.log)
         self.cfn.update_stack(self.stack, template, another_resource_fails=another_fails)
+        self._adopt(sent_before)
         self._clear_faults()
         self.last_status = self.stack.status if not self.stack.cleanup_failed else "CLEANUP_FAILED"
 
