@@ -150,8 +150,8 @@ class StackHistory(RuleBasedStateMachine):
 
 profile = os.environ.get("HYPOTHESIS_PROFILE", "ci")
 StackHistory.TestCase.settings = settings(
-    max_examples=200 if profile == "thorough" else 10,
-    stateful_step_count=10 if profile == "thorough" else 5,
+    max_examples=60 if profile == "thorough" else 10,
+    stateful_step_count=8 if profile == "thorough" else 5,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
