@@ -11,7 +11,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from tests.conftest import SESSION_RECEIVER, SESSION_STANDIN
 from tests.lifecycle.simulator import CloudFormation, Stack, declared_ingress
@@ -91,35 +91,47 @@ class StackHistory(RuleBasedStateMachine):
         SESSION_RECEIVER.fail_next(0)
         self.cfn.before_each = None
 
-    @precondition(lambda self: self.stack is None)
-    @rule(template=templates(), fault=FAULTS, twice=st.booleans())
-    def create_stack(self, template: dict[str, dict[str, Any]], fault: str, twice: bool) -> None:
+    @rule(
+        action=st.sampled_from(["update", "update", "delete"]),
+        template=templates(),
+        fault=FAULTS,
+        another_fails=st.booleans(),
+        twice=st.booleans(),
+        retain=st.sets(st.sampled_from(sorted(POOLS))),
+    )
+    def stack_operation(
+        self,
+        action: str,
+        template: dict[str, dict[str, Any]],
+        fault: str,
+        another_fails: bool,
+        twice: bool,
+        retain: set[str],
+    ) -> None:
+        """One rule, no preconditions: what runs depends on the stack's state, what is drawn does not.
+
+        (Outcomes depend on timing, so preconditions on them would make hypothesis's draws inconsistent.)
+        No stack: create one. A stack in a *_FAILED state: delete it, as its owner would. Else as drawn.
+        """
         self._with_fault(fault)
         self.cfn.duplicate_deliveries = twice
-        self.count += 1
         sent_before = len(self.cfn.log)
-        stack = self.cfn.create_stack(f"stack{self.count}", template)
-        self._adopt(sent_before)
+        if self.stack is None:
+            self.count += 1
+            stack = self.cfn.create_stack(f"stack{self.count}", template)
+            self.last_status = stack.status
+            self.stack = stack if stack.status == "CREATE_COMPLETE" or stack.resources else None
+        elif action == "delete" or self.stack.status not in SETTLED:
+            self._delete(retain)
+        else:
+            self.cfn.update_stack(self.stack, template, another_resource_fails=another_fails)
+            self.last_status = self.stack.status if not self.stack.cleanup_failed else "CLEANUP_FAILED"
         self._clear_faults()
-        self.last_status = stack.status
-        self.stack = stack if stack.status == "CREATE_COMPLETE" else (stack if stack.resources else None)
-
-    @precondition(lambda self: self.stack is not None and self.stack.status in SETTLED)
-    @rule(template=templates(), fault=FAULTS, another_fails=st.booleans(), twice=st.booleans())
-    def update_stack(self, template: dict[str, dict[str, Any]], fault: str, another_fails: bool, twice: bool) -> None:
-        assert self.stack is not None
-        self._with_fault(fault)
-        self.cfn.duplicate_deliveries = twice
-        sent_before = len(self.cfn.log)
-        self.cfn.update_stack(self.stack, template, another_resource_fails=another_fails)
         self._adopt(sent_before)
-        self._clear_faults()
-        self.last_status = self.stack.status if not self.stack.cleanup_failed else "CLEANUP_FAILED"
 
-    @precondition(lambda self: self.stack is not None)
-    @rule(retain=st.sets(st.sampled_from(sorted(POOLS))), fault=st.sampled_from(["none", "throttling", "answer-lost"]))
-    def delete_stack(self, retain: set[str], fault: str) -> None:
+    def _delete(self, retain: set[str]) -> None:
         assert self.stack is not None
+        self.cfn.duplicate_deliveries = False
         if self.retain_policy is None:
             self.retain_policy = frozenset(retain)
         kept = {
@@ -127,10 +139,7 @@ class StackHistory(RuleBasedStateMachine):
             for logical, r in self.stack.resources.items()
             if logical in self.retain_policy
         }
-        self._with_fault(fault)
-        self.cfn.duplicate_deliveries = False
         self.cfn.delete_stack(self.stack, retain=self.retain_policy)
-        self._clear_faults()
         self.last_status = self.stack.status
         if self.stack.status == "DELETE_COMPLETE":
             self.retained |= {i for i in kept if i is not None}
