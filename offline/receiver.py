@@ -18,9 +18,11 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
+
+from offline.loopback import LoopbackServer
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,7 @@ class ResponseReceiver:
         self._slow_s = 0.0
         self._dir = tempfile.TemporaryDirectory(prefix="cfn-receiver-")
         self.cafile = str(Path(self._dir.name) / "cert.pem")
-        self._server: ThreadingHTTPServer | None = None
+        self._server: LoopbackServer | None = None
 
     def start(self) -> str:
         """Serve https on a free loopback port and return the base URL."""
@@ -56,24 +58,20 @@ class ResponseReceiver:
         class Handler(_PutHandler):
             owner = receiver
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(self.cafile, keyfile)
-        self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
-        threading.Thread(target=self._server.serve_forever, name="cfn-receiver", daemon=True).start()
+        self._server = LoopbackServer(Handler, "cfn-receiver", tls=context)
         return self.base_url
 
     @property
     def base_url(self) -> str:
         if self._server is None:
             raise RuntimeError("the receiver is not started")
-        return f"https://127.0.0.1:{self._server.server_address[1]}"
+        return f"https://127.0.0.1:{self._server.port}"
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.close()
             self._server = None
         self._dir.cleanup()
 

@@ -26,10 +26,12 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs
 from xml.sax.saxutils import escape  # used to write XML; nothing here parses any  # nosec B406
+
+from offline.loopback import LoopbackServer
 
 NAMESPACE = "http://elasticache.amazonaws.com/doc/2015-02-02/"
 DEFAULT_ACCOUNT = "123456789012"
@@ -107,8 +109,7 @@ class ElastiCacheStandIn:
         self._groups: dict[str, _Group] = {}
         self._faults = _Faults()
         self._calls: list[Call] = []
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._server: LoopbackServer | None = None
 
     # -- serving ---------------------------------------------------------
 
@@ -119,22 +120,18 @@ class ElastiCacheStandIn:
         class Handler(_RequestHandler):
             api = standin
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="elasticache-standin", daemon=True)
-        self._thread.start()
+        self._server = LoopbackServer(Handler, "elasticache-standin", port)
         return self.url
 
     @property
     def url(self) -> str:
         if self._server is None:
             raise RuntimeError("the stand-in is not started")
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"http://127.0.0.1:{self._server.port}"
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.close()
             self._server = None
 
     def __enter__(self) -> ElastiCacheStandIn:
