@@ -41,16 +41,16 @@ def create(event: dict[str, Any], _context: Any) -> str:
 def update(event: dict[str, Any], _context: Any) -> str:
     ingress = rules.parse_properties(event.get("ResourceProperties"), event["StackId"])
     current_id = event.get("PhysicalResourceId")
-    if ingress.physical_id != current_id:
+    replacing = ingress.physical_id != current_id
+    if replacing:
         # A new id tells CloudFormation to Delete the old one once the update completes.
         logger.info("the ingress changes: replacing", extra={"old_physical_id": current_id})
-        _record(ingress, lifecycle.ensure_authorized(api(), ingress, helper.deadline))
-        return ingress.physical_id
     result = lifecycle.ensure_authorized(api(), ingress, helper.deadline)
-    abandoned = rules.unrecorded_by_failed_update(event.get("OldResourceProperties"), event["StackId"], current_id)
-    if abandoned is not None:
-        logger.info("rolling back a failed update: taking back what it may have authorized")
-        _record(abandoned, lifecycle.ensure_revoked(api(), abandoned, helper.deadline))
+    if not replacing:
+        abandoned = rules.unrecorded_by_failed_update(event.get("OldResourceProperties"), event["StackId"], current_id)
+        if abandoned is not None:
+            logger.info("rolling back a failed update: taking back what it may have authorized")
+            _record(abandoned, lifecycle.ensure_revoked(api(), abandoned, helper.deadline))
     _record(ingress, result)
     return ingress.physical_id
 
