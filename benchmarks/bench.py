@@ -32,17 +32,10 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "handler")]
 
-from offline.harness import LambdaContext, OfflineAws, load_event  # noqa: E402
+from offline.harness import OFFLINE_ENV, LambdaContext, OfflineAws, load_event  # noqa: E402
 
 BASE_EVENT = load_event(ROOT / "events" / "create.json")
 DELETE_EVENT = load_event(ROOT / "events" / "delete.json")
-FAKE_AWS = {
-    "AWS_REGION": "us-east-1",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_ACCESS_KEY_ID": "bench",
-    "AWS_SECRET_ACCESS_KEY": "bench",  # nosec B105 - the stand-in checks no signature
-    "AWS_EC2_METADATA_DISABLED": "true",
-}
 
 
 @dataclass
@@ -78,7 +71,7 @@ FLOOR = "import time;t=time.perf_counter();import boto3;boto3.client('elasticach
 
 
 def _timed_child(code: str) -> float:
-    env = {**os.environ, **FAKE_AWS, "PYTHONDONTWRITEBYTECODE": "1"}
+    env = {**os.environ, **OFFLINE_ENV, "PYTHONDONTWRITEBYTECODE": "1"}
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
 
@@ -353,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--smoke", action="store_true", help="small and quick; budgets reported, not enforced")
     args = parser.parse_args(argv)
-    os.environ.update(FAKE_AWS)
+    os.environ.update(OFFLINE_ENV)
     os.environ["POWERTOOLS_LOG_LEVEL"] = "INFO"  # as deployed: INFO JSON logs and EMF metrics
     small = args.smoke
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, {os.uname().machine}")

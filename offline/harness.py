@@ -22,6 +22,15 @@ from offline.standin import ElastiCacheStandIn
 
 ROOT = Path(__file__).resolve().parent.parent
 STACK_ACCOUNT = "123456789012"
+_NO_SECRET = "offline"  # noqa: S105 - the stand-in checks no signature  # nosec B105
+#: What every offline run sets: a region and credentials the stand-in accepts without checking.
+OFFLINE_ENV = {
+    "AWS_REGION": "us-east-1",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_ACCESS_KEY_ID": "offline",
+    "AWS_SECRET_ACCESS_KEY": _NO_SECRET,
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
 
 
 class LambdaContext:
@@ -29,8 +38,10 @@ class LambdaContext:
 
     function_name = "cache-sg-ingress"
     aws_request_id = "offline"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:cache-sg-ingress"
+    memory_limit_in_mb = 256
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float = 30.0) -> None:
         self._ends_at = time.monotonic() + seconds
 
     def get_remaining_time_in_millis(self) -> int:
@@ -48,15 +59,7 @@ class OfflineAws:
     def __enter__(self) -> OfflineAws:
         endpoint = self.standin.start()
         self.receiver.start()
-        os.environ.update(
-            AWS_ENDPOINT_URL_ELASTICACHE=endpoint,
-            AWS_REGION="us-east-1",
-            AWS_DEFAULT_REGION="us-east-1",
-            AWS_ACCESS_KEY_ID="offline",
-            AWS_SECRET_ACCESS_KEY="offline",  # noqa: S106 - not a secret: the stand-in checks no signature  # nosec B106
-            AWS_EC2_METADATA_DISABLED="true",
-            SSL_CERT_FILE=self.receiver.cafile,
-        )
+        os.environ.update(OFFLINE_ENV, AWS_ENDPOINT_URL_ELASTICACHE=endpoint, SSL_CERT_FILE=self.receiver.cafile)
         os.environ.pop("AWS_PROFILE", None)
         if self._debug:
             # Everything at DEBUG, botocore and crhelper included: what a function deployed with LogLevel=DEBUG logs.

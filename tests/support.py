@@ -6,22 +6,20 @@ import copy
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
+from offline.harness import OFFLINE_ENV, LambdaContext
+
+__all__ = ["BASE_ENV", "LambdaContext", "load_event", "run_module"]
+
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"
-STACK_ACCOUNT = "123456789012"
 
-#: What every tier runs with: fake credentials, and no real AWS endpoint.
+#: What every tier runs with: the offline runs' fake credentials, and no real AWS endpoint.
 BASE_ENV = {
-    "AWS_REGION": "us-east-1",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
+    **OFFLINE_ENV,
     "AWS_SESSION_TOKEN": "testing",
-    "AWS_EC2_METADATA_DISABLED": "true",
     "POWERTOOLS_METRICS_NAMESPACE": "CacheSecurityGroupIngressTests",
 }
 
@@ -37,21 +35,6 @@ def load_event(name: str, response_url: str | None = None, **changes: Any) -> di
         else:
             event[key] = copy.deepcopy(value)
     return event
-
-
-class LambdaContext:
-    """The parts of the Lambda context the handler reads, with a real countdown."""
-
-    function_name = "cache-sg-ingress"
-    aws_request_id = "lambda-request-id"
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:cache-sg-ingress"
-    memory_limit_in_mb = 256
-
-    def __init__(self, seconds: float = 30.0) -> None:
-        self.ends_at = time.monotonic() + seconds
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self.ends_at - time.monotonic()) * 1000))
 
 
 def run_module(module: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
