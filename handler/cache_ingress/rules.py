@@ -82,19 +82,17 @@ def parse_properties(properties: Any, stack_id: str) -> Ingress:
     """
     if not isinstance(properties, Mapping):
         raise InvalidProperties(
-            f"ResourceProperties must be a map of property names to strings, got {_kind(properties)}"
+            f"ResourceProperties must be a map of property names to strings, got {kind_of(properties)}"
         )
-    unknown = sorted(str(k) for k in properties if k not in KNOWN_PROPERTIES and k not in IGNORED_PROPERTIES)
-    if unknown:
-        raise InvalidProperties("; ".join(_unknown_property_message(name) for name in unknown))
+    check_known(properties, KNOWN_PROPERTIES)
 
-    cache_group = _required_name(properties, "CacheSecurityGroupName")
+    cache_group = required_string(properties, "CacheSecurityGroupName")
     if not _CACHE_GROUP_NAME.fullmatch(cache_group):
         raise InvalidProperties(
             "CacheSecurityGroupName may hold only letters, digits and hyphens "
             f"(cache security group names are alphanumeric), got {cache_group!r}"
         )
-    ec2_group = _required_name(properties, "EC2SecurityGroupName")
+    ec2_group = required_string(properties, "EC2SecurityGroupName")
     if not _EC2_GROUP_NAME.fullmatch(ec2_group):
         raise InvalidProperties(
             "EC2SecurityGroupName may hold only printable ASCII characters "
@@ -105,11 +103,17 @@ def parse_properties(properties: Any, stack_id: str) -> Ingress:
     return Ingress(cache_group=cache_group, ec2_group=ec2_group, owner_id=owner_id)
 
 
-def normalize_account_id(value: Any) -> str:
+def check_known(properties: Mapping[str, Any], known: tuple[str, ...]) -> None:
+    """Reject properties no mode knows, suggesting the closest known name: typos fail instead of being ignored."""
+    unknown = sorted(str(k) for k in properties if k not in known and k not in IGNORED_PROPERTIES)
+    if unknown:
+        raise InvalidProperties("; ".join(_unknown_property_message(name, known) for name in unknown))
+
+
+def normalize_account_id(value: Any, name: str = "EC2SecurityGroupOwnerId") -> str:
     """Accept ``123456789012`` or ``1234-5678-9012`` and return the 12 digits."""
-    name = "EC2SecurityGroupOwnerId"
     if not isinstance(value, str):
-        raise InvalidProperties(f"{name} must be a string of 12 digits, got {_kind(value)}")
+        raise InvalidProperties(f"{name} must be a string of 12 digits, got {kind_of(value)}")
     text = value.strip()
     if _ACCOUNT_ID.fullmatch(text):
         return text
@@ -117,19 +121,19 @@ def normalize_account_id(value: Any) -> str:
         return text.replace("-", "")
     if _ACCESS_KEY_ID.fullmatch(text):
         raise InvalidProperties(
-            f"{name} must be the 12-digit AWS account number that owns the EC2 security group, not an access key id"
+            f"{name} must be the 12-digit AWS account number that owns the security group, not an access key id"
         )
     shown = text if len(text) <= 40 else text[:40] + "..."
     raise InvalidProperties(f"{name} must be a 12-digit AWS account number such as 123456789012, got {shown!r}")
 
 
-def account_from_stack_id(stack_id: str) -> str:
+def account_from_stack_id(stack_id: str, name: str = "EC2SecurityGroupOwnerId") -> str:
     """The account that owns the stack: the default owner, as in AWS::ElastiCache::SecurityGroupIngress."""
     match = _STACK_ARN_ACCOUNT.match(stack_id) if isinstance(stack_id, str) else None
     if not match:
         raise InvalidProperties(
-            "EC2SecurityGroupOwnerId is not set and the account cannot be read from the StackId; "
-            "set EC2SecurityGroupOwnerId to the 12-digit account that owns the EC2 security group"
+            f"{name} is not set and the account cannot be read from the StackId; "
+            f"set {name} to the 12-digit account that owns the security group"
         )
     return match.group(1)
 
@@ -222,12 +226,12 @@ def not_permitted_reason(api_message: str) -> str:
     )
 
 
-def _required_name(properties: Mapping[str, Any], name: str) -> str:
+def required_string(properties: Mapping[str, Any], name: str) -> str:
     if name not in properties:
         raise InvalidProperties(f"{name} is required")
     value = properties[name]
     if not isinstance(value, str):
-        raise InvalidProperties(f"{name} must be a string, got {_kind(value)}")
+        raise InvalidProperties(f"{name} must be a string, got {kind_of(value)}")
     if not value.strip():
         raise InvalidProperties(f"{name} must not be empty")
     if len(value) > MAX_NAME_LENGTH:
@@ -235,15 +239,15 @@ def _required_name(properties: Mapping[str, Any], name: str) -> str:
     return value
 
 
-def _unknown_property_message(name: str) -> str:
+def _unknown_property_message(name: str, known: tuple[str, ...]) -> str:
     shown = name if len(name) <= 60 else name[:60] + "..."
-    candidates = {known.lower(): known for known in KNOWN_PROPERTIES}
+    candidates = {k.lower(): k for k in known}
     close = difflib.get_close_matches(name.lower(), candidates, n=1, cutoff=0.6)
     hint = f" (did you mean {candidates[close[0]]}?)" if close else ""
-    return f"unknown property {shown!r}{hint}; known properties: {', '.join(KNOWN_PROPERTIES)}"
+    return f"unknown property {shown!r}{hint}; known properties: {', '.join(known)}"
 
 
-def _kind(value: Any) -> str:
+def kind_of(value: Any) -> str:
     if isinstance(value, bool):
         return "a boolean"
     if isinstance(value, (int, float)):

@@ -1,0 +1,361 @@
+"""The rules of VPC mode, as pure functions: no AWS calls, no I/O.
+
+Today's caches live in a VPC and are reached through VPC security groups, so
+"let my application reach that cache" means EC2 ingress rules: TCP on the
+cache's port(s), from the application's security group, into each security
+group attached to the cache. The properties name the cache; what its ports
+and groups are is read from ElastiCache (:mod:`cache_ingress.aws_api`) and
+handed to :func:`resolve` here, which decides the exact rules.
+
+The physical id is those rules, canonically encoded, so Delete takes back
+exactly what was authorized even after the cache has changed or is gone.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import Enum
+from itertools import product
+from typing import Any
+
+from . import rules
+from .rules import (
+    BUSY_CODES,
+    Ingress,
+    InvalidProperties,
+    Outcome,
+    ResourceError,
+    account_from_stack_id,
+    check_known,
+    kind_of,
+    normalize_account_id,
+    required_string,
+)
+
+ID_PREFIX = "cache-vpc-ingress"
+#: Names of the cache, one of which a VPC-mode resource sets.
+CACHE_PROPERTIES = ("ReplicationGroupId", "CacheClusterId", "ServerlessCacheName")
+KNOWN_PROPERTIES = (
+    *CACHE_PROPERTIES,
+    "SourceSecurityGroupId",
+    "SourceSecurityGroupOwnerId",
+    "Port",
+    "TargetSecurityGroupIds",
+    "Description",
+)
+ALL_PROPERTIES = (*rules.KNOWN_PROPERTIES, *KNOWN_PROPERTIES)
+#: A cache's network interfaces take at most 16 security groups; the limit also keeps the id well inside 1 KB.
+MAX_TARGETS = 16
+MAX_DESCRIPTION = 255
+
+_GROUP_ID = re.compile(r"sg-(?:[0-9a-f]{8}|[0-9a-f]{17})")
+# ElastiCache ids: a letter, then letters, digits and single hyphens, at most 40 characters.
+_CACHE_NAME = re.compile(r"[A-Za-z](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,39}")
+# What EC2 accepts in a rule description.
+_DESCRIPTION = re.compile(r"[A-Za-z0-9 ._\-:/()#,@\[\]+=&;{}!$*]*")
+_STACK_NAME = re.compile(r"arn:[^:]+:cloudformation:[^:]*:\d{12}:stack/([^/]+)/")
+_ID = re.compile(
+    rf"{ID_PREFIX}:(?P<source>sg-[0-9a-f]+)@(?P<owner>\d{{12}}):(?P<ports>\d+(?:,\d+)*):(?P<targets>sg-[0-9a-f]+(?:,sg-[0-9a-f]+)*)"
+)
+
+
+class CacheKind(Enum):
+    """How the cache is named, which decides the Describe call that finds it."""
+
+    REPLICATION_GROUP = "ReplicationGroupId"
+    CACHE_CLUSTER = "CacheClusterId"
+    SERVERLESS = "ServerlessCacheName"
+
+
+@dataclass(frozen=True)
+class CacheRef:
+    kind: CacheKind
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind.value} {self.name!r}"
+
+
+@dataclass(frozen=True)
+class VpcRequest:
+    """What the properties ask for; ``port`` and ``targets`` are None where discovery fills them in."""
+
+    cache: CacheRef
+    source_group: str
+    source_owner: str
+    port: int | None
+    targets: tuple[str, ...] | None
+    description: str
+
+
+@dataclass(frozen=True)
+class CacheNetwork:
+    """What ElastiCache says about a cache's network: its endpoint ports and its VPC security groups."""
+
+    ports: tuple[int, ...]
+    security_groups: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    """TCP ingress from ``source_group`` (of ``source_owner``) on each of ``ports`` into each of ``targets``.
+
+    Fields are sorted and without repeats, so equal rule sets have equal ids.
+    """
+
+    source_group: str
+    source_owner: str
+    ports: tuple[int, ...]
+    targets: tuple[str, ...]
+
+    @classmethod
+    def of(cls, source_group: str, source_owner: str, ports: Iterable[int], targets: Iterable[str]) -> RuleSet:
+        return cls(source_group, source_owner, tuple(sorted(set(ports))), tuple(sorted(set(targets))))
+
+    @property
+    def physical_id(self) -> str:
+        """``cache-vpc-ingress:<source>@<owner>:<ports>:<targets>``; at most about 400 characters."""
+        ports = ",".join(str(p) for p in self.ports)
+        return f"{ID_PREFIX}:{self.source_group}@{self.source_owner}:{ports}:{','.join(self.targets)}"
+
+    def rules(self) -> frozenset[tuple[str, int]]:
+        """Each (target group, port) pair: one EC2 ingress rule each."""
+        return frozenset(product(self.targets, self.ports))
+
+    def shared_with(self, other: RuleSet | None) -> frozenset[tuple[str, int]]:
+        """The rules ``other`` names too; a Delete leaves them to it."""
+        if other is None or (other.source_group, other.source_owner) != (self.source_group, self.source_owner):
+            return frozenset()
+        return self.rules() & other.rules()
+
+    def attributes(self) -> dict[str, str]:
+        """What ``Fn::GetAtt`` reads: lists comma-joined, since attributes are strings."""
+        return {
+            "SourceSecurityGroupId": self.source_group,
+            "SourceSecurityGroupOwnerId": self.source_owner,
+            "Port": str(self.ports[0]),
+            "Ports": ",".join(str(p) for p in self.ports),
+            "TargetSecurityGroupIds": ",".join(self.targets),
+        }
+
+
+def parse_request(properties: Any, stack_id: str, logical_id: str) -> Ingress | VpcRequest:
+    """Either mode's request. VPC mode when any VPC-only property is set; otherwise EC2-Classic."""
+    if not isinstance(properties, Mapping) or not any(name in properties for name in KNOWN_PROPERTIES):
+        if isinstance(properties, Mapping):
+            check_known(properties, ALL_PROPERTIES)
+        return rules.parse_properties(properties, stack_id)
+    check_known(properties, ALL_PROPERTIES)
+    classic = [name for name in rules.KNOWN_PROPERTIES if name in properties]
+    if classic:
+        vpc = [name for name in KNOWN_PROPERTIES if name in properties]
+        raise InvalidProperties(
+            f"{', '.join(classic)} (EC2-Classic cache security groups) cannot be mixed with "
+            f"{', '.join(vpc)} (a cache in a VPC): a resource is one or the other. Name a cache security group "
+            f"with CacheSecurityGroupName, or a VPC cache with one of {', '.join(CACHE_PROPERTIES)}"
+        )
+    return parse_properties(properties, stack_id, logical_id)
+
+
+def parse_properties(properties: Mapping[str, Any], stack_id: str, logical_id: str) -> VpcRequest:
+    """Check VPC-mode ResourceProperties; raise :class:`InvalidProperties` naming the property at fault."""
+    named = [name for name in CACHE_PROPERTIES if name in properties]
+    if len(named) != 1:
+        given = f"got {' and '.join(named)}" if named else "none is set"
+        raise InvalidProperties(f"set exactly one of {', '.join(CACHE_PROPERTIES)} to name the cache; {given}")
+    kind = CacheKind(named[0])
+    cache_name = required_string(properties, kind.value)
+    if not _CACHE_NAME.fullmatch(cache_name):
+        raise InvalidProperties(
+            f"{kind.value} must start with a letter and hold only letters, digits and single hyphens, "
+            f"at most 40 characters, got {cache_name!r}"
+        )
+    source = group_id("SourceSecurityGroupId", required_string(properties, "SourceSecurityGroupId"))
+    owner = properties.get("SourceSecurityGroupOwnerId")
+    owner_id = (
+        account_from_stack_id(stack_id, "SourceSecurityGroupOwnerId")
+        if owner is None
+        else normalize_account_id(owner, "SourceSecurityGroupOwnerId")
+    )
+    return VpcRequest(
+        cache=CacheRef(kind, cache_name),
+        source_group=source,
+        source_owner=owner_id,
+        port=_port(properties.get("Port")),
+        targets=_targets(properties.get("TargetSecurityGroupIds")),
+        description=_description(properties.get("Description"), stack_id, logical_id),
+    )
+
+
+def group_id(name: str, value: Any) -> str:
+    """A security group id (``sg-`` and 8 or 17 hex digits), lower-cased: ids are case-insensitive in EC2."""
+    wanted = f"{name} must be a security group id such as sg-0123456789abcdef0"
+    if not isinstance(value, str):
+        raise InvalidProperties(f"{wanted}, got {kind_of(value)}")
+    text = value.strip().lower()
+    if not _GROUP_ID.fullmatch(text):
+        shown = value if len(value) <= 40 else value[:40] + "..."
+        hint = " (the group's id, not its name)" if not text.startswith("sg-") else ""
+        raise InvalidProperties(f"{wanted}{hint}, got {shown!r}")
+    return text
+
+
+def _port(value: Any) -> int | None:
+    if value is None:
+        return None
+    text = str(value).strip() if isinstance(value, (str, int)) and not isinstance(value, bool) else None
+    if text is None or not text.isdigit() or not 1 <= int(text) <= 65535:
+        shown = repr(value) if isinstance(value, str) else kind_of(value)
+        raise InvalidProperties(f"Port must be a TCP port number from 1 to 65535, got {shown}")
+    return int(text)
+
+
+def _targets(value: Any) -> tuple[str, ...] | None:
+    name = "TargetSecurityGroupIds"
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise InvalidProperties(f"{name} must be a list of security group ids, got {kind_of(value)}")
+    if not value:
+        raise InvalidProperties(f"{name} must not be empty; leave it out to use the cache's own security groups")
+    if len(value) > MAX_TARGETS:
+        raise InvalidProperties(f"{name} may hold at most {MAX_TARGETS} security groups, got {len(value)}")
+    return tuple(sorted({group_id(f"{name}[{i}]", item) for i, item in enumerate(value)}))
+
+
+def _description(value: Any, stack_id: str, logical_id: str) -> str:
+    if value is None:
+        match = _STACK_NAME.match(stack_id) if isinstance(stack_id, str) else None
+        stack = match.group(1) if match else "unknown-stack"
+        return f"cache-sg-ingress: stack {stack}, resource {logical_id}"[:MAX_DESCRIPTION]
+    if not isinstance(value, str):
+        raise InvalidProperties(f"Description must be a string, got {kind_of(value)}")
+    if len(value) > MAX_DESCRIPTION:
+        raise InvalidProperties(f"Description must be at most {MAX_DESCRIPTION} characters, got {len(value)}")
+    if not _DESCRIPTION.fullmatch(value):
+        bad = sorted({c for c in value if not _DESCRIPTION.fullmatch(c)})
+        raise InvalidProperties(
+            "Description may hold only letters, digits, spaces and ._-:/()#,@[]+=&;{}!$* "
+            f"(what EC2 accepts); found {''.join(bad)!r}"
+        )
+    return value
+
+
+class CacheUnusable(ResourceError):
+    """The cache exists but lacks what the rules need; the message says which property to set."""
+
+
+def resolve(request: VpcRequest, network: CacheNetwork) -> RuleSet:
+    """The exact rules: the properties where given, what the cache has where not."""
+    ports = (request.port,) if request.port is not None else network.ports
+    if not ports:
+        raise CacheUnusable(
+            f"{request.cache} has no endpoint port yet (is it still being created?); set Port to the port to open"
+        )
+    targets = request.targets if request.targets is not None else network.security_groups
+    if not targets:
+        raise CacheUnusable(
+            f"{request.cache} has no VPC security groups (a cache outside a VPC, or on the default group only); "
+            "set TargetSecurityGroupIds to the groups that guard it"
+        )
+    return RuleSet.of(request.source_group, request.source_owner, ports, targets)
+
+
+def parse_physical_id(physical_id: Any) -> RuleSet | None:
+    """The rule set an id of ours names, or None: only canonical ids decode, so each rule set has one id."""
+    match = _ID.fullmatch(physical_id) if isinstance(physical_id, str) else None
+    if match is None:
+        return None
+    ports = [int(p) for p in match["ports"].split(",")]
+    targets = match["targets"].split(",")
+    if not (
+        _GROUP_ID.fullmatch(match["source"])
+        and all(_GROUP_ID.fullmatch(t) for t in targets)
+        and all(1 <= p <= 65535 for p in ports)
+        and len(targets) <= MAX_TARGETS
+    ):
+        return None
+    rule_set = RuleSet.of(match["source"], match["owner"], ports, targets)
+    return rule_set if rule_set.physical_id == physical_id else None
+
+
+# -- what ElastiCache's Describe answers say about a cache's network ------------------------
+
+
+def network_of_replication_group(group: Mapping[str, Any], member: Mapping[str, Any] | None) -> CacheNetwork:
+    """Ports from the configuration endpoint (cluster mode) or each shard's primary endpoint.
+
+    The security groups are set for the whole group and shown only on its
+    member clusters, so one member tells them.
+    """
+    ports = [_endpoint_port(group.get("ConfigurationEndpoint"))]
+    ports += [_endpoint_port(shard.get("PrimaryEndpoint")) for shard in group.get("NodeGroups") or []]
+    return CacheNetwork(_ports(ports), _cluster_groups(member or {}))
+
+
+def network_of_cache_cluster(cluster: Mapping[str, Any]) -> CacheNetwork:
+    """Ports from the configuration endpoint (Memcached) or each node's endpoint."""
+    ports = [_endpoint_port(cluster.get("ConfigurationEndpoint"))]
+    ports += [_endpoint_port(node.get("Endpoint")) for node in cluster.get("CacheNodes") or []]
+    return CacheNetwork(_ports(ports), _cluster_groups(cluster))
+
+
+def network_of_serverless_cache(cache: Mapping[str, Any]) -> CacheNetwork:
+    """The endpoint's port and the reader endpoint's, which differ (6379 and 6380 by default)."""
+    ports = [_endpoint_port(cache.get("Endpoint")), _endpoint_port(cache.get("ReaderEndpoint"))]
+    groups = [g for g in cache.get("SecurityGroupIds") or [] if isinstance(g, str)]
+    return CacheNetwork(_ports(ports), tuple(sorted(set(groups))))
+
+
+def _endpoint_port(endpoint: Any) -> int | None:
+    port = endpoint.get("Port") if isinstance(endpoint, Mapping) else None
+    return port if isinstance(port, int) and not isinstance(port, bool) and 1 <= port <= 65535 else None
+
+
+def _ports(ports: Iterable[int | None]) -> tuple[int, ...]:
+    return tuple(sorted({p for p in ports if p is not None}))
+
+
+def _cluster_groups(cluster: Mapping[str, Any]) -> tuple[str, ...]:
+    groups = {
+        g["SecurityGroupId"]
+        for g in cluster.get("SecurityGroups") or []
+        if isinstance(g, Mapping) and isinstance(g.get("SecurityGroupId"), str)
+    }
+    return tuple(sorted(groups))
+
+
+# -- what EC2 and ElastiCache error codes mean ----------------------------------------------
+
+#: Describe errors that mean "no such cache".
+CACHE_NOT_FOUND_CODES = frozenset(
+    {"ReplicationGroupNotFoundFault", "CacheClusterNotFound", "ServerlessCacheNotFoundFault"}
+)
+EC2_BUSY_CODES = BUSY_CODES | {"RequestLimitExceeded", "Throttling"}
+
+
+def authorize_outcome(code: str) -> Outcome:
+    """A rule that already exists is success: EC2 knows rules by protocol, port and source only."""
+    if code == "InvalidPermission.Duplicate":
+        return Outcome.DONE
+    return Outcome.BUSY if code in EC2_BUSY_CODES else Outcome.FAILED
+
+
+def revoke_outcome(code: str) -> Outcome:
+    """A rule, or a whole target group, that is gone is success: a repeated Delete is harmless."""
+    if code in ("InvalidPermission.NotFound", "InvalidGroup.NotFound"):
+        return Outcome.DONE
+    return Outcome.BUSY if code in EC2_BUSY_CODES else Outcome.FAILED
+
+
+def ip_permissions(rule_set: RuleSet, ports: Iterable[int], description: str | None = None) -> list[dict[str, Any]]:
+    """EC2 IpPermissions for ``ports`` of the rule set: TCP, one port each, from the source group.
+
+    Revokes pass no description: EC2 matches rules without it.
+    """
+    pair: dict[str, str] = {"GroupId": rule_set.source_group, "UserId": rule_set.source_owner}
+    if description:
+        pair["Description"] = description
+    return [{"IpProtocol": "tcp", "FromPort": p, "ToPort": p, "UserIdGroupPairs": [dict(pair)]} for p in ports]

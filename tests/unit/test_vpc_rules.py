@@ -1,0 +1,214 @@
+"""VPC mode's pure rules: which mode the properties ask for, the exact rules, their id, and what EC2's codes mean."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cache_ingress import rules, vpc
+from cache_ingress.rules import Ingress, InvalidProperties, Outcome
+from cache_ingress.vpc import CacheKind, CacheNetwork, CacheRef, CacheUnusable, RuleSet, VpcRequest
+
+STACK = "arn:aws:cloudformation:us-east-1:123456789012:stack/cache-access/5b6a8e10"
+SOURCE = "sg-0a1b2c3d4e5f60718"
+VALID = {"ReplicationGroupId": "app-cache", "SourceSecurityGroupId": SOURCE}
+
+
+def parse(**props: Any) -> VpcRequest:
+    request = vpc.parse_request({**VALID, **props}, STACK, "AppCacheAccess")
+    assert isinstance(request, VpcRequest)
+    return request
+
+
+def reason(props: dict[str, Any]) -> str:
+    with pytest.raises(InvalidProperties) as caught:
+        vpc.parse_request(props, STACK, "AppCacheAccess")
+    return str(caught.value)
+
+
+def test_a_cache_name_and_a_source_group_are_enough() -> None:
+    assert parse() == VpcRequest(
+        cache=CacheRef(CacheKind.REPLICATION_GROUP, "app-cache"),
+        source_group=SOURCE,
+        source_owner="123456789012",
+        port=None,
+        targets=None,
+        description="cache-sg-ingress: stack cache-access, resource AppCacheAccess",
+    )
+
+
+def test_classic_properties_still_mean_a_cache_security_group() -> None:
+    request = vpc.parse_request({"CacheSecurityGroupName": "cache-sg", "EC2SecurityGroupName": "app"}, STACK, "X")
+    assert request == Ingress("cache-sg", "app", "123456789012")
+
+
+@pytest.mark.parametrize("name", vpc.CACHE_PROPERTIES)
+def test_each_way_of_naming_the_cache_picks_its_kind(name: str) -> None:
+    request = vpc.parse_request({name: "my-cache", "SourceSecurityGroupId": SOURCE}, STACK, "X")
+    assert isinstance(request, VpcRequest)
+    assert request.cache == CacheRef(CacheKind(name), "my-cache")
+
+
+def test_mixing_classic_and_vpc_properties_names_both_sides() -> None:
+    message = reason({**VALID, "CacheSecurityGroupName": "cache-sg"})
+    assert "CacheSecurityGroupName" in message
+    assert "ReplicationGroupId" in message
+    assert "cannot be mixed" in message
+
+
+@pytest.mark.parametrize(
+    ("props", "expected"),
+    [
+        (
+            {"SourceSecurityGroupId": SOURCE},
+            "set exactly one of ReplicationGroupId, CacheClusterId, ServerlessCacheName",
+        ),
+        ({**VALID, "CacheClusterId": "c1"}, "got ReplicationGroupId and CacheClusterId"),
+        ({"ReplicationGroupId": "app-cache"}, "SourceSecurityGroupId is required"),
+        ({**VALID, "ReplicationGroupId": "1cache"}, "ReplicationGroupId must start with a letter"),
+        ({**VALID, "ReplicationGroupId": "a--b"}, "single hyphens"),
+        ({**VALID, "SourceSecurityGroupId": "app-servers"}, "(the group's id, not its name)"),
+        ({**VALID, "SourceSecurityGroupId": "sg-123"}, "SourceSecurityGroupId must be a security group id"),
+        ({**VALID, "SourceSecurityGroupId": 7}, "got a number"),
+        ({**VALID, "SourceSecurityGroupOwnerId": "12345"}, "SourceSecurityGroupOwnerId must be a 12-digit"),
+        ({**VALID, "Port": "0"}, "Port must be a TCP port number from 1 to 65535, got '0'"),
+        ({**VALID, "Port": "65536"}, "Port must be a TCP port number"),
+        ({**VALID, "Port": "6379/tcp"}, "Port must be a TCP port number"),
+        ({**VALID, "Port": True}, "got a boolean"),
+        ({**VALID, "TargetSecurityGroupIds": "sg-0123abcd"}, "TargetSecurityGroupIds must be a list"),
+        ({**VALID, "TargetSecurityGroupIds": []}, "leave it out to use the cache's own security groups"),
+        ({**VALID, "TargetSecurityGroupIds": ["sg-0123abcd", "cache-sg"]}, "TargetSecurityGroupIds[1] must be"),
+        ({**VALID, "TargetSecurityGroupIds": [f"sg-{i:08x}" for i in range(17)]}, "at most 16 security groups"),
+        ({**VALID, "Description": "caf\u00e9 access"}, "Description may hold only"),
+        ({**VALID, "Description": "x" * 256}, "Description must be at most 255 characters"),
+        ({**VALID, "ReplicationGroupID": "x"}, "did you mean ReplicationGroupId?"),
+    ],
+)
+def test_bad_input_is_refused_with_a_reason_naming_the_property(props: dict[str, Any], expected: str) -> None:
+    assert expected in reason(props)
+
+
+def test_ids_and_ports_are_read_as_cloudformation_sends_them() -> None:
+    request = parse(
+        Port="6380",
+        SourceSecurityGroupOwnerId="2109-8765-4321",
+        SourceSecurityGroupId="SG-0A1B2C3D4E5F60718",
+        TargetSecurityGroupIds=["sg-0000000b", "sg-0000000a", "sg-0000000b"],
+        Description="app servers: sessions cache (port 6380)",
+    )
+    assert (request.port, request.source_owner, request.source_group) == (6380, "210987654321", SOURCE)
+    assert request.targets == ("sg-0000000a", "sg-0000000b")
+    assert request.description == "app servers: sessions cache (port 6380)"
+
+
+def test_properties_fill_in_what_discovery_would() -> None:
+    network = CacheNetwork(ports=(6379, 6380), security_groups=("sg-0000000a",))
+    assert vpc.resolve(parse(), network) == RuleSet(SOURCE, "123456789012", (6379, 6380), ("sg-0000000a",))
+    pinned = parse(Port="7000", TargetSecurityGroupIds=["sg-0000000c"])
+    assert vpc.resolve(pinned, network) == RuleSet(SOURCE, "123456789012", (7000,), ("sg-0000000c",))
+
+
+def test_a_cache_without_port_or_groups_asks_for_the_property() -> None:
+    with pytest.raises(CacheUnusable, match="set Port"):
+        vpc.resolve(parse(), CacheNetwork((), ("sg-0000000a",)))
+    with pytest.raises(CacheUnusable, match="set TargetSecurityGroupIds"):
+        vpc.resolve(parse(), CacheNetwork((6379,), ()))
+
+
+group_ids = st.from_regex(r"\Asg-([0-9a-f]{8}|[0-9a-f]{17})\Z")
+rule_sets = st.builds(
+    RuleSet.of,
+    group_ids,
+    st.from_regex(r"\A\d{12}\Z"),
+    st.lists(st.integers(1, 65535), min_size=1, max_size=4),
+    st.lists(group_ids, min_size=1, max_size=vpc.MAX_TARGETS),
+)
+
+
+@given(rule_sets)
+def test_the_id_decodes_to_exactly_the_rules_and_fits_cloudformation(rule_set: RuleSet) -> None:
+    assert vpc.parse_physical_id(rule_set.physical_id) == rule_set
+    assert rules.parse_physical_id(rule_set.physical_id) is None
+    assert len(rule_set.physical_id.encode()) <= 1024
+
+
+def test_the_id_reads_as_the_rules() -> None:
+    rule_set = RuleSet.of(SOURCE, "123456789012", [6380, 6379], ["sg-0000000b", "sg-0000000a"])
+    assert rule_set.physical_id == f"cache-vpc-ingress:{SOURCE}@123456789012:6379,6380:sg-0000000a,sg-0000000b"
+
+
+@pytest.mark.parametrize(
+    "physical_id",
+    [
+        f"cache-vpc-ingress:{SOURCE}@123456789012:6380,6379:sg-0000000a",  # ports out of order
+        f"cache-vpc-ingress:{SOURCE}@123456789012:6379:sg-0000000b,sg-0000000a",  # groups out of order
+        f"cache-vpc-ingress:{SOURCE}@123456789012:6379,6379:sg-0000000a",  # a repeat
+        f"cache-vpc-ingress:{SOURCE}@123456789012:70000:sg-0000000a",
+        f"cache-vpc-ingress:{SOURCE}@123456789012:06379:sg-0000000a",
+        "cache-vpc-ingress:sg-123@123456789012:6379:sg-0000000a",
+        "cache-sg-ingress:app-cache-sg:123456789012:app-servers",
+        "cache-access-AppCacheAccess-1A2B3C4D5E6F",
+    ],
+)
+def test_only_canonical_ids_of_ours_decode(physical_id: str) -> None:
+    assert vpc.parse_physical_id(physical_id) is None
+
+
+def test_rules_shared_with_another_rule_set_need_the_same_source() -> None:
+    old = RuleSet.of(SOURCE, "123456789012", [6379], ["sg-0000000a", "sg-0000000b"])
+    new = RuleSet.of(SOURCE, "123456789012", [6379, 6380], ["sg-0000000a"])
+    assert old.shared_with(new) == {("sg-0000000a", 6379)}
+    other_source = RuleSet.of("sg-0000000f", "123456789012", [6379], ["sg-0000000a"])
+    assert old.shared_with(other_source) == frozenset()
+    assert old.shared_with(None) == frozenset()
+
+
+def test_replication_group_ports_come_from_its_endpoints_and_groups_from_a_member() -> None:
+    cluster_mode = {"ConfigurationEndpoint": {"Address": "cfg.example", "Port": 6390}, "NodeGroups": []}
+    member = {"SecurityGroups": [{"SecurityGroupId": "sg-0000000b", "Status": "active"}]}
+    assert vpc.network_of_replication_group(cluster_mode, member) == CacheNetwork((6390,), ("sg-0000000b",))
+    one_shard = {"NodeGroups": [{"PrimaryEndpoint": {"Address": "p.example", "Port": 6379}}]}
+    assert vpc.network_of_replication_group(one_shard, None) == CacheNetwork((6379,), ())
+
+
+def test_cache_cluster_ports_come_from_the_configuration_or_node_endpoints() -> None:
+    memcached = {
+        "ConfigurationEndpoint": {"Port": 11211},
+        "CacheNodes": [{"Endpoint": {"Port": 11211}}],
+        "SecurityGroups": [{"SecurityGroupId": "sg-0000000b"}, {"SecurityGroupId": "sg-0000000a"}],
+    }
+    assert vpc.network_of_cache_cluster(memcached) == CacheNetwork((11211,), ("sg-0000000a", "sg-0000000b"))
+    creating = {"CacheClusterStatus": "creating", "CacheNodes": [{"CacheNodeStatus": "creating"}]}
+    assert vpc.network_of_cache_cluster(creating) == CacheNetwork((), ())
+
+
+def test_a_serverless_cache_opens_its_endpoint_and_reader_endpoint_ports() -> None:
+    cache = {"Endpoint": {"Port": 6379}, "ReaderEndpoint": {"Port": 6380}, "SecurityGroupIds": ["sg-0000000a"]}
+    assert vpc.network_of_serverless_cache(cache) == CacheNetwork((6379, 6380), ("sg-0000000a",))
+
+
+def test_permissions_are_one_tcp_port_each_from_the_source_group() -> None:
+    rule_set = RuleSet.of(SOURCE, "210987654321", [6379, 6380], ["sg-0000000a"])
+    pair = {"GroupId": SOURCE, "UserId": "210987654321"}
+    assert vpc.ip_permissions(rule_set, [6379], "d") == [
+        {"IpProtocol": "tcp", "FromPort": 6379, "ToPort": 6379, "UserIdGroupPairs": [{**pair, "Description": "d"}]}
+    ]
+    assert [p["UserIdGroupPairs"] for p in vpc.ip_permissions(rule_set, [6379, 6380])] == [[pair], [pair]]
+
+
+@pytest.mark.parametrize(
+    ("code", "on_authorize", "on_revoke"),
+    [
+        ("InvalidPermission.Duplicate", Outcome.DONE, Outcome.FAILED),
+        ("InvalidPermission.NotFound", Outcome.FAILED, Outcome.DONE),
+        ("InvalidGroup.NotFound", Outcome.FAILED, Outcome.DONE),
+        ("RequestLimitExceeded", Outcome.BUSY, Outcome.BUSY),
+        ("UnauthorizedOperation", Outcome.FAILED, Outcome.FAILED),
+        ("RulesPerSecurityGroupLimitExceeded", Outcome.FAILED, Outcome.FAILED),
+    ],
+)
+def test_what_ec2_answers_mean(code: str, on_authorize: Outcome, on_revoke: Outcome) -> None:
+    assert (vpc.authorize_outcome(code), vpc.revoke_outcome(code)) == (on_authorize, on_revoke)
