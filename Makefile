@@ -57,7 +57,7 @@ templates: $(BIN)/.installed
 # Security scanners: bandit on the code, checkov on the templates (suppressions carry their reason inline).
 scan: $(BIN)/.installed $(SCAN_VENV)/.installed
 	$(BIN)/bandit --quiet --recursive handler offline
-	$(SCAN_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation --file template.yaml --file examples/consumer.yaml
+	$(SCAN_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation --file template.yaml --file examples/consumer.yaml --file examples/vpc-consumer.yaml
 
 pytest: $(BIN)/.installed
 	HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE) $(BIN)/python -m pytest --cov --cov-report=term

@@ -1,4 +1,10 @@
-"""Lambda entry point: wires crhelper to the lifecycle. The rules live in :mod:`cache_ingress`."""
+"""Lambda entry point: wires crhelper to the lifecycle. The rules live in :mod:`cache_ingress`.
+
+The properties choose the mode: ``CacheSecurityGroupName`` and friends for an
+EC2-Classic cache security group, a cache name (``ReplicationGroupId``,
+``CacheClusterId`` or ``ServerlessCacheName``) for EC2 ingress rules on the
+security groups of a cache in a VPC. The physical id says which mode minted it.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from cache_ingress import elasticache_api, lifecycle, rules
+from cache_ingress import aws_api, lifecycle, rules, vpc, vpc_lifecycle
 from cache_ingress.response import FAILED, CustomResource
 
 logger = Logger(
@@ -17,65 +23,115 @@ logger = Logger(
 )
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "CacheSecurityGroupIngress")
 helper = CustomResource(logger)
-_api: elasticache_api.ElastiCacheApi | None = None
+_clients: dict[str, Any] = {}
 
 
-def api() -> elasticache_api.ElastiCacheApi:
+def api() -> aws_api.ElastiCacheApi:
     """The ElastiCache client, made on first use so that a bad setting fails the request, not the import."""
-    global _api
-    if _api is None:
-        _api = elasticache_api.ElastiCacheApi(elasticache_api.make_client())
-    return _api
+    if "elasticache" not in _clients:
+        _clients["elasticache"] = aws_api.ElastiCacheApi(aws_api.make_client("elasticache"))
+    client: aws_api.ElastiCacheApi = _clients["elasticache"]
+    return client
+
+
+def ec2() -> aws_api.Ec2Api:
+    if "ec2" not in _clients:
+        _clients["ec2"] = aws_api.Ec2Api(aws_api.make_client("ec2"))
+    client: aws_api.Ec2Api = _clients["ec2"]
+    return client
+
+
+def stacks() -> aws_api.StackRecords:
+    if "cloudformation" not in _clients:
+        _clients["cloudformation"] = aws_api.StackRecords(aws_api.make_client("cloudformation"))
+    client: aws_api.StackRecords = _clients["cloudformation"]
+    return client
+
+
+def _request(event: dict[str, Any]) -> rules.Ingress | vpc.VpcRequest:
+    return vpc.parse_request(event.get("ResourceProperties"), event["StackId"], str(event.get("LogicalResourceId")))
 
 
 @helper.create
 def create(event: dict[str, Any], _context: Any) -> str:
-    ingress = rules.parse_properties(event.get("ResourceProperties"), event["StackId"])
-    # Reported even if a call below fails, so the rollback Delete revokes what may have gone through.
-    helper.PhysicalResourceId = ingress.physical_id
-    _record(ingress, lifecycle.ensure_authorized(api(), ingress, helper.deadline))
-    return ingress.physical_id
+    request = _request(event)
+    if isinstance(request, vpc.VpcRequest):
+        rule_set = vpc_lifecycle.discover(api(), request, helper.deadline)
+        # Reported even if a call below fails, so the rollback Delete revokes what may have gone through.
+        helper.PhysicalResourceId = rule_set.physical_id
+        _record(
+            rule_set.attributes(), vpc_lifecycle.ensure_rules(ec2(), rule_set, request.description, helper.deadline)
+        )
+        return rule_set.physical_id
+    helper.PhysicalResourceId = request.physical_id
+    _record(request.api_params(), lifecycle.ensure_authorized(api(), request, helper.deadline))
+    return request.physical_id
 
 
 @helper.update
 def update(event: dict[str, Any], _context: Any) -> str:
-    ingress = rules.parse_properties(event.get("ResourceProperties"), event["StackId"])
+    request = _request(event)
     current_id = event.get("PhysicalResourceId")
-    replacing = ingress.physical_id != current_id
-    if replacing:
-        # A new id tells CloudFormation to Delete the old one once the update completes.
-        logger.info("the ingress changes: replacing", extra={"old_physical_id": current_id})
-    result = lifecycle.ensure_authorized(api(), ingress, helper.deadline)
+    if isinstance(request, vpc.VpcRequest):
+        rule_set = vpc_lifecycle.discover(api(), request, helper.deadline)
+        replacing = _replacing(rule_set.physical_id, current_id)
+        # A failed replacement keeps the old id, so no Delete would ever come for the new rules: take them back.
+        result = vpc_lifecycle.ensure_rules(
+            ec2(), rule_set, request.description, helper.deadline, undo_on_failure=replacing
+        )
+        _record(rule_set.attributes(), result)
+        return rule_set.physical_id
+    replacing = _replacing(request.physical_id, current_id)
+    result = lifecycle.ensure_authorized(api(), request, helper.deadline)
     if not replacing:
         abandoned = rules.unrecorded_by_failed_update(event.get("OldResourceProperties"), event["StackId"], current_id)
         if abandoned is not None:
             logger.info("rolling back a failed update: taking back what it may have authorized")
-            _record(abandoned, lifecycle.ensure_revoked(api(), abandoned, helper.deadline))
-    _record(ingress, result)
-    return ingress.physical_id
+            _record(abandoned.api_params(), lifecycle.ensure_revoked(api(), abandoned, helper.deadline))
+    _record(request.api_params(), result)
+    return request.physical_id
+
+
+def _replacing(new_id: str, current_id: Any) -> bool:
+    if new_id == current_id:
+        return False
+    # A new id tells CloudFormation to Delete the old one once the update completes.
+    logger.info("the ingress changes: replacing", extra={"old_physical_id": current_id, "new_physical_id": new_id})
+    return True
 
 
 @helper.delete
 def delete(event: dict[str, Any], _context: Any) -> str:
     physical_id = str(event.get("PhysicalResourceId") or "")
     ingress = rules.parse_physical_id(physical_id)
-    if ingress is None:
+    rule_set = vpc.parse_physical_id(physical_id)
+    if ingress is None and rule_set is None:
         # Not an id of ours: crhelper's after a failed Create, or one CloudFormation made up
         # when it stopped waiting for a Create that may have gone through.
         try:
-            ingress = rules.parse_properties(event.get("ResourceProperties"), event["StackId"])
-        except rules.InvalidProperties as err:
-            logger.info("nothing to revoke: the id is not ours and the properties are invalid", extra={"why": str(err)})
+            request = _request(event)
+            if isinstance(request, vpc.VpcRequest):
+                rule_set = vpc_lifecycle.discover(api(), request, helper.deadline)
+            else:
+                ingress = request
+        except (rules.InvalidProperties, vpc_lifecycle.CacheNotFound, vpc.CacheUnusable) as err:
+            logger.info("nothing to revoke: the id is not ours and names no ingress", extra={"why": str(err)})
             metrics.add_metric(name=lifecycle.Change.ALREADY_ABSENT.value, unit=MetricUnit.Count, value=1)
             return physical_id
-    _record(ingress, lifecycle.ensure_revoked(api(), ingress, helper.deadline))
+    if rule_set is not None:
+        keep = vpc_lifecycle.rules_still_declared(stacks(), event, rule_set)
+        if keep:
+            logger.info("the resource that replaced this one needs some rules: they stay", extra={"kept": sorted(keep)})
+        _record(rule_set.attributes(), vpc_lifecycle.ensure_revoked(ec2(), rule_set, helper.deadline, keep=keep))
+    elif ingress is not None:
+        _record(ingress.api_params(), lifecycle.ensure_revoked(api(), ingress, helper.deadline))
     return physical_id
 
 
-def _record(ingress: rules.Ingress, result: lifecycle.Result) -> None:
+def _record(what: dict[str, str], result: lifecycle.Result) -> None:
     helper.Data.update(result.data)
     metrics.add_metric(name=result.change.value, unit=MetricUnit.Count, value=1)
-    logger.info("ingress %s", result.change.name.lower().replace("_", " "), extra={"ingress": ingress.api_params()})
+    logger.info("ingress %s", result.change.name.lower().replace("_", " "), extra={"ingress": what})
 
 
 @metrics.log_metrics

@@ -1,9 +1,10 @@
-"""``make demo``: a full custom resource lifecycle, offline, showing what CloudFormation receives.
+"""``make demo``: full custom resource lifecycles, offline, showing what CloudFormation receives.
 
-Create -> Update keeping the id -> Update replacing -> Delete of the old id ->
-Delete of the new id -> the same Delete again, each sent to the real
-``lambda_handler`` against the ElastiCache stand-in. Exits non-zero if any
-answer is not what the lifecycle expects.
+Twice, once per mode: Create -> Update keeping the id -> Update replacing ->
+Delete of the old id -> Delete of the new id -> the same Delete again, each
+sent to the real ``lambda_handler``. EC2-Classic mode runs against the
+ElastiCache stand-in; VPC mode against moto's EC2 and replication groups.
+Exits non-zero if any answer is not what the lifecycle expects.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from offline.harness import ROOT, OfflineAws, load_event
+from offline.harness import EXAMPLE_GROUPS, ROOT, STACK_ACCOUNT, OfflineAws, load_event
 
 EVENTS = ROOT / "events"
 
@@ -54,27 +55,68 @@ def steps() -> list[Step]:
     ]
 
 
+@dataclass(frozen=True)
+class VpcStep:
+    title: str
+    event: dict[str, Any]
+    expect_id: str
+    #: (target group name, port) pairs that must exist afterwards, all from app-servers
+    expect_rules: set[tuple[str, int]]
+    #: what CloudFormation holds for the logical id while the request runs
+    recorded_id: str
+
+
+def vpc_steps(ids: dict[str, str]) -> list[VpcStep]:
+    """The VPC-mode lifecycle on the example world; ``ids`` maps the events' example ids to moto's."""
+    create = load_event(EVENTS / "vpc-create.json", ids)
+    update = load_event(EVENTS / "vpc-update.json", ids)
+    replace = load_event(EVENTS / "vpc-update-replace.json", ids)
+    delete_old = load_event(EVENTS / "vpc-delete.json", ids)
+    app, cache, shared = (ids[example] for example in EXAMPLE_GROUPS)
+    old_id = f"cache-vpc-ingress:{app}@{STACK_ACCOUNT}:6379:{','.join(sorted((cache, shared)))}"
+    new_id = f"cache-vpc-ingress:{app}@{STACK_ACCOUNT}:6379:{cache}"
+    # As CloudFormation does, each request carries the id it holds, not the one the example file spells.
+    for event in (update, replace, delete_old):
+        event["PhysicalResourceId"] = old_id
+    delete_new = {
+        **delete_old,
+        "RequestId": "7d2f2c7f-0005-4c5f-8b62-vpcdelete005",
+        "PhysicalResourceId": new_id,
+        "ResourceProperties": replace["ResourceProperties"],
+    }
+    delete_again = {**delete_new, "RequestId": "7d2f2c7f-0006-4c5f-8b62-vpcdelete006"}
+    both = {("app-cache", 6379), ("shared-clients", 6379)}
+    return [
+        VpcStep("app-servers may reach the replication group app-cache, found by name", create, old_id, both, ""),
+        VpcStep("Update, new Description only: same rules, same id", update, old_id, both, old_id),
+        VpcStep("Update narrowing TargetSecurityGroupIds: new id", replace, new_id, both, old_id),
+        VpcStep(
+            "Delete of the old id: the rule the new resource shares stays",
+            delete_old,
+            old_id,
+            {("app-cache", 6379)},
+            new_id,
+        ),
+        VpcStep("Delete of the new id (stack deletion)", delete_new, new_id, set(), new_id),
+        VpcStep("The same Delete again: still SUCCESS", delete_again, new_id, set(), new_id),
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--settle", type=float, default=0.5, help="seconds ElastiCache takes to settle a change")
     parser.add_argument("--verbose", action="store_true", help="show the function's own JSON logs and metrics")
     parser.add_argument("--debug", action="store_true", help="log everything at DEBUG, botocore and crhelper included")
+    parser.add_argument("--mode", choices=("both", "classic", "vpc"), default="both")
     args = parser.parse_args(argv)
     failures = 0
-    with OfflineAws(settle_delay=args.settle, quiet=not args.verbose, debug=args.debug) as aws:
-        aws.create_cache_security_group("app-cache-sg")
-        print(
-            f"ElastiCache stand-in on {aws.standin.url} (changes settle in {args.settle} s); "
-            "cache security group 'app-cache-sg' created.\n"
-        )
-        for number, step in enumerate(steps(), 1):
-            started = time.monotonic()
-            answer = aws.invoke(step.event)
-            took = time.monotonic() - started
-            table = aws.standin.ingress_table()
-            problems = _check(step, answer, aws.standin.authorized(), table)
-            failures += bool(problems)
-            _show(number, step, answer, table, took, problems)
+    with OfflineAws(
+        settle_delay=args.settle, quiet=not args.verbose, debug=args.debug, vpc=args.mode != "classic"
+    ) as aws:
+        if args.mode != "vpc":
+            failures += run_classic(aws, args.settle)
+        if args.mode != "classic":
+            failures += run_vpc(aws)
     print(
         "Lifecycle complete: every answer was what CloudFormation expects."
         if not failures
@@ -83,34 +125,91 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failures else 0
 
 
-def _check(
-    step: Step, answer: dict[str, Any], authorized: set[tuple[str, str, str]], table: list[dict[str, str]]
-) -> list[str]:
+def run_classic(aws: OfflineAws, settle: float) -> int:
+    """The EC2-Classic lifecycle; the number of steps that went wrong."""
+    aws.create_cache_security_group("app-cache-sg")
+    print(
+        f"EC2-Classic mode: ElastiCache stand-in on {aws.standin.url} (changes settle in {settle} s); "
+        "cache security group 'app-cache-sg' created.\n"
+    )
+    failures = 0
+    for number, step in enumerate(steps(), 1):
+        started = time.monotonic()
+        answer = aws.invoke(step.event)
+        took = time.monotonic() - started
+        table = aws.standin.ingress_table()
+        problems = _check_answer(answer, step.expect_id)
+        authorized = aws.standin.authorized()
+        if authorized != step.expect_table or any(row["Status"] != "authorized" for row in table):
+            problems.append(f"the ingress table is {sorted(authorized)}, expected {sorted(step.expect_table)}")
+        failures += bool(problems)
+        rows = [
+            f"{row['CacheSecurityGroupName']} <- {row['EC2SecurityGroupName']!r} "
+            f"of {row['EC2SecurityGroupOwnerId']}: {row['Status']}"
+            for row in table
+        ]
+        _show(number, step.event["RequestType"], step.title, answer, "ElastiCache ingress table", rows, took, problems)
+    return failures
+
+
+def run_vpc(aws: OfflineAws) -> int:
+    """The VPC-mode lifecycle; the number of steps that went wrong."""
+    ids = aws.build_vpc_example()
+    app, cache, shared = (ids[example] for example in EXAMPLE_GROUPS)
+    names = {cache: "app-cache", shared: "shared-clients"}
+    print(
+        "VPC mode: moto plays EC2 and the replication groups. The replication group app-cache (port 6379) is "
+        f"guarded by security groups app-cache ({cache}) and shared-clients ({shared}); "
+        f"app-servers is {app}.\n"
+    )
+    failures = 0
+    for number, step in enumerate(vpc_steps(ids), 1):
+        event = step.event
+        aws.records.record(event["StackId"], event["LogicalResourceId"], step.recorded_id or None)
+        started = time.monotonic()
+        answer = aws.invoke(event)
+        took = time.monotonic() - started
+        rules = {
+            (names[group], port): description
+            for group in names
+            for source, _owner, port, description in aws.vpc_rules(group)
+            if source == app
+        }
+        problems = _check_answer(answer, step.expect_id)
+        if set(rules) != step.expect_rules:
+            problems.append(f"the rules are {sorted(rules)}, expected {sorted(step.expect_rules)}")
+        failures += bool(problems)
+        rows = [f"{group} <- app-servers, tcp/{port}: {text!r}" for (group, port), text in sorted(rules.items())]
+        _show(number, event["RequestType"], step.title, answer, "EC2 ingress rules", rows, took, problems)
+    return failures
+
+
+def _check_answer(answer: dict[str, Any], expect_id: str) -> list[str]:
     problems = []
     if answer.get("Status") != "SUCCESS":
         problems.append(f"Status is {answer.get('Status')}: {answer.get('Reason')}")
-    if answer.get("PhysicalResourceId") != step.expect_id:
-        problems.append(f"PhysicalResourceId is {answer.get('PhysicalResourceId')!r}, expected {step.expect_id!r}")
-    if authorized != step.expect_table or any(row["Status"] != "authorized" for row in table):
-        problems.append(f"the ingress table is {sorted(authorized)}, expected {sorted(step.expect_table)}")
+    if answer.get("PhysicalResourceId") != expect_id:
+        problems.append(f"PhysicalResourceId is {answer.get('PhysicalResourceId')!r}, expected {expect_id!r}")
     return problems
 
 
 def _show(
-    number: int, step: Step, answer: dict[str, Any], table: list[dict[str, str]], took: float, problems: list[str]
+    number: int,
+    request_type: str,
+    title: str,
+    answer: dict[str, Any],
+    heading: str,
+    rows: list[str],
+    took: float,
+    problems: list[str],
 ) -> None:
-    print(f"== {number}. {step.event['RequestType']}: {step.title}  ({took:.2f} s)")
+    print(f"== {number}. {request_type}: {title}  ({took:.2f} s)")
     print("   CloudFormation received:")
     for line in json.dumps(answer, indent=2).splitlines():
         print("     " + line)
-    print("   ElastiCache ingress table:")
-    if not table:
-        print("     (empty)")
-    for row in table:
-        print(
-            f"     {row['CacheSecurityGroupName']} <- {row['EC2SecurityGroupName']!r} "
-            f"of {row['EC2SecurityGroupOwnerId']}: {row['Status']}"
-        )
+    print(f"   {heading}:")
+    for row in rows or ["(empty)"]:
+        print("     " + row)
     for problem in problems:
         print(f"   UNEXPECTED: {problem}")
     print()

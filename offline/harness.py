@@ -1,4 +1,8 @@
-"""Runs the real handler offline: the ElastiCache stand-in, the https receiver, and a Lambda-like context.
+"""Runs the real handler offline: the AWS stand-ins, the https receiver, and a Lambda-like context.
+
+With ``vpc=True``, moto's server plays EC2 and the replication groups (the
+ElastiCache stand-in forwards to it what it does not serve itself), and a
+CloudFormation stand-in answers which id a logical id holds.
 
 Used by ``make demo`` and ``make invoke``. The handler module is imported only
 after the environment points boto3 at the stand-in and the sender at the
@@ -15,10 +19,14 @@ import sys
 import time
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from offline.cloudformation import StackRecordsStandIn
 from offline.receiver import ResponseReceiver
-from offline.standin import ElastiCacheStandIn
+from offline.standin import Cache, ElastiCacheStandIn
+
+if TYPE_CHECKING:
+    from offline.moto_backend import MotoBackend
 
 ROOT = Path(__file__).resolve().parent.parent
 STACK_ACCOUNT = "123456789012"
@@ -49,9 +57,15 @@ class LambdaContext:
 
 
 class OfflineAws:
-    def __init__(self, settle_delay: float = 0.5, quiet: bool = True, debug: bool = False) -> None:
+    def __init__(self, settle_delay: float = 0.5, quiet: bool = True, debug: bool = False, vpc: bool = False) -> None:
         self.standin = ElastiCacheStandIn(settle_delay=settle_delay, account_id=STACK_ACCOUNT)
         self.receiver = ResponseReceiver()
+        self.records = StackRecordsStandIn()
+        self.moto: MotoBackend | None = None
+        if vpc:
+            from offline.moto_backend import MotoBackend  # moto takes a second to import: only when asked
+
+            self.moto = MotoBackend()
         self._quiet = quiet and not debug
         self._debug = debug
         self._app: ModuleType | None = None
@@ -59,7 +73,15 @@ class OfflineAws:
     def __enter__(self) -> OfflineAws:
         endpoint = self.standin.start()
         self.receiver.start()
-        os.environ.update(OFFLINE_ENV, AWS_ENDPOINT_URL_ELASTICACHE=endpoint, SSL_CERT_FILE=self.receiver.cafile)
+        os.environ.update(
+            OFFLINE_ENV,
+            AWS_ENDPOINT_URL_ELASTICACHE=endpoint,
+            AWS_ENDPOINT_URL_CLOUDFORMATION=self.records.start(),
+            SSL_CERT_FILE=self.receiver.cafile,
+        )
+        if self.moto is not None:
+            self.standin.upstream = self.moto.start()
+            os.environ["AWS_ENDPOINT_URL_EC2"] = self.moto.url
         os.environ.pop("AWS_PROFILE", None)
         if self._debug:
             # Everything at DEBUG, botocore and crhelper included: what a function deployed with LogLevel=DEBUG logs.
@@ -73,6 +95,9 @@ class OfflineAws:
     def __exit__(self, *exc: object) -> None:
         self.standin.stop()
         self.receiver.stop()
+        self.records.stop()
+        if self.moto is not None:
+            self.moto.stop()
 
     def create_cache_security_group(self, name: str) -> None:
         """Through the real API, with a boto3 client of its own: the demo's one piece of set-up."""
@@ -80,6 +105,17 @@ class OfflineAws:
 
         client = boto3.client("elasticache")
         client.create_cache_security_group(CacheSecurityGroupName=name, Description="made by the offline demo")
+
+    def build_vpc_example(self) -> dict[str, str]:
+        if self.moto is None:
+            raise RuntimeError("VPC mode needs OfflineAws(vpc=True)")
+        return build_vpc_example(self.moto, self.standin)
+
+    def vpc_rules(self, group_id: str) -> set[tuple[str, str, int, str]]:
+        """The TCP rules into ``group_id``, as moto holds them: (source group, owner, port, description)."""
+        if self.moto is None:
+            raise RuntimeError("VPC mode needs OfflineAws(vpc=True)")
+        return self.moto.ingress(group_id)
 
     def invoke(self, event: dict[str, Any], seconds: float = 60.0) -> dict[str, Any]:
         """Send the event to the real lambda_handler; return the body CloudFormation received."""
@@ -95,6 +131,41 @@ class OfflineAws:
         return self._app
 
 
-def load_event(path: str | Path) -> dict[str, Any]:
-    event: dict[str, Any] = json.loads(Path(path).read_text())
+def build_vpc_example(moto: MotoBackend, standin: ElastiCacheStandIn) -> dict[str, str]:
+    """The world the ``events/vpc-*.json`` examples assume: the replication group ``app-cache`` guarded by
+    groups ``app-cache`` and ``shared-clients``, and a group ``app-servers`` to let in.
+
+    Returns each example id of the events -> the id moto gave that group.
+    """
+    groups = moto.security_groups(*EXAMPLE_GROUPS.values())
+    guards = (groups["app-cache"], groups["shared-clients"])
+    # moto keeps the replication group and its port...
+    moto.client("elasticache").create_replication_group(
+        ReplicationGroupId="app-cache",
+        ReplicationGroupDescription="sessions (offline)",
+        Engine="redis",
+        CacheNodeType="cache.t4g.micro",
+        NumCacheClusters=1,
+        SecurityGroupIds=list(guards),
+        Port=6379,
+    )
+    # ...and the stand-in keeps what moto leaves out: the security groups its member clusters show.
+    standin.add_cache_cluster(Cache("app-cache-001", guards, 6379, replication_group="app-cache"))
+    return {example: groups[name] for example, name in EXAMPLE_GROUPS.items()}
+
+
+def load_event(path: str | Path, ids: dict[str, str] | None = None) -> dict[str, Any]:
+    """An event file, with the example security group ids swapped for ``ids`` (see :meth:`build_vpc_example`)."""
+    text = Path(path).read_text()
+    for example, actual in (ids or {}).items():
+        text = text.replace(example, actual)
+    event: dict[str, Any] = json.loads(text)
     return event
+
+
+#: The security group ids the VPC example events use, and the group each stands for.
+EXAMPLE_GROUPS = {
+    "sg-0a1b2c3d4e5f60718": "app-servers",
+    "sg-0c0c0c0c0c0c0c0c1": "app-cache",
+    "sg-0d0d0d0d0d0d0d0d2": "shared-clients",
+}

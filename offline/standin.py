@@ -1,8 +1,11 @@
-"""A loopback stand-in for the ElastiCache cache security group API.
+"""A loopback stand-in for the ElastiCache API: cache security groups, and what VPC mode reads of caches.
 
 AWS no longer serves cache security groups to today's accounts and moto does
 not implement them, so the demo and the end-to-end tests talk to this server
-instead. It speaks the AWS query protocol as the API reference documents it:
+instead. For VPC mode it also answers DescribeCacheClusters (with the
+security groups moto leaves out) and DescribeServerlessCaches (which moto
+lacks), and forwards every other action to an ``upstream`` ElastiCache
+(moto's server: replication groups and their ports). It speaks the AWS query protocol as the API reference documents it:
 form-encoded requests, XML answers in the 2015-02-02 namespace, errors as
 ``ErrorResponse`` with the documented codes and HTTP statuses.
 
@@ -20,6 +23,7 @@ Run it alone for ``sam local invoke`` or any boto3 client::
 from __future__ import annotations
 
 import argparse
+import http.client
 import re
 import threading
 import time
@@ -27,8 +31,8 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
-from typing import Any
-from urllib.parse import parse_qs
+from typing import Any, Protocol
+from urllib.parse import parse_qs, urlencode, urlsplit
 from xml.sax.saxutils import escape  # used to write XML; nothing here parses any  # nosec B406
 
 from offline.loopback import LoopbackServer
@@ -66,6 +70,17 @@ class _Group:
 
 
 @dataclass(frozen=True)
+class Cache:
+    """A cache cluster or serverless cache as VPC mode reads it: its ports and its VPC security groups."""
+
+    name: str
+    security_groups: tuple[str, ...]
+    port: int | None = 6379
+    reader_port: int | None = None  # serverless caches only
+    replication_group: str | None = None
+
+
+@dataclass(frozen=True)
 class Call:
     """One request as the stand-in saw it."""
 
@@ -99,7 +114,9 @@ class ElastiCacheStandIn:
         region: str = "us-east-1",
         classic_enabled: bool = True,
         clock: Callable[[], float] = time.monotonic,
+        upstream: str | None = None,
     ) -> None:
+        """``upstream``: an ElastiCache endpoint (moto's server) for the actions not served here."""
         self.settle_delay = settle_delay
         self.account_id = account_id
         self.region = region
@@ -107,6 +124,9 @@ class ElastiCacheStandIn:
         self._clock = clock
         self._lock = threading.RLock()
         self._groups: dict[str, _Group] = {}
+        self._clusters: dict[str, Cache] = {}
+        self._serverless: dict[str, Cache] = {}
+        self.upstream = upstream
         self._faults = _Faults()
         self._calls: list[Call] = []
         self._server: LoopbackServer | None = None
@@ -117,7 +137,7 @@ class ElastiCacheStandIn:
         """Serve on 127.0.0.1 (a free port unless one is given) and return the endpoint URL."""
         standin = self
 
-        class Handler(_RequestHandler):
+        class Handler(QueryRequestHandler):
             api = standin
 
         self._server = LoopbackServer(Handler, "elasticache-standin", port)
@@ -147,6 +167,8 @@ class ElastiCacheStandIn:
         """Forget every group, fault and recorded call."""
         with self._lock:
             self._groups.clear()
+            self._clusters.clear()
+            self._serverless.clear()
             self._faults = _Faults()
             self._calls.clear()
             self.classic_enabled = True
@@ -154,6 +176,15 @@ class ElastiCacheStandIn:
     def add_group(self, name: str, description: str = "stand-in group") -> None:
         with self._lock:
             self._groups[name] = _Group(name, description, self.account_id)
+
+    def add_cache_cluster(self, cache: Cache) -> None:
+        """A cache cluster (a replication group's member, or a cluster of its own) with its security groups."""
+        with self._lock:
+            self._clusters[cache.name] = cache
+
+    def add_serverless_cache(self, cache: Cache) -> None:
+        with self._lock:
+            self._serverless[cache.name] = cache
 
     def throttle_next(self, count: int) -> None:
         """Answer the next ``count`` calls with ``Throttling`` (HTTP 400), as ElastiCache does."""
@@ -238,10 +269,12 @@ class ElastiCacheStandIn:
             injected = self._injected_fault()
             if injected == "drop":
                 return 0, None, "dropped"
+            if action and action not in _OWN_ACTIONS and self.upstream:
+                return self._forward(action, params)
             result = self._dispatch(action, params)
         except ApiFault as fault:
-            return fault.status, _error_xml(fault), fault.code
-        return 200, _response_xml(action, result), None
+            return fault.status, error_xml(fault), fault.code
+        return 200, response_xml(action, result), None
 
     def _injected_fault(self) -> str | None:
         with self._lock:
@@ -273,15 +306,85 @@ class ElastiCacheStandIn:
             "DescribeCacheSecurityGroups": self._describe,
             "AuthorizeCacheSecurityGroupIngress": self._authorize,
             "RevokeCacheSecurityGroupIngress": self._revoke,
+            "DescribeCacheClusters": self._describe_clusters,
+            "DescribeServerlessCaches": self._describe_serverless,
         }
         if not action:
             raise ApiFault(400, "MissingAction", "The request must contain the parameter Action")
         if action not in handlers:
             raise ApiFault(400, "InvalidAction", f"The action {action} is not valid for this web service.")
-        if not self.classic_enabled:
+        if not self.classic_enabled and action in _CLASSIC_ACTIONS:
             raise ApiFault(400, "InvalidParameterValue", CLASSIC_RETIRED_MESSAGE)
         with self._lock:
             return handlers[action](params)
+
+    def _forward(self, action: str, params: dict[str, str]) -> tuple[int, str | None, str | None]:
+        """Relay the request to the upstream ElastiCache as it came; its answer goes back unchanged."""
+        url = urlsplit(self.upstream or "")
+        connection = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port or 80, timeout=30)
+        try:
+            body = urlencode({"Action": action, "Version": "2015-02-02", **params})
+            # moto tells services apart by the credential scope of the signature, which it does not check.
+            scope = f"Credential=offline/20260101/{self.region}/elasticache/aws4_request"
+            headers = {
+                "Content-Type": "application/x-www-form-urlencoded",
+                "Authorization": f"AWS4-HMAC-SHA256 {scope}, SignedHeaders=host, Signature=0",
+            }
+            connection.request("POST", "/", body, headers)
+            response = connection.getresponse()
+            text = response.read().decode()
+        finally:
+            connection.close()
+        error = re.search(r"<Code>([^<]*)</Code>", text) if response.status >= 400 else None
+        return response.status, text, error.group(1) if error else None
+
+    def _describe_clusters(self, params: dict[str, str]) -> str:
+        name = params.get("CacheClusterId")
+        if name is not None and name not in self._clusters:
+            raise ApiFault(404, "CacheClusterNotFound", f"Cache cluster {name} not found.")
+        clusters = [self._clusters[name]] if name else sorted(self._clusters.values(), key=lambda c: c.name)
+        show_nodes = params.get("ShowCacheNodeInfo") == "true"
+        return f"<CacheClusters>{''.join(self._cluster_xml(c, show_nodes) for c in clusters)}</CacheClusters>"
+
+    def _cluster_xml(self, cache: Cache, show_nodes: bool) -> str:
+        address = f"{cache.name}.abc123.0001.use1.cache.amazonaws.com"
+        nodes = (
+            f"<CacheNodes><CacheNode><CacheNodeId>0001</CacheNodeId><CacheNodeStatus>available</CacheNodeStatus>"
+            f"<Endpoint><Address>{address}</Address><Port>{cache.port}</Port></Endpoint></CacheNode></CacheNodes>"
+            if show_nodes and cache.port
+            else ""
+        )
+        groups = "".join(
+            f"<member><SecurityGroupId>{g}</SecurityGroupId><Status>active</Status></member>"
+            for g in cache.security_groups
+        )
+        group = f"<ReplicationGroupId>{cache.replication_group}</ReplicationGroupId>" if cache.replication_group else ""
+        return (
+            f"<CacheCluster><CacheClusterId>{escape(cache.name)}</CacheClusterId>"
+            f"<CacheClusterStatus>available</CacheClusterStatus><Engine>redis</Engine>{group}{nodes}"
+            f"<SecurityGroups>{groups}</SecurityGroups>"
+            f"<ARN>arn:aws:elasticache:{self.region}:{self.account_id}:cluster:{escape(cache.name)}</ARN></CacheCluster>"
+        )
+
+    def _describe_serverless(self, params: dict[str, str]) -> str:
+        name = params.get("ServerlessCacheName")
+        if name is not None and name not in self._serverless:
+            raise ApiFault(404, "ServerlessCacheNotFoundFault", f"Serverless cache {name} not found.")
+        caches = [self._serverless[name]] if name else sorted(self._serverless.values(), key=lambda c: c.name)
+        return f"<ServerlessCaches>{''.join(self._serverless_xml(c) for c in caches)}</ServerlessCaches>"
+
+    def _serverless_xml(self, cache: Cache) -> str:
+        address = f"{cache.name}-abc123.serverless.use1.cache.amazonaws.com"
+        endpoints = "".join(
+            f"<{tag}><Address>{address}</Address><Port>{port}</Port></{tag}>"
+            for tag, port in (("Endpoint", cache.port), ("ReaderEndpoint", cache.reader_port))
+            if port
+        )
+        groups = "".join(f"<SecurityGroupId>{g}</SecurityGroupId>" for g in cache.security_groups)
+        return (
+            f"<member><ServerlessCacheName>{escape(cache.name)}</ServerlessCacheName><Status>available</Status>"
+            f"<Engine>valkey</Engine><SecurityGroupIds>{groups}</SecurityGroupIds>{endpoints}</member>"
+        )
 
     def _create_group(self, params: dict[str, str]) -> str:
         name = _required(params, "CacheSecurityGroupName")
@@ -401,6 +504,19 @@ class ElastiCacheStandIn:
         )
 
 
+_CLASSIC_ACTIONS = frozenset(
+    {
+        "CreateCacheSecurityGroup",
+        "DeleteCacheSecurityGroup",
+        "DescribeCacheSecurityGroups",
+        "AuthorizeCacheSecurityGroupIngress",
+        "RevokeCacheSecurityGroupIngress",
+    }
+)
+#: Served here even with an upstream; everything else goes to it.
+_OWN_ACTIONS = _CLASSIC_ACTIONS | {"DescribeCacheClusters", "DescribeServerlessCaches"}
+
+
 def _required(params: dict[str, str], name: str) -> str:
     value = params.get(name)
     if not value:
@@ -408,28 +524,36 @@ def _required(params: dict[str, str], name: str) -> str:
     return value
 
 
-def _response_xml(action: str, result: str | None) -> str:
+def response_xml(action: str, result: str | None, namespace: str = NAMESPACE) -> str:
+    """A query-protocol answer: ``<ActionResponse><ActionResult>result</ActionResult>`` and metadata."""
     request_id = uuid.uuid4()
     inner = f"<{action}Result>{result}</{action}Result>" if result is not None else ""
     return (
-        f'<{action}Response xmlns="{NAMESPACE}">{inner}'
+        f'<{action}Response xmlns="{namespace}">{inner}'
         f"<ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata></{action}Response>"
     )
 
 
-def _error_xml(fault: ApiFault) -> str:
+def error_xml(fault: ApiFault, namespace: str = NAMESPACE) -> str:
     kind = "Sender" if fault.sender else "Receiver"
     return (
-        f'<ErrorResponse xmlns="{NAMESPACE}"><Error><Type>{kind}</Type><Code>{escape(fault.code)}</Code>'
+        f'<ErrorResponse xmlns="{namespace}"><Error><Type>{kind}</Type><Code>{escape(fault.code)}</Code>'
         f"<Message>{escape(fault.message)}</Message></Error><RequestId>{uuid.uuid4()}</RequestId></ErrorResponse>"
     )
 
 
-class _RequestHandler(BaseHTTPRequestHandler):
+class QueryApi(Protocol):
+    def handle(self, form: dict[str, str]) -> tuple[int, str | None]:
+        """(HTTP status, XML body) for one form-encoded request, or (0, None) to drop the connection."""
+
+
+class QueryRequestHandler(BaseHTTPRequestHandler):
+    """Serves a :class:`QueryApi` over HTTP/1.1 on loopback."""
+
     # Headers and body leave in separate writes: without TCP_NODELAY, Nagle and
     # delayed ACKs add 40 ms to every exchange on loopback.
     disable_nagle_algorithm = True
-    api: ElastiCacheStandIn
+    api: QueryApi
     protocol_version = "HTTP/1.1"
 
     def do_POST(self) -> None:

@@ -1,8 +1,8 @@
-"""The only module that talks to ElastiCache: three calls and their error mapping.
+"""The only module that talks to AWS: ElastiCache, EC2 and CloudFormation calls and their error mapping.
 
-The client is passed in, so tests hand it a botocore Stubber or point it at the
-loopback stand-in; nothing here decides what an error means for the stack
-(that is :mod:`cache_ingress.rules`).
+Clients are passed in, so tests hand them a botocore Stubber or point them at
+the loopback stand-ins; nothing here decides what an error means for the stack
+(that is :mod:`cache_ingress.rules` and :mod:`cache_ingress.vpc`).
 """
 
 from __future__ import annotations
@@ -28,15 +28,15 @@ CLIENT_CONFIG = Config(
 )
 
 
-def make_client() -> Any:
-    """An ElastiCache client that honours the standard SDK settings.
+def make_client(service: str = "elasticache") -> Any:
+    """A client that honours the standard SDK settings.
 
-    ``AWS_REGION``, ``AWS_ENDPOINT_URL_ELASTICACHE`` and friends are read by
-    boto3 itself, which is how tests, ``sam local invoke`` and the demo point
-    the function at the stand-in.
+    ``AWS_REGION``, ``AWS_ENDPOINT_URL_ELASTICACHE``, ``AWS_ENDPOINT_URL_EC2``
+    and friends are read by boto3 itself, which is how tests, ``sam local
+    invoke`` and the demo point the function at the stand-ins.
     """
     # boto3 reads AWS_DEFAULT_REGION; Lambda and sam local also set AWS_REGION, the documented one.
-    return boto3.client("elasticache", region_name=os.environ.get("AWS_REGION") or None, config=CLIENT_CONFIG)
+    return boto3.client(service, region_name=os.environ.get("AWS_REGION") or None, config=CLIENT_CONFIG)
 
 
 class ApiError(Exception):
@@ -77,8 +77,56 @@ class ElastiCacheApi:
                 return _entry_in(group, ingress)
         return None
 
+    def replication_group(self, group_id: str) -> dict[str, Any]:
+        response = _call(self.client.describe_replication_groups, ReplicationGroupId=group_id)
+        return _first(response, "ReplicationGroups")
 
-def _call(method: Any, **params: str) -> dict[str, Any]:
+    def cache_cluster(self, cluster_id: str) -> dict[str, Any]:
+        """With node info: a single-node Redis cluster shows its port only on its node's endpoint."""
+        response = _call(self.client.describe_cache_clusters, CacheClusterId=cluster_id, ShowCacheNodeInfo=True)
+        return _first(response, "CacheClusters")
+
+    def serverless_cache(self, name: str) -> dict[str, Any]:
+        return _first(_call(self.client.describe_serverless_caches, ServerlessCacheName=name), "ServerlessCaches")
+
+
+class Ec2Api:
+    """Ingress rules on VPC security groups; ``permissions`` are EC2 IpPermissions, built by the rules."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def authorize(self, group_id: str, permissions: list[dict[str, Any]]) -> None:
+        _call(self.client.authorize_security_group_ingress, GroupId=group_id, IpPermissions=permissions)
+
+    def revoke(self, group_id: str, permissions: list[dict[str, Any]]) -> bool:
+        """Whether any rule was there: in a default VPC, EC2 answers success and lists the ones it did not know."""
+        response = _call(self.client.revoke_security_group_ingress, GroupId=group_id, IpPermissions=permissions)
+        return len(response.get("UnknownIpPermissions") or []) < len(permissions)
+
+    def describe_rules(self, group_id: str, permissions: list[dict[str, Any]]) -> None:
+        """Set the description of rules that already exist (EC2 does not count it as part of a rule)."""
+        _call(self.client.update_security_group_rule_descriptions_ingress, GroupId=group_id, IpPermissions=permissions)
+
+
+class StackRecords:
+    """CloudFormation's record of a stack's resources: which physical id a logical id holds now."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def physical_id(self, stack_id: str, logical_id: str) -> str:
+        response = _call(self.client.describe_stack_resource, StackName=stack_id, LogicalResourceId=logical_id)
+        return str(response.get("StackResourceDetail", {}).get("PhysicalResourceId") or "")
+
+
+def _first(response: dict[str, Any], key: str) -> dict[str, Any]:
+    items = response.get(key) or [{}]
+    first: dict[str, Any] = items[0]
+    return first
+
+
+def _call(method: Any, **params: Any) -> dict[str, Any]:
     try:
         response: dict[str, Any] = method(**params)
     except ClientError as err:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from . import rules
-from .elasticache_api import ApiError, ElastiCacheApi, Entry
+from .aws_api import ApiError, ElastiCacheApi, Entry
 from .rules import Ingress, Outcome
 
 AUTHORIZED = "authorized"

@@ -176,7 +176,7 @@ def test_latency_delays_only_the_chosen_actions(client: Any, standin: ElastiCach
     ("form", "code"),
     [
         (b"Version=2015-02-02", b"MissingAction"),
-        (b"Action=DescribeCacheClusters&Version=2015-02-02", b"InvalidAction"),
+        (b"Action=DescribeEvents&Version=2015-02-02", b"InvalidAction"),
         (b"Action=AuthorizeCacheSecurityGroupIngress&CacheSecurityGroupName=x", b"MissingParameter"),
     ],
 )

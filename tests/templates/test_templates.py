@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -9,12 +10,31 @@ import pytest
 from cfnlint.decode import cfn_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-SCOPED_ARN = "arn:${AWS::Partition}:elasticache:${AWS::Region}:${AWS::AccountId}:securitygroup:*"
-ELASTICACHE_ACTIONS = {
-    "elasticache:AuthorizeCacheSecurityGroupIngress",
-    "elasticache:RevokeCacheSecurityGroupIngress",
-    "elasticache:DescribeCacheSecurityGroups",
+#: Each API class of handler/cache_ingress/aws_api.py, and the IAM service its client calls.
+API_SERVICES = {"ElastiCacheApi": "elasticache", "Ec2Api": "ec2", "StackRecords": "cloudformation"}
+#: The resources each action may touch: this account and region, and only the kind of resource it needs.
+SCOPES = {
+    "elasticache:AuthorizeCacheSecurityGroupIngress": ["elasticache", "securitygroup:*"],
+    "elasticache:RevokeCacheSecurityGroupIngress": ["elasticache", "securitygroup:*"],
+    "elasticache:DescribeCacheSecurityGroups": ["elasticache", "securitygroup:*"],
+    "elasticache:DescribeReplicationGroups": ["elasticache", "replicationgroup:*", "cluster:*", "serverlesscache:*"],
+    "elasticache:DescribeCacheClusters": ["elasticache", "replicationgroup:*", "cluster:*", "serverlesscache:*"],
+    "elasticache:DescribeServerlessCaches": ["elasticache", "replicationgroup:*", "cluster:*", "serverlesscache:*"],
+    "ec2:AuthorizeSecurityGroupIngress": ["ec2", "security-group/*"],
+    "ec2:RevokeSecurityGroupIngress": ["ec2", "security-group/*"],
+    "ec2:UpdateSecurityGroupRuleDescriptionsIngress": ["ec2", "security-group/*"],
+    "cloudformation:DescribeStackResource": ["cloudformation", "stack/*"],
 }
+
+
+def calls_the_function_makes() -> set[str]:
+    """IAM action names of every ``self.client.<method>`` call in aws_api.py, read from the source."""
+    source = (ROOT / "handler" / "cache_ingress" / "aws_api.py").read_text()
+    actions = set()
+    for name, body in re.findall(r"^class (\w+)(.*?)(?=^class |\Z)", source, re.S | re.M):
+        for method in re.findall(r"self\.client\.(\w+)", body):
+            actions.add(f"{API_SERVICES[name]}:{''.join(part.title() for part in method.split('_'))}")
+    return actions
 
 
 @pytest.fixture(scope="module")
@@ -53,17 +73,20 @@ def test_the_timeout_leaves_room_to_wait_for_elasticache(template: dict[str, Any
 
 def test_the_role_grants_only_the_calls_the_function_makes(template: dict[str, Any]) -> None:
     actions = {a for s in statements(template) for a in as_list(s["Action"])}
-    assert actions == ELASTICACHE_ACTIONS | {"logs:CreateLogStream", "logs:PutLogEvents"}
+    assert calls_the_function_makes() == set(SCOPES)
+    assert actions == set(SCOPES) | {"logs:CreateLogStream", "logs:PutLogEvents"}
     assert all(s["Effect"] == "Allow" for s in statements(template))
     assert not any("*" in a for a in actions)
 
 
-def test_elasticache_access_is_scoped_to_cache_security_groups_of_this_account_and_region(
-    template: dict[str, Any],
-) -> None:
+def test_each_action_is_scoped_to_its_kind_of_resource_in_this_account_and_region(template: dict[str, Any]) -> None:
     for statement in statements(template):
-        if any(a.startswith("elasticache:") for a in as_list(statement["Action"])):
-            assert as_list(statement["Resource"]) == [{"Fn::Sub": SCOPED_ARN}]
+        for action in as_list(statement["Action"]):
+            if action.startswith("logs:"):
+                continue
+            service, *kinds = SCOPES[action]
+            prefix = f"arn:${{AWS::Partition}}:{service}:${{AWS::Region}}:${{AWS::AccountId}}:"
+            assert as_list(statement["Resource"]) == [{"Fn::Sub": prefix + kind} for kind in kinds], action
 
 
 def test_logs_go_only_to_the_functions_own_log_group(template: dict[str, Any]) -> None:
@@ -125,3 +148,14 @@ def test_other_accounts_cannot_invoke_the_function_unless_a_parameter_opts_in(te
     assert template["Parameters"]["InvokerAccountId"]["Default"] == ""
     assert permission["Properties"]["Principal"] == {"Ref": "InvokerAccountId"}
     assert permission["Properties"]["Action"] == "lambda:InvokeFunction"
+
+
+def test_the_vpc_consumer_names_the_cache_alone_and_reads_attributes_the_function_returns(
+    template: dict[str, Any],
+) -> None:
+    consumer: dict[str, Any] = cfn_yaml.load(str(ROOT / "examples" / "vpc-consumer.yaml"))
+    properties = consumer["Resources"]["AppCacheAccess"]["Properties"]
+    assert set(properties) == {"ServiceToken", "ServiceTimeout", "ReplicationGroupId", "SourceSecurityGroupId"}
+    read = {o["Value"]["Fn::GetAtt"][1] for o in consumer["Outputs"].values() if "Fn::GetAtt" in o["Value"]}
+    assert read
+    assert read <= {"Port", "Ports", "TargetSecurityGroupIds", "SourceSecurityGroupId", "Description"}

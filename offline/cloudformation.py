@@ -1,0 +1,87 @@
+"""A loopback stand-in for CloudFormation's DescribeStackResource: which physical id a logical id holds now.
+
+VPC mode asks it on Delete, so that the cleanup after a replacement leaves the
+rules the new resource shares with the old one. Whoever plays CloudFormation
+(the lifecycle simulator, the demo) keeps :meth:`record` up to date.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from offline.loopback import LoopbackServer
+from offline.standin import ApiFault, QueryRequestHandler, error_xml, response_xml
+
+NAMESPACE = "http://cloudformation.amazonaws.com/doc/2010-05-15/"
+
+
+class StackRecordsStandIn:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._records: dict[tuple[str, str], str] = {}
+        self.asked: list[tuple[str, str]] = []
+        self._server: LoopbackServer | None = None
+
+    def start(self) -> str:
+        records = self
+
+        class Handler(QueryRequestHandler):
+            api = records
+
+        self._server = LoopbackServer(Handler, "cloudformation-standin")
+        return self.url
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("the stand-in is not started")
+        return f"http://127.0.0.1:{self._server.port}"
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+
+    def record(self, stack_id: str, logical_id: str, physical_id: str | None) -> None:
+        """What CloudFormation now holds for the resource; None once it is gone from the stack."""
+        with self._lock:
+            if physical_id is None:
+                self._records.pop((stack_id, logical_id), None)
+            else:
+                self._records[(stack_id, logical_id)] = physical_id
+
+    def reset(self) -> None:
+        with self._lock:
+            self._records.clear()
+            self.asked.clear()
+
+    def handle(self, form: dict[str, str]) -> tuple[int, str | None]:
+        action = form.get("Action", "")
+        stack, logical = form.get("StackName", ""), form.get("LogicalResourceId", "")
+        try:
+            if action != "DescribeStackResource":
+                raise ApiFault(400, "InvalidAction", f"The action {action} is not valid for this stand-in.")
+            with self._lock:
+                self.asked.append((stack, logical))
+                physical_id = self._records.get((stack, logical))
+                if physical_id is None and not any(s == stack for s, _ in self._records):
+                    raise ApiFault(400, "ValidationError", f"Stack with id {stack} does not exist")
+            if physical_id is None:
+                raise ApiFault(400, "ValidationError", f"Resource {logical} does not exist for stack {stack}")
+        except ApiFault as fault:
+            return fault.status, error_xml(fault, NAMESPACE)
+        detail = (
+            f"<StackResourceDetail><StackId>{stack}</StackId><LogicalResourceId>{logical}</LogicalResourceId>"
+            f"<PhysicalResourceId>{physical_id}</PhysicalResourceId>"
+            "<ResourceType>Custom::CacheIngress</ResourceType><ResourceStatus>UPDATE_COMPLETE</ResourceStatus>"
+            "<LastUpdatedTimestamp>2026-01-01T00:00:00Z</LastUpdatedTimestamp></StackResourceDetail>"
+        )
+        return 200, response_xml(action, detail, NAMESPACE)
+
+    def __enter__(self) -> StackRecordsStandIn:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()

@@ -1,0 +1,267 @@
+"""VPC mode end to end: the real lambda_handler over real HTTP to moto's EC2 and replication groups.
+
+The world is the one the ``events/vpc-*.json`` examples assume (see
+``offline.harness.build_vpc_example``): the replication group ``app-cache``
+on port 6379, guarded by security groups ``app-cache`` and ``shared-clients``,
+and ``app-servers`` to let in. CloudFormation's side is the https receiver and
+the stack-records stand-in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+import app
+from offline.cloudformation import StackRecordsStandIn
+from offline.harness import EXAMPLE_GROUPS, ROOT, build_vpc_example
+from offline.harness import load_event as load_example
+from offline.moto_backend import MotoBackend
+from offline.receiver import ResponseReceiver
+from offline.standin import ElastiCacheStandIn
+from tests.support import LambdaContext
+
+ACCOUNT = "123456789012"
+DEFAULT_DESCRIPTION = "cache-sg-ingress: stack cache-access, resource AppCacheAccess"
+MISSING_GROUP = "sg-fffffffffffffffff"  # sorts after every id moto makes
+
+
+@dataclass
+class World:
+    moto: MotoBackend
+    standin: ElastiCacheStandIn
+    records: StackRecordsStandIn
+    receiver: ResponseReceiver
+    ids: dict[str, str]
+
+    @property
+    def app(self) -> str:
+        return self.ids["sg-0a1b2c3d4e5f60718"]
+
+    @property
+    def cache(self) -> str:
+        return self.ids["sg-0c0c0c0c0c0c0c0c1"]
+
+    @property
+    def shared(self) -> str:
+        return self.ids["sg-0d0d0d0d0d0d0d0d2"]
+
+    def rule_set_id(self, *targets: str, ports: str = "6379") -> str:
+        return f"cache-vpc-ingress:{self.app}@{ACCOUNT}:{ports}:{','.join(sorted(targets))}"
+
+    def event(self, name: str, **changes: Any) -> dict[str, Any]:
+        event = load_example(ROOT / "events" / name, self.ids)
+        if "PhysicalResourceId" in event:
+            # The example id lists the example groups in order; moto's ids sort differently.
+            event["PhysicalResourceId"] = self.rule_set_id(self.cache, self.shared)
+        for key, value in changes.items():
+            if key == "properties":
+                event["ResourceProperties"] = {**event["ResourceProperties"], **value}
+            else:
+                event[key] = value
+        return event
+
+    def send(self, event: dict[str, Any], recorded: str | None = None) -> dict[str, Any]:
+        """Invoke as CloudFormation would, holding ``recorded`` (default: the event's own id) for the logical id."""
+        self.records.record(event["StackId"], event["LogicalResourceId"], recorded or event.get("PhysicalResourceId"))
+        event = {**event, "ResponseURL": self.receiver.new_url()}
+        app.lambda_handler(event, LambdaContext(30))
+        return self.receiver.answer(event["ResponseURL"])
+
+    def rules(self) -> set[tuple[str, int, str]]:
+        """Every rule from app-servers, as (target group name, port, description)."""
+        names = {self.ids[example]: name for example, name in EXAMPLE_GROUPS.items()}
+        return {
+            (names[group], port, description)
+            for group in (self.cache, self.shared)
+            for source, owner, port, description in self.moto.ingress(group)
+            if (source, owner) == (self.app, ACCOUNT)
+        }
+
+    def ec2_calls(self) -> int:
+        return len([c for c in self.standin.calls() if c.action.startswith("Describe")])
+
+
+@pytest.fixture
+def world(
+    moto: MotoBackend, standin: ElastiCacheStandIn, records: StackRecordsStandIn, receiver: ResponseReceiver
+) -> World:
+    return World(moto, standin, records, receiver, build_vpc_example(moto, standin))
+
+
+def test_a_cache_named_alone_gets_its_port_opened_on_each_of_its_groups(world: World) -> None:
+    answer = world.send(world.event("vpc-create.json"))
+    assert (answer["Status"], answer["PhysicalResourceId"]) == ("SUCCESS", world.rule_set_id(world.cache, world.shared))
+    assert answer["Data"] == {
+        "SourceSecurityGroupId": world.app,
+        "SourceSecurityGroupOwnerId": ACCOUNT,
+        "Port": "6379",
+        "Ports": "6379",
+        "TargetSecurityGroupIds": ",".join(sorted((world.cache, world.shared))),
+        "Description": DEFAULT_DESCRIPTION,
+    }
+    assert world.rules() == {("app-cache", 6379, DEFAULT_DESCRIPTION), ("shared-clients", 6379, DEFAULT_DESCRIPTION)}
+    assert [c.action for c in world.standin.calls()] == ["DescribeReplicationGroups", "DescribeCacheClusters"]
+
+
+def test_full_lifecycle_with_a_narrowing_replacement_leaves_the_shared_rule_to_the_new_resource(world: World) -> None:
+    old_id, new_id = world.rule_set_id(world.cache, world.shared), world.rule_set_id(world.cache)
+    assert world.send(world.event("vpc-create.json"))["PhysicalResourceId"] == old_id
+
+    kept = world.send(world.event("vpc-update.json"))
+    assert (kept["Status"], kept["PhysicalResourceId"]) == ("SUCCESS", old_id)
+    described = "app servers: sessions cache"
+    assert world.rules() == {("app-cache", 6379, described), ("shared-clients", 6379, described)}
+
+    replaced = world.send(world.event("vpc-update-replace.json"))
+    assert (replaced["Status"], replaced["PhysicalResourceId"]) == ("SUCCESS", new_id)
+    assert world.rules() == {("app-cache", 6379, described), ("shared-clients", 6379, described)}
+
+    # CloudFormation now holds the new id, and deletes the old one.
+    cleanup = world.send(world.event("vpc-delete.json"), recorded=new_id)
+    assert (cleanup["Status"], cleanup["PhysicalResourceId"]) == ("SUCCESS", old_id)
+    assert world.rules() == {("app-cache", 6379, described)}
+
+    gone = world.event("vpc-delete.json", PhysicalResourceId=new_id)
+    assert world.send(gone)["Status"] == "SUCCESS"
+    assert world.rules() == set()
+    again = world.send(gone)
+    assert (again["Status"], again["PhysicalResourceId"]) == ("SUCCESS", new_id)
+
+
+def test_rolling_back_a_replacement_keeps_the_old_rules_and_takes_back_only_the_new(world: World) -> None:
+    old_id = world.rule_set_id(world.cache, world.shared)
+    world.send(world.event("vpc-create.json"))
+    widened = {"Port": "6380"}
+    replaced = world.send(world.event("vpc-update.json", properties=widened))
+    new_id = world.rule_set_id(world.cache, world.shared, ports="6380")
+    assert replaced["PhysicalResourceId"] == new_id
+    # Another resource fails: CloudFormation updates back to the old properties, then deletes the new id.
+    back = world.event("vpc-update.json", PhysicalResourceId=new_id)
+    back["ResourceProperties"], back["OldResourceProperties"] = (
+        back["OldResourceProperties"],
+        back["ResourceProperties"],
+    )
+    back["OldResourceProperties"].update(widened)
+    assert world.send(back)["PhysicalResourceId"] == old_id
+    cleanup = world.send(world.event("vpc-delete.json", PhysicalResourceId=new_id), recorded=old_id)
+    assert cleanup["Status"] == "SUCCESS"
+    assert {(group, port) for group, port, _ in world.rules()} == {("app-cache", 6379), ("shared-clients", 6379)}
+
+
+def test_an_update_with_the_same_rules_repairs_a_rule_revoked_by_hand(world: World) -> None:
+    world.send(world.event("vpc-create.json"))
+    world.moto.client("ec2").revoke_security_group_ingress(
+        GroupId=world.shared,
+        IpPermissions=[
+            {
+                "IpProtocol": "tcp",
+                "FromPort": 6379,
+                "ToPort": 6379,
+                "UserIdGroupPairs": [{"GroupId": world.app, "UserId": ACCOUNT}],
+            }
+        ],
+    )
+    answer = world.send(world.event("vpc-update.json"))
+    assert answer["Status"] == "SUCCESS"
+    assert {(group, port) for group, port, _ in world.rules()} == {("app-cache", 6379), ("shared-clients", 6379)}
+
+
+def test_a_rule_made_by_hand_is_adopted_with_our_description(world: World) -> None:
+    world.moto.client("ec2").authorize_security_group_ingress(
+        GroupId=world.cache,
+        IpPermissions=[
+            {
+                "IpProtocol": "tcp",
+                "FromPort": 6379,
+                "ToPort": 6379,
+                "UserIdGroupPairs": [{"GroupId": world.app, "UserId": ACCOUNT, "Description": "by hand"}],
+            }
+        ],
+    )
+    answer = world.send(world.event("vpc-create.json"))
+    assert answer["Status"] == "SUCCESS"
+    assert world.rules() == {("app-cache", 6379, DEFAULT_DESCRIPTION), ("shared-clients", 6379, DEFAULT_DESCRIPTION)}
+
+
+def test_delete_when_the_rules_or_a_whole_group_are_already_gone_is_success(world: World) -> None:
+    world.send(world.event("vpc-create.json"))
+    ec2 = world.moto.client("ec2")
+    ec2.revoke_security_group_ingress(
+        GroupId=world.cache,
+        IpPermissions=[
+            {
+                "IpProtocol": "tcp",
+                "FromPort": 6379,
+                "ToPort": 6379,
+                "UserIdGroupPairs": [{"GroupId": world.app, "UserId": ACCOUNT}],
+            }
+        ],
+    )
+    ec2.delete_security_group(GroupId=world.shared)
+    answer = world.send(world.event("vpc-delete.json"))
+    assert (answer["Status"], answer["PhysicalResourceId"]) == ("SUCCESS", world.rule_set_id(world.cache, world.shared))
+
+
+def test_delete_takes_back_the_rules_the_id_names_even_after_the_cache_is_gone(world: World) -> None:
+    world.send(world.event("vpc-create.json"))
+    world.moto.client("elasticache").delete_replication_group(ReplicationGroupId="app-cache")
+    assert world.send(world.event("vpc-delete.json"))["Status"] == "SUCCESS"
+    assert world.rules() == set()
+
+
+def test_delete_without_a_readable_stack_record_revokes_everything_it_names(world: World) -> None:
+    world.send(world.event("vpc-create.json"))
+    event = world.event("vpc-delete.json")
+    world.records.reset()  # the stack is not one the function's account can read
+    event = {**event, "ResponseURL": world.receiver.new_url()}
+    app.lambda_handler(event, LambdaContext(30))
+    assert world.receiver.answer(event["ResponseURL"])["Status"] == "SUCCESS"
+    assert world.rules() == set()
+
+
+def test_a_missing_cache_fails_with_a_reason_and_the_follow_up_delete_succeeds(world: World) -> None:
+    event = world.event("vpc-create.json", properties={"ReplicationGroupId": "no-such-cache"})
+    answer = world.send(event)
+    assert answer["Status"] == "FAILED"
+    assert "ReplicationGroupId 'no-such-cache' not found" in answer["Reason"]
+    assert world.rules() == set()
+    delete = {**event, "RequestType": "Delete", "PhysicalResourceId": answer["PhysicalResourceId"]}
+    assert world.send(delete)["Status"] == "SUCCESS"
+
+
+def test_mixed_properties_fail_before_any_call(world: World) -> None:
+    calls = len(world.standin.calls())
+    event = world.event("vpc-create.json", properties={"CacheSecurityGroupName": "app-cache-sg"})
+    answer = world.send(event)
+    assert answer["Status"] == "FAILED"
+    assert "cannot be mixed" in answer["Reason"]
+    assert len(world.standin.calls()) == calls
+    assert world.rules() == set()
+
+
+def test_a_replacement_that_fails_halfway_takes_back_what_it_added(world: World) -> None:
+    world.send(world.event("vpc-create.json"))
+    before = world.rules()
+    failing = world.event(
+        "vpc-update.json", properties={"Port": "7000", "TargetSecurityGroupIds": [world.cache, MISSING_GROUP]}
+    )
+    answer = world.send(failing)
+    assert answer["Status"] == "FAILED"
+    assert MISSING_GROUP in answer["Reason"]
+    assert "does not exist" in answer["Reason"]
+    assert world.rules() == before  # app-cache:7000 went in, then back out
+
+
+def test_throttled_describes_are_retried(world: World) -> None:
+    world.standin.throttle_next(3)
+    assert world.send(world.event("vpc-create.json"))["Status"] == "SUCCESS"
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "events").glob("vpc-*.json")))
+def test_every_vpc_sample_event_succeeds_in_the_example_world(world: World, name: str) -> None:
+    answer = world.send(world.event(name))
+    assert answer["Status"] == "SUCCESS", answer.get("Reason")
+    assert answer["PhysicalResourceId"].startswith("cache-vpc-ingress:")
