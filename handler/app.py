@@ -43,7 +43,7 @@ def ec2() -> aws_api.Ec2Api:
 
 def stacks() -> aws_api.StackRecords:
     if "cloudformation" not in _clients:
-        _clients["cloudformation"] = aws_api.StackRecords(aws_api.make_client("cloudformation"))
+        _clients["cloudformation"] = aws_api.StackRecords(aws_api.make_client("cloudformation", aws_api.LOOKUP_CONFIG))
     client: aws_api.StackRecords = _clients["cloudformation"]
     return client
 

@@ -21,6 +21,8 @@ class StackRecordsStandIn:
         self._lock = threading.Lock()
         self._records: dict[tuple[str, str], str] = {}
         self.asked: list[tuple[str, str]] = []
+        #: Drop every connection unanswered, as an API that cannot be reached.
+        self.unreachable = False
         self._server: LoopbackServer | None = None
 
     def start(self) -> str:
@@ -55,8 +57,11 @@ class StackRecordsStandIn:
         with self._lock:
             self._records.clear()
             self.asked.clear()
+            self.unreachable = False
 
     def handle(self, form: dict[str, str]) -> tuple[int, str | None]:
+        if self.unreachable:
+            return 0, None
         action = form.get("Action", "")
         stack, logical = form.get("StackName", ""), form.get("LogicalResourceId", "")
         try:

@@ -13,7 +13,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from .rules import Ingress
 
@@ -28,7 +28,11 @@ CLIENT_CONFIG = Config(
 )
 
 
-def make_client(service: str = "elasticache") -> Any:
+#: The stack-record lookup is a refinement with a safe fallback: it must not eat the deadline.
+LOOKUP_CONFIG = CLIENT_CONFIG.merge(Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2))
+
+
+def make_client(service: str = "elasticache", config: Config = CLIENT_CONFIG) -> Any:
     """A client that honours the standard SDK settings.
 
     ``AWS_REGION``, ``AWS_ENDPOINT_URL_ELASTICACHE``, ``AWS_ENDPOINT_URL_EC2``
@@ -36,7 +40,7 @@ def make_client(service: str = "elasticache") -> Any:
     invoke`` and the demo point the function at the stand-ins.
     """
     # boto3 reads AWS_DEFAULT_REGION; Lambda and sam local also set AWS_REGION, the documented one.
-    return boto3.client(service, region_name=os.environ.get("AWS_REGION") or None, config=CLIENT_CONFIG)
+    return boto3.client(service, region_name=os.environ.get("AWS_REGION") or None, config=config)
 
 
 class ApiError(Exception):
@@ -116,7 +120,11 @@ class StackRecords:
         self.client = client
 
     def physical_id(self, stack_id: str, logical_id: str) -> str:
-        response = _call(self.client.describe_stack_resource, StackName=stack_id, LogicalResourceId=logical_id)
+        """Unreachable counts as an API error too: the caller has a fallback for both."""
+        try:
+            response = _call(self.client.describe_stack_resource, StackName=stack_id, LogicalResourceId=logical_id)
+        except BotoCoreError as err:
+            raise ApiError("DescribeStackResource", type(err).__name__, str(err)) from err
         return str(response.get("StackResourceDetail", {}).get("PhysicalResourceId") or "")
 
 

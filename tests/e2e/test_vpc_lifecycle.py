@@ -265,3 +265,12 @@ def test_every_vpc_sample_event_succeeds_in_the_example_world(world: World, name
     answer = world.send(world.event(name))
     assert answer["Status"] == "SUCCESS", answer.get("Reason")
     assert answer["PhysicalResourceId"].startswith("cache-vpc-ingress:")
+
+
+def test_delete_with_cloudformation_unreachable_still_revokes_everything(world: World) -> None:
+    world.send(world.event("vpc-create.json"))
+    world.records.unreachable = True
+    event = {**world.event("vpc-delete.json"), "ResponseURL": world.receiver.new_url()}
+    app.lambda_handler(event, LambdaContext(30))
+    assert world.receiver.answer(event["ResponseURL"])["Status"] == "SUCCESS"
+    assert world.rules() == set()

@@ -42,3 +42,19 @@ def json_logs() -> Iterator[JsonLogs]:
     app.logger._logger.addHandler(handler)
     yield logs
     app.logger._logger.removeHandler(handler)
+
+
+@pytest.fixture
+def ec2_stubber() -> Iterator[Stubber]:
+    """botocore's Stubber on the handler's EC2 client; every queued answer must be used."""
+    with Stubber(app.ec2().client) as stub:
+        yield stub
+        stub.assert_no_pending_responses()
+
+
+@pytest.fixture
+def stacks_stubber() -> Iterator[Stubber]:
+    """botocore's Stubber on the handler's CloudFormation client."""
+    with Stubber(app.stacks().client) as stub:
+        yield stub
+        stub.assert_no_pending_responses()
