@@ -48,8 +48,8 @@ def stacks() -> aws_api.StackRecords:
     return client
 
 
-def _request(event: dict[str, Any]) -> rules.Ingress | vpc.VpcRequest:
-    return vpc.parse_request(event.get("ResourceProperties"), event["StackId"], str(event.get("LogicalResourceId")))
+def _request(event: dict[str, Any], key: str = "ResourceProperties") -> rules.Ingress | vpc.VpcRequest:
+    return vpc.parse_request(event.get(key), event["StackId"], str(event.get("LogicalResourceId")))
 
 
 @helper.create
@@ -79,6 +79,8 @@ def update(event: dict[str, Any], _context: Any) -> str:
         result = vpc_lifecycle.ensure_rules(
             ec2(), rule_set, request.description, helper.deadline, undo_on_failure=replacing
         )
+        if not replacing:
+            _take_back_unrecorded_rules(event, request, rule_set)
         _record(rule_set.attributes(), result)
         return rule_set.physical_id
     replacing = _replacing(request.physical_id, current_id)
@@ -90,6 +92,35 @@ def update(event: dict[str, Any], _context: Any) -> str:
             _record(abandoned.api_params(), lifecycle.ensure_revoked(api(), abandoned, helper.deadline))
     _record(request.api_params(), result)
     return request.physical_id
+
+
+def _take_back_unrecorded_rules(event: dict[str, Any], request: vpc.VpcRequest, current: vpc.RuleSet) -> None:
+    """Revoke what a failed Update of this resource may have added, if this Update is its rollback.
+
+    A replacing Update whose answer was lost (or came too late) went through,
+    but CloudFormation kept the old id and now rolls back to it with the failed
+    properties as OldResourceProperties. Those rules are nobody's: take back
+    the ones the current rule set does not name.
+    """
+    try:
+        attempted = vpc.parse_request(
+            event.get("OldResourceProperties"), event["StackId"], str(event.get("LogicalResourceId"))
+        )
+    except rules.InvalidProperties:
+        return  # a failed attempt with bad input made no call
+    if not isinstance(attempted, vpc.VpcRequest) or vpc.same_rules_asked(attempted, request):
+        return
+    try:
+        attempted_rules = vpc_lifecycle.discover(api(), attempted, helper.deadline)
+    except (vpc_lifecycle.CacheNotFound, vpc.CacheUnusable):
+        return  # that attempt could not have authorized anything either
+    if attempted_rules.physical_id != current.physical_id:
+        logger.info("rolling back a failed update: taking back the rules it may have added")
+        keep = attempted_rules.shared_with(current)
+        _record(
+            attempted_rules.attributes(),
+            vpc_lifecycle.ensure_revoked(ec2(), attempted_rules, helper.deadline, keep=keep),
+        )
 
 
 def _replacing(new_id: str, current_id: Any) -> bool:

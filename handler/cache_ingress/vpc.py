@@ -189,6 +189,17 @@ def parse_properties(properties: Mapping[str, Any], stack_id: str, logical_id: s
     )
 
 
+def same_rules_asked(one: VpcRequest, other: VpcRequest) -> bool:
+    """Whether two requests must resolve to the same rules: they differ at most in their description."""
+    return (one.cache, one.source_group, one.source_owner, one.port, one.targets) == (
+        other.cache,
+        other.source_group,
+        other.source_owner,
+        other.port,
+        other.targets,
+    )
+
+
 def group_id(name: str, value: Any) -> str:
     """A security group id (``sg-`` and 8 or 17 hex digits), lower-cased: ids are case-insensitive in EC2."""
     wanted = f"{name} must be a security group id such as sg-0123456789abcdef0"

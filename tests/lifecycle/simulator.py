@@ -8,7 +8,8 @@ invocation is checked as CloudFormation would take it: one answer, before the
 deadline, a non-empty id of at most 1 KB, a body of at most 4096 bytes.
 Where an answer never arrives, CloudFormation's own behaviour is modelled: it
 stops waiting, counts the request as failed and, for a Create, later sends
-Delete with an id it made up.
+Delete with an id it made up. What it holds for each logical id is kept in the
+stack-records stand-in, which VPC mode reads on Delete.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import app
-from cache_ingress import rules
+from cache_ingress import rules, vpc
+from offline.cloudformation import StackRecordsStandIn
 from offline.receiver import ResponseReceiver
 from offline.standin import ElastiCacheStandIn
 from tests.support import LambdaContext
@@ -77,10 +79,12 @@ class CloudFormation:
         standin: ElastiCacheStandIn,
         budget: float = 10.0,
         before_each: Callable[[dict[str, Any]], float | None] | None = None,
+        records: StackRecordsStandIn | None = None,
     ) -> None:
         """``before_each`` sees every event before it is sent and may return a shorter Lambda budget."""
         self.receiver = receiver
         self.standin = standin
+        self.records = records
         self.budget = budget
         self.before_each = before_each
         self.log: list[Invocation] = []
@@ -214,6 +218,9 @@ class CloudFormation:
             event["PhysicalResourceId"] = physical_id
         if old_properties is not None:
             event["OldResourceProperties"] = {"ServiceToken": TOKEN, **old_properties}
+        if self.records is not None:
+            held = stack.resources.get(logical)
+            self.records.record(stack.stack_id, logical, held.physical_id if held else None)
         answer = self._invoke(event)
         if self.duplicate_deliveries:
             # Delivered again, as an async retry would: CloudFormation acts on the first answer that arrives.
@@ -263,10 +270,13 @@ class CloudFormation:
 
 def may_call_the_api(event: Mapping[str, Any]) -> bool:
     """Only valid properties, or a Delete of an id this resource minted, may lead to an API call."""
-    if event["RequestType"] == "Delete" and rules.parse_physical_id(event.get("PhysicalResourceId")) is not None:
+    physical_id = event.get("PhysicalResourceId")
+    if event["RequestType"] == "Delete" and (
+        rules.parse_physical_id(physical_id) is not None or vpc.parse_physical_id(physical_id) is not None
+    ):
         return True
     try:
-        rules.parse_properties(event.get("ResourceProperties"), event["StackId"])
+        vpc.parse_request(event.get("ResourceProperties"), event["StackId"], event["LogicalResourceId"])
     except rules.InvalidProperties:
         return False
     return True
