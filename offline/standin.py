@@ -16,7 +16,7 @@ limit, 5xx, latency, dropped connections) and read back the calls it got.
 
 Run it alone for ``sam local invoke`` or any boto3 client::
 
-    python -m offline.standin --port 4566 --group my-cache-sg --settle 1
+    python -m offline.standin --port 4566 --group my-cache-sg --settle 1 [--upstream http://127.0.0.1:5000]
     AWS_ENDPOINT_URL_ELASTICACHE=http://127.0.0.1:4566 aws elasticache describe-cache-security-groups
 """
 
@@ -583,8 +583,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--group", action="append", default=[], help="a cache security group to create at start")
     parser.add_argument("--account", default=DEFAULT_ACCOUNT)
     parser.add_argument("--no-classic", action="store_true", help="answer as an account without EC2-Classic does")
+    parser.add_argument("--upstream", help="an ElastiCache endpoint (moto_server) for the actions not served here")
     args = parser.parse_args(argv)
-    standin = ElastiCacheStandIn(args.settle, args.account, classic_enabled=not args.no_classic)
+    standin = ElastiCacheStandIn(args.settle, args.account, classic_enabled=not args.no_classic, upstream=args.upstream)
     for name in args.group:
         standin.add_group(name)
     print(f"ElastiCache stand-in on {standin.start(args.port)}; Ctrl-C stops it", flush=True)
