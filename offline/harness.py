@@ -160,7 +160,19 @@ def load_event(path: str | Path, ids: dict[str, str] | None = None) -> dict[str,
     for example, actual in (ids or {}).items():
         text = text.replace(example, actual)
     event: dict[str, Any] = json.loads(text)
+    physical_id = event.get("PhysicalResourceId")
+    if ids and isinstance(physical_id, str) and physical_id.startswith("cache-vpc-ingress:"):
+        # The example id lists the example groups in order; the swapped-in ids may sort differently.
+        head, targets = physical_id.rsplit(":", 1)
+        event["PhysicalResourceId"] = f"{head}:{','.join(sorted(targets.split(',')))}"
     return event
+
+
+def is_vpc_event(event: dict[str, Any]) -> bool:
+    properties = event.get("ResourceProperties")
+    return isinstance(properties, dict) and any(
+        name in properties for name in ("ReplicationGroupId", "CacheClusterId", "ServerlessCacheName")
+    )
 
 
 #: The security group ids the VPC example events use, and the group each stands for.

@@ -9,6 +9,7 @@ the stack-records stand-in.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +22,7 @@ from offline.harness import load_event as load_example
 from offline.moto_backend import MotoBackend
 from offline.receiver import ResponseReceiver
 from offline.standin import ElastiCacheStandIn
-from tests.support import LambdaContext
+from tests.support import LambdaContext, run_module
 
 ACCOUNT = "123456789012"
 DEFAULT_DESCRIPTION = "cache-sg-ingress: stack cache-access, resource AppCacheAccess"
@@ -53,9 +54,6 @@ class World:
 
     def event(self, name: str, **changes: Any) -> dict[str, Any]:
         event = load_example(ROOT / "events" / name, self.ids)
-        if "PhysicalResourceId" in event:
-            # The example id lists the example groups in order; moto's ids sort differently.
-            event["PhysicalResourceId"] = self.rule_set_id(self.cache, self.shared)
         for key, value in changes.items():
             if key == "properties":
                 event["ResourceProperties"] = {**event["ResourceProperties"], **value}
@@ -258,6 +256,14 @@ def test_a_replacement_that_fails_halfway_takes_back_what_it_added(world: World)
 def test_throttled_describes_are_retried(world: World) -> None:
     world.standin.throttle_next(3)
     assert world.send(world.event("vpc-create.json"))["Status"] == "SUCCESS"
+
+
+def test_make_invoke_runs_a_vpc_event_in_the_example_world() -> None:
+    result = run_module("offline.invoke", "events/vpc-update.json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["Data"]["Description"] == "app servers: sessions cache"
+    assert answer["PhysicalResourceId"].startswith("cache-vpc-ingress:")
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "events").glob("vpc-*.json")))

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import app
-from cache_ingress import rules
+from cache_ingress import rules, vpc
 from offline.receiver import ResponseReceiver
 from offline.standin import ElastiCacheStandIn
 from tests.conftest import SESSION_RECEIVER, SESSION_STANDIN
@@ -61,7 +61,7 @@ def _answer(event: dict[str, Any]) -> tuple[dict[str, Any], int]:
 
 def _valid(props: Any, stack_id: str) -> bool:
     try:
-        rules.parse_properties(props, stack_id)
+        vpc.parse_request(props, stack_id, "AppCacheIngress")
     except rules.InvalidProperties:
         return False
     return True
@@ -132,3 +132,31 @@ def test_events_missing_fields_are_still_answered(
         assert "the request has no" in body["Reason"]
     elif event["RequestType"] == "Delete":
         assert body["Status"] == "SUCCESS"
+
+
+vpc_values = st.one_of(
+    nasty_text,
+    json_values,
+    st.sampled_from(["app-cache", "sg-0a1b2c3d4e5f60718", "SG-0A1B2C3D", "6379", "0", "65536", "2109-8765-4321"]),
+    st.lists(st.sampled_from(["sg-0000000a", "sg-0a1b2c3d4e5f60718", "web", ""]), max_size=4),
+)
+vpc_properties = st.dictionaries(
+    st.sampled_from([*vpc.KNOWN_PROPERTIES, *vpc.KNOWN_PROPERTIES, "CacheSecurityGroupName", "ServiceTimeout"]),
+    vpc_values,
+    min_size=1,
+    max_size=6,
+)
+
+
+@FUZZ
+@given(props=vpc_properties, request_type=st.sampled_from(["Create", "Update"]))
+def test_any_vpc_properties_get_one_answer_and_bad_ones_a_reason_naming_a_property_and_no_call(
+    standin: ElastiCacheStandIn, receiver: ResponseReceiver, props: Any, request_type: str
+) -> None:
+    SESSION_STANDIN.reset()
+    event = load_event("vpc-update.json" if request_type == "Update" else "vpc-create.json", ResourceProperties=props)
+    body, calls = _answer(event)
+    if not _valid(props, event["StackId"]):
+        assert body["Status"] == "FAILED"
+        assert calls == 0
+        assert any(name in body["Reason"] for name in vpc.ALL_PROPERTIES), body["Reason"]
