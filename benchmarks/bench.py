@@ -1,7 +1,8 @@
 """``make bench``: the resource's speed, each figure beside a floor measured in the same run.
 
 Figures (see README, Performance): cold start, warm Create, Delete latency,
-a throttled burst, API calls per request, and the deployment package. Each
+a throttled burst, API calls per request, VPC mode's warm Create and calls,
+and the deployment package. Each
 prints its ratio to its floor and its budget; the run exits 1 if a budget is
 missed. ``--smoke`` runs every figure small, for CI: it checks that each
 figure can be measured and that every request succeeded, not the budgets,
@@ -32,7 +33,7 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "handler")]
 
-from offline.harness import OFFLINE_ENV, LambdaContext, OfflineAws, load_event  # noqa: E402
+from offline.harness import OFFLINE_ENV, STACK_ACCOUNT, LambdaContext, OfflineAws, load_event  # noqa: E402
 
 BASE_EVENT = load_event(ROOT / "events" / "create.json")
 DELETE_EVENT = load_event(ROOT / "events" / "delete.json")
@@ -294,6 +295,110 @@ def api_calls(settle: float) -> list[Figure]:
     return figures
 
 
+# -- VPC mode -----------------------------------------------------------------------
+
+
+def vpc_create(count: int) -> list[Figure]:
+    """Warm VPC-mode Creates (each letting a new group in) against the same calls made directly, and call counts."""
+    import boto3
+
+    with OfflineAws(settle_delay=0.0, quiet=False, vpc=True) as aws:
+        ids = aws.build_vpc_example()
+        if aws.moto is None:
+            raise RuntimeError("VPC mode needs moto")
+        sources = list(aws.moto.security_groups(*(f"src-{n}" for n in range(2 * count + 40))).values())
+        guards = sorted((ids["sg-0c0c0c0c0c0c0c0c1"], ids["sg-0d0d0d0d0d0d0d0d2"]))
+        template = load_event(ROOT / "events" / "vpc-create.json", ids)
+        app = aws.handler_module()
+        calls: list[str] = []
+        app.ec2().client.meta.events.register("before-call.ec2", lambda model, **_: calls.append(model.name))
+        app.stacks().client.meta.events.register(
+            "before-call.cloudformation", lambda model, **_: calls.append(model.name)
+        )
+        elasticache, ec2 = boto3.client("elasticache"), boto3.client("ec2")
+        context = ssl.create_default_context()
+        body = json.dumps({"Status": "SUCCESS", "PhysicalResourceId": "x" * 120, "Data": {"Ports": "6379"}}).encode()
+
+        def ours(source: str) -> bool:
+            properties = {**template["ResourceProperties"], "SourceSecurityGroupId": source}
+            event = {**template, "ResourceProperties": properties, "ResponseURL": aws.receiver.new_url()}
+            app.lambda_handler(event, LambdaContext(60))
+            return (app.helper.answer or {}).get("Status") == "SUCCESS"
+
+        def permission(source: str) -> dict[str, Any]:
+            pair = {"GroupId": source, "UserId": STACK_ACCOUNT, "Description": "x"}
+            return {"IpProtocol": "tcp", "FromPort": 6379, "ToPort": 6379, "UserIdGroupPairs": [pair]}
+
+        def floor(source: str) -> None:
+            group = elasticache.describe_replication_groups(ReplicationGroupId="app-cache")["ReplicationGroups"][0]
+            elasticache.describe_cache_clusters(CacheClusterId=group["MemberClusters"][0], ShowCacheNodeInfo=True)
+            for target in guards:
+                ec2.authorize_security_group_ingress(GroupId=target, IpPermissions=[permission(source)])
+            _put(aws.receiver.new_url(), body, context)
+
+        def clean(used: list[str]) -> None:
+            """Untimed: a VPC security group holds at most 60 inbound rules."""
+            for target in guards:
+                ec2.revoke_security_group_ingress(GroupId=target, IpPermissions=[permission(s) for s in used])
+
+        ok, ours_s, floor_s = True, 0.0, 0.0
+        batch = 20
+        for round_ in range(count // batch + 1):  # the first round warms both paths, untimed
+            used = [sources.pop() for _ in range(batch)]
+            started = time.perf_counter()
+            for source in used:
+                ok &= ours(source)
+            ours_s += (time.perf_counter() - started) * bool(round_)
+            clean(used)
+            used = [sources.pop() for _ in range(batch)]
+            started = time.perf_counter()
+            for source in used:
+                floor(source)
+            floor_s += (time.perf_counter() - started) * bool(round_)
+            clean(used)
+        # One more Create and its Delete, counting every call.
+        before = len(aws.standin.calls())
+        calls.clear()
+        created = aws.invoke(template)
+        ok &= created["Status"] == "SUCCESS"
+        create_calls = [c.action for c in aws.standin.calls()[before:]] + calls[:]
+        calls.clear()
+        aws.records.record(template["StackId"], template["LogicalResourceId"], created["PhysicalResourceId"])
+        delete = {**template, "RequestType": "Delete", "PhysicalResourceId": created["PhysicalResourceId"]}
+        ok &= aws.invoke(delete)["Status"] == "SUCCESS"
+        delete_calls = calls[:]
+    done = batch * (count // batch)
+    ratio = ours_s / floor_s
+    expected_create = ["DescribeReplicationGroups", "DescribeCacheClusters"] + ["AuthorizeSecurityGroupIngress"] * 2
+    expected_delete = ["DescribeStackResource"] + ["RevokeSecurityGroupIngress"] * 2
+    return [
+        Figure(
+            "warm VPC Create",
+            f"{ours_s / done * 1000:.2f} ms per Create",
+            f"{floor_s / done * 1000:.2f} ms 2 Describe+2 Auth+PUT",
+            ratio,
+            "<= 1.50x",
+            ok and ratio <= 1.5,
+        ),
+        Figure(
+            "  calls per Create",
+            f"{create_calls.count('AuthorizeSecurityGroupIngress')} Authorize + {len(create_calls) - 2} other",
+            "2 target groups, 1 port",
+            None,
+            "2 Describe, 1 Authorize per group",
+            ok and sorted(create_calls) == sorted(expected_create),
+        ),
+        Figure(
+            "  calls per Delete",
+            f"{delete_calls.count('RevokeSecurityGroupIngress')} Revoke + {len(delete_calls) - 2} other",
+            "2 target groups, 1 port",
+            None,
+            "1 record read, 1 Revoke per group",
+            ok and sorted(delete_calls) == sorted(expected_delete),
+        ),
+    ]
+
+
 # -- package ------------------------------------------------------------------------
 
 
@@ -359,6 +464,7 @@ def main(argv: list[str] | None = None) -> int:
         (delete_latency, ([0.65] if small else [0.25, 0.65, 1.45, 2.25],)),
         (throttled_burst, ((40, 8, 20.0) if small else (200, 8, 20.0))),
         (api_calls, (1.0,)),
+        (vpc_create, (25 if small else 200,)),
         (package, ()),
     ]
     for function, function_args in plan:

@@ -49,6 +49,7 @@ def stacks() -> aws_api.StackRecords:
 
 
 def _request(event: dict[str, Any], key: str = "ResourceProperties") -> rules.Ingress | vpc.VpcRequest:
+    """Either mode's request, from the event's properties (or its old ones)."""
     return vpc.parse_request(event.get(key), event["StackId"], str(event.get("LogicalResourceId")))
 
 
@@ -71,18 +72,31 @@ def create(event: dict[str, Any], _context: Any) -> str:
 @helper.update
 def update(event: dict[str, Any], _context: Any) -> str:
     request = _request(event)
-    current_id = event.get("PhysicalResourceId")
     if isinstance(request, vpc.VpcRequest):
-        rule_set = vpc_lifecycle.discover(api(), request, helper.deadline)
-        replacing = _replacing(rule_set.physical_id, current_id)
-        # A failed replacement keeps the old id, so no Delete would ever come for the new rules: take them back.
-        result = vpc_lifecycle.ensure_rules(
-            ec2(), rule_set, request.description, helper.deadline, undo_on_failure=replacing
-        )
-        if not replacing:
-            _take_back_unrecorded_rules(event, request, rule_set)
-        _record(rule_set.attributes(), result)
-        return rule_set.physical_id
+        return _update_vpc(event, request)
+    return _update_classic(event, request)
+
+
+def _update_vpc(event: dict[str, Any], request: vpc.VpcRequest) -> str:
+    rule_set = vpc_lifecycle.discover(api(), request, helper.deadline)
+    replacing = _replacing(rule_set.physical_id, event.get("PhysicalResourceId"))
+    # A failed replacement keeps the old id, so no Delete would ever come for the new rules: take them back.
+    result = vpc_lifecycle.ensure_rules(
+        ec2(), rule_set, request.description, helper.deadline, undo_on_failure=replacing
+    )
+    attempted = None if replacing else _old_request(event)
+    if isinstance(attempted, vpc.VpcRequest):
+        abandoned = vpc_lifecycle.unrecorded_by_failed_update(api(), attempted, request, rule_set, helper.deadline)
+        if abandoned is not None:
+            logger.info("rolling back a failed update: taking back the rules it may have added")
+            keep = abandoned.shared_with(rule_set)
+            _record(abandoned.attributes(), vpc_lifecycle.ensure_revoked(ec2(), abandoned, helper.deadline, keep=keep))
+    _record(rule_set.attributes(), result)
+    return rule_set.physical_id
+
+
+def _update_classic(event: dict[str, Any], request: rules.Ingress) -> str:
+    current_id = event.get("PhysicalResourceId")
     replacing = _replacing(request.physical_id, current_id)
     result = lifecycle.ensure_authorized(api(), request, helper.deadline)
     if not replacing:
@@ -94,33 +108,11 @@ def update(event: dict[str, Any], _context: Any) -> str:
     return request.physical_id
 
 
-def _take_back_unrecorded_rules(event: dict[str, Any], request: vpc.VpcRequest, current: vpc.RuleSet) -> None:
-    """Revoke what a failed Update of this resource may have added, if this Update is its rollback.
-
-    A replacing Update whose answer was lost (or came too late) went through,
-    but CloudFormation kept the old id and now rolls back to it with the failed
-    properties as OldResourceProperties. Those rules are nobody's: take back
-    the ones the current rule set does not name.
-    """
+def _old_request(event: dict[str, Any]) -> rules.Ingress | vpc.VpcRequest | None:
     try:
-        attempted = vpc.parse_request(
-            event.get("OldResourceProperties"), event["StackId"], str(event.get("LogicalResourceId"))
-        )
+        return _request(event, "OldResourceProperties")
     except rules.InvalidProperties:
-        return  # a failed attempt with bad input made no call
-    if not isinstance(attempted, vpc.VpcRequest) or vpc.same_rules_asked(attempted, request):
-        return
-    try:
-        attempted_rules = vpc_lifecycle.discover(api(), attempted, helper.deadline)
-    except (vpc_lifecycle.CacheNotFound, vpc.CacheUnusable):
-        return  # that attempt could not have authorized anything either
-    if attempted_rules.physical_id != current.physical_id:
-        logger.info("rolling back a failed update: taking back the rules it may have added")
-        keep = attempted_rules.shared_with(current)
-        _record(
-            attempted_rules.attributes(),
-            vpc_lifecycle.ensure_revoked(ec2(), attempted_rules, helper.deadline, keep=keep),
-        )
+        return None  # a failed attempt with bad input made no call
 
 
 def _replacing(new_id: str, current_id: Any) -> bool:
