@@ -8,22 +8,20 @@ rules the new resource shares with the old one. Whoever plays CloudFormation
 from __future__ import annotations
 
 import threading
-from typing import Any
 
-from offline.loopback import LoopbackServer
+from offline.loopback import LoopbackServer, LoopbackService
 from offline.standin import ApiFault, QueryRequestHandler, error_xml, response_xml
 
 NAMESPACE = "http://cloudformation.amazonaws.com/doc/2010-05-15/"
 
 
-class StackRecordsStandIn:
+class StackRecordsStandIn(LoopbackService):
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._records: dict[tuple[str, str], str] = {}
         self.asked: list[tuple[str, str]] = []
         #: Drop every connection unanswered, as an API that cannot be reached.
         self.unreachable = False
-        self._server: LoopbackServer | None = None
 
     def start(self) -> str:
         records = self
@@ -33,17 +31,6 @@ class StackRecordsStandIn:
 
         self._server = LoopbackServer(Handler, "cloudformation-standin")
         return self.url
-
-    @property
-    def url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("the stand-in is not started")
-        return f"http://127.0.0.1:{self._server.port}"
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            self._server = None
 
     def record(self, stack_id: str, logical_id: str, physical_id: str | None) -> None:
         """What CloudFormation now holds for the resource; None once it is gone from the stack."""
@@ -83,10 +70,3 @@ class StackRecordsStandIn:
             "<LastUpdatedTimestamp>2026-01-01T00:00:00Z</LastUpdatedTimestamp></StackResourceDetail>"
         )
         return 200, response_xml(action, detail, NAMESPACE)
-
-    def __enter__(self) -> StackRecordsStandIn:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Self
 
 
 class LoopbackServer:
@@ -25,3 +26,31 @@ class LoopbackServer:
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+class LoopbackService:
+    """What the stand-ins share: a subclass's ``start`` sets ``_server``; then ``url``, ``stop``, ``with``."""
+
+    scheme = "http"
+    _server: LoopbackServer | None = None
+
+    def start(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError(f"{type(self).__name__} is not started")
+        return f"{self.scheme}://127.0.0.1:{self._server.port}"
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

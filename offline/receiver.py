@@ -22,7 +22,7 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
-from offline.loopback import LoopbackServer
+from offline.loopback import LoopbackServer, LoopbackService
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,9 @@ class Put:
         return json.loads(self.body)
 
 
-class ResponseReceiver:
+class ResponseReceiver(LoopbackService):
+    scheme = "https"
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._puts: list[Put] = []
@@ -48,7 +50,6 @@ class ResponseReceiver:
         self._slow_s = 0.0
         self._dir = tempfile.TemporaryDirectory(prefix="cfn-receiver-")
         self.cafile = str(Path(self._dir.name) / "cert.pem")
-        self._server: LoopbackServer | None = None
 
     def start(self) -> str:
         """Serve https on a free loopback port and return the base URL."""
@@ -65,22 +66,11 @@ class ResponseReceiver:
 
     @property
     def base_url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("the receiver is not started")
-        return f"https://127.0.0.1:{self._server.port}"
+        return self.url
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            self._server = None
+        super().stop()
         self._dir.cleanup()
-
-    def __enter__(self) -> ResponseReceiver:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def new_url(self) -> str:
         """A fresh presigned-looking URL, as CloudFormation gives one per request."""

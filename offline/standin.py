@@ -35,7 +35,7 @@ from typing import Any, Protocol
 from urllib.parse import parse_qs, urlencode, urlsplit
 from xml.sax.saxutils import escape  # used to write XML; nothing here parses any  # nosec B406
 
-from offline.loopback import LoopbackServer
+from offline.loopback import LoopbackServer, LoopbackService
 
 NAMESPACE = "http://elasticache.amazonaws.com/doc/2015-02-02/"
 DEFAULT_ACCOUNT = "123456789012"
@@ -104,7 +104,7 @@ class _Faults:
     bucket_at: float = 0.0
 
 
-class ElastiCacheStandIn:
+class ElastiCacheStandIn(LoopbackService):
     """The API's state, its faults and its record of calls; :meth:`start` serves it on 127.0.0.1."""
 
     def __init__(
@@ -129,7 +129,6 @@ class ElastiCacheStandIn:
         self.upstream = upstream
         self._faults = _Faults()
         self._calls: list[Call] = []
-        self._server: LoopbackServer | None = None
 
     # -- serving ---------------------------------------------------------
 
@@ -142,24 +141,6 @@ class ElastiCacheStandIn:
 
         self._server = LoopbackServer(Handler, "elasticache-standin", port)
         return self.url
-
-    @property
-    def url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("the stand-in is not started")
-        return f"http://127.0.0.1:{self._server.port}"
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            self._server = None
-
-    def __enter__(self) -> ElastiCacheStandIn:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- control, for tests and the demo ----------------------------------
 

@@ -78,8 +78,11 @@ class World:
             if (source, owner) == (self.app, ACCOUNT)
         }
 
-    def ec2_calls(self) -> int:
-        return len([c for c in self.standin.calls() if c.action.startswith("Describe")])
+    def by_hand(self, verb: str, group: str, description: str | None = None) -> None:
+        """What an operator does in the console: authorize or revoke app-servers on 6379 into ``group``."""
+        pair = {"GroupId": self.app, "UserId": ACCOUNT, **({"Description": description} if description else {})}
+        permission = {"IpProtocol": "tcp", "FromPort": 6379, "ToPort": 6379, "UserIdGroupPairs": [pair]}
+        getattr(self.moto.client("ec2"), f"{verb}_security_group_ingress")(GroupId=group, IpPermissions=[permission])
 
 
 @pytest.fixture
@@ -151,34 +154,14 @@ def test_rolling_back_a_replacement_keeps_the_old_rules_and_takes_back_only_the_
 
 def test_an_update_with_the_same_rules_repairs_a_rule_revoked_by_hand(world: World) -> None:
     world.send(world.event("vpc-create.json"))
-    world.moto.client("ec2").revoke_security_group_ingress(
-        GroupId=world.shared,
-        IpPermissions=[
-            {
-                "IpProtocol": "tcp",
-                "FromPort": 6379,
-                "ToPort": 6379,
-                "UserIdGroupPairs": [{"GroupId": world.app, "UserId": ACCOUNT}],
-            }
-        ],
-    )
+    world.by_hand("revoke", world.shared)
     answer = world.send(world.event("vpc-update.json"))
     assert answer["Status"] == "SUCCESS"
     assert {(group, port) for group, port, _ in world.rules()} == {("app-cache", 6379), ("shared-clients", 6379)}
 
 
 def test_a_rule_made_by_hand_is_adopted_with_our_description(world: World) -> None:
-    world.moto.client("ec2").authorize_security_group_ingress(
-        GroupId=world.cache,
-        IpPermissions=[
-            {
-                "IpProtocol": "tcp",
-                "FromPort": 6379,
-                "ToPort": 6379,
-                "UserIdGroupPairs": [{"GroupId": world.app, "UserId": ACCOUNT, "Description": "by hand"}],
-            }
-        ],
-    )
+    world.by_hand("authorize", world.cache, description="by hand")
     answer = world.send(world.event("vpc-create.json"))
     assert answer["Status"] == "SUCCESS"
     assert world.rules() == {("app-cache", 6379, DEFAULT_DESCRIPTION), ("shared-clients", 6379, DEFAULT_DESCRIPTION)}
@@ -186,18 +169,8 @@ def test_a_rule_made_by_hand_is_adopted_with_our_description(world: World) -> No
 
 def test_delete_when_the_rules_or_a_whole_group_are_already_gone_is_success(world: World) -> None:
     world.send(world.event("vpc-create.json"))
+    world.by_hand("revoke", world.cache)
     ec2 = world.moto.client("ec2")
-    ec2.revoke_security_group_ingress(
-        GroupId=world.cache,
-        IpPermissions=[
-            {
-                "IpProtocol": "tcp",
-                "FromPort": 6379,
-                "ToPort": 6379,
-                "UserIdGroupPairs": [{"GroupId": world.app, "UserId": ACCOUNT}],
-            }
-        ],
-    )
     ec2.delete_security_group(GroupId=world.shared)
     answer = world.send(world.event("vpc-delete.json"))
     assert (answer["Status"], answer["PhysicalResourceId"]) == ("SUCCESS", world.rule_set_id(world.cache, world.shared))

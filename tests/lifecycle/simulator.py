@@ -14,11 +14,14 @@ stack-records stand-in, which VPC mode reads on Delete.
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from hypothesis import HealthCheck, settings
 
 import app
 from cache_ingress import rules, vpc
@@ -266,6 +269,17 @@ class CloudFormation:
         answer = Answer(body["Status"], physical_id, body.get("Reason", ""), body.get("Data", {}))
         self.log.append(Invocation(event, answer, answered_after, budget))
         return answer
+
+
+def history_settings(ci_examples: int) -> settings:
+    """Stateful histories: a few in CI, many more with HYPOTHESIS_PROFILE=thorough (make thorough)."""
+    thorough = os.environ.get("HYPOTHESIS_PROFILE") == "thorough"
+    return settings(
+        max_examples=60 if thorough else ci_examples,
+        stateful_step_count=8 if thorough else 5,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+    )
 
 
 def may_call_the_api(event: Mapping[str, Any]) -> bool:

@@ -6,15 +6,13 @@ two resources is the documented "one ingress, one owner" limit, not a bug.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from tests.conftest import SESSION_RECEIVER, SESSION_STANDIN
-from tests.lifecycle.simulator import CloudFormation, Stack, declared_ingress
+from tests.lifecycle.simulator import CloudFormation, Stack, declared_ingress, history_settings
 
 POOLS = {
     "Web": [("app-cache-sg", "web"), ("app-cache-sg", "web / v2"), ("other-sg", "web")],
@@ -157,11 +155,5 @@ class StackHistory(RuleBasedStateMachine):
         assert all(row["Status"] == "authorized" for row in SESSION_STANDIN.ingress_table())
 
 
-profile = os.environ.get("HYPOTHESIS_PROFILE", "ci")
-StackHistory.TestCase.settings = settings(
-    max_examples=60 if profile == "thorough" else 10,
-    stateful_step_count=8 if profile == "thorough" else 5,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-)
+StackHistory.TestCase.settings = history_settings(10)
 TestStackHistory = StackHistory.TestCase

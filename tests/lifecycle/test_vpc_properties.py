@@ -9,16 +9,14 @@ live resources declare, as the cache would resolve them.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from offline.harness import build_vpc_example
 from tests.conftest import SESSION_MOTO, SESSION_RECEIVER, SESSION_RECORDS, SESSION_STANDIN
-from tests.lifecycle.simulator import CloudFormation, Stack
+from tests.lifecycle.simulator import CloudFormation, Stack, history_settings
 
 SETTLED = {"CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE", "ROLLBACK_COMPLETE", "DELETE_COMPLETE"}
 SOURCES = {"Access": "app", "Batch": "batch"}
@@ -132,11 +130,5 @@ class VpcStackHistory(RuleBasedStateMachine):
         assert actual == self.declared()
 
 
-profile = os.environ.get("HYPOTHESIS_PROFILE", "ci")
-VpcStackHistory.TestCase.settings = settings(
-    max_examples=60 if profile == "thorough" else 10,
-    stateful_step_count=8 if profile == "thorough" else 5,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-)
+VpcStackHistory.TestCase.settings = history_settings(10)
 TestVpcStackHistory = VpcStackHistory.TestCase
