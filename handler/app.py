@@ -84,28 +84,41 @@ def _update_vpc(event: dict[str, Any], request: vpc.VpcRequest) -> str:
     result = vpc_lifecycle.ensure_rules(
         ec2(), rule_set, request.description, helper.deadline, undo_on_failure=replacing
     )
-    attempted = None if replacing else _old_request(event)
-    if isinstance(attempted, vpc.VpcRequest):
-        abandoned = vpc_lifecycle.unrecorded_by_failed_update(api(), attempted, request, rule_set, helper.deadline)
-        if abandoned is not None:
-            logger.info("rolling back a failed update: taking back the rules it may have added")
-            keep = abandoned.shared_with(rule_set)
-            _record(abandoned.attributes(), vpc_lifecycle.ensure_revoked(ec2(), abandoned, helper.deadline, keep=keep))
+    if not replacing:
+        _take_back_failed_attempt(event, request)
     _record(rule_set.attributes(), result)
     return rule_set.physical_id
 
 
 def _update_classic(event: dict[str, Any], request: rules.Ingress) -> str:
-    current_id = event.get("PhysicalResourceId")
-    replacing = _replacing(request.physical_id, current_id)
+    replacing = _replacing(request.physical_id, event.get("PhysicalResourceId"))
     result = lifecycle.ensure_authorized(api(), request, helper.deadline)
     if not replacing:
-        abandoned = rules.unrecorded_by_failed_update(event.get("OldResourceProperties"), event["StackId"], current_id)
+        _take_back_failed_attempt(event, request)
+    _record(request.api_params(), result)
+    return request.physical_id
+
+
+def _take_back_failed_attempt(event: dict[str, Any], request: rules.Ingress | vpc.VpcRequest) -> None:
+    """If this Update rolls back a failed Update of this resource, revoke what that one may have added.
+
+    The failed attempt is OldResourceProperties, in either mode: a rollback
+    may also cross from one mode to the other.
+    """
+    current_id = str(event.get("PhysicalResourceId") or "")
+    attempted = _old_request(event)
+    if isinstance(attempted, rules.Ingress):
+        abandoned = rules.unrecorded_by_failed_update(attempted, current_id)
         if abandoned is not None:
             logger.info("rolling back a failed update: taking back what it may have authorized")
             _record(abandoned.api_params(), lifecycle.ensure_revoked(api(), abandoned, helper.deadline))
-    _record(request.api_params(), result)
-    return request.physical_id
+    elif isinstance(attempted, vpc.VpcRequest):
+        asked = request if isinstance(request, vpc.VpcRequest) else None
+        rule_set = vpc_lifecycle.unrecorded_by_failed_update(api(), attempted, asked, current_id, helper.deadline)
+        if rule_set is not None:
+            logger.info("rolling back a failed update: taking back the rules it may have added")
+            keep = rule_set.shared_with(vpc.parse_physical_id(current_id))
+            _record(rule_set.attributes(), vpc_lifecycle.ensure_revoked(ec2(), rule_set, helper.deadline, keep=keep))
 
 
 def _old_request(event: dict[str, Any]) -> rules.Ingress | vpc.VpcRequest | None:

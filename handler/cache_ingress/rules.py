@@ -157,20 +157,16 @@ def parse_physical_id(physical_id: Any) -> Ingress | None:
     return Ingress(cache_group=cache_group, ec2_group=ec2_group, owner_id=owner_id)
 
 
-def unrecorded_by_failed_update(old_properties: Any, stack_id: str, physical_id: Any) -> Ingress | None:
+def unrecorded_by_failed_update(attempted: Ingress, physical_id: Any) -> Ingress | None:
     """The ingress a failed Update may have authorized behind CloudFormation's back, if this Update is its rollback.
 
     After an Update fails, CloudFormation keeps the old physical id and rolls
     back with an Update whose ResourceProperties are the old ones (naming that
-    id) and whose OldResourceProperties are the failed ones. In every other
-    Update, OldResourceProperties name the id CloudFormation holds. So when
-    they name another ingress, the failed attempt may have authorized it and
-    no Delete will ever come for it.
+    id) and whose OldResourceProperties are the failed ones (``attempted``).
+    In every other Update, OldResourceProperties name the id CloudFormation
+    holds. So when they name another ingress, the failed attempt may have
+    authorized it and no Delete will ever come for it.
     """
-    try:
-        attempted = parse_properties(old_properties, stack_id)
-    except InvalidProperties:
-        return None  # a failed attempt with bad input made no call
     return None if attempted.physical_id == physical_id else attempted
 
 

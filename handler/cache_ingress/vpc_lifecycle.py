@@ -153,23 +153,25 @@ def _undo(ec2: Ec2Api, rule_set: RuleSet, created: list[tuple[str, int]], deadli
 
 
 def unrecorded_by_failed_update(
-    api: ElastiCacheApi, attempted: VpcRequest, request: VpcRequest, current: RuleSet, deadline: Deadline
+    api: ElastiCacheApi, attempted: VpcRequest, request: VpcRequest | None, physical_id: str, deadline: Deadline
 ) -> RuleSet | None:
     """The rules a failed Update may have added behind CloudFormation's back, if this Update is its rollback.
 
-    A replacing Update whose answer was lost (or came too late) went through,
-    but CloudFormation kept the old id and rolls back to it, with the failed
+    As :func:`cache_ingress.rules.unrecorded_by_failed_update`: a replacing
+    Update whose answer was lost (or came too late) went through, but
+    CloudFormation kept the old id and rolls back to it, with the failed
     properties as OldResourceProperties (``attempted``). In every other Update
-    they resolve to the rules the current id names. Only a request that asks
-    for other rules than this one is looked up, so most Updates pay nothing.
+    they resolve to the rules the id names, unless the cache's groups changed
+    since; a request for the same rules as this one (``request``) is not even
+    looked up, so most Updates pay nothing.
     """
-    if vpc.same_rules_asked(attempted, request):
+    if request is not None and vpc.same_rules_asked(attempted, request):
         return None
     try:
         rule_set = discover(api, attempted, deadline)
     except (CacheNotFound, vpc.CacheUnusable):
         return None  # that attempt could not have authorized anything either
-    return None if rule_set.physical_id == current.physical_id else rule_set
+    return None if rule_set.physical_id == physical_id else rule_set
 
 
 def rules_still_declared(records: StackRecords, event: dict[str, Any], rule_set: RuleSet) -> frozenset[tuple[str, int]]:

@@ -161,3 +161,15 @@ def test_a_replacement_whose_answer_is_lost_is_taken_back_by_the_rollback_update
     world.cfn.update_stack(stack, {"Access": world.access(Port="6380")})
     assert stack.status == "UPDATE_ROLLBACK_COMPLETE"
     assert world.rules() == BOTH
+
+
+def test_a_move_to_vpc_mode_whose_answer_is_lost_is_taken_back_by_the_rollback(
+    world: Vpc, standin: ElastiCacheStandIn, receiver: ResponseReceiver
+) -> None:
+    standin.add_group("app-cache-sg")
+    classic = {"CacheSecurityGroupName": "app-cache-sg", "EC2SecurityGroupName": "app-servers"}
+    stack = world.cfn.create_stack("app", {"Access": classic})
+    receiver.fail_next(5)  # the VPC rules go in, but CloudFormation never hears of them
+    world.cfn.update_stack(stack, {"Access": world.access()})
+    assert stack.status == "UPDATE_ROLLBACK_COMPLETE"
+    assert (standin.authorized(), world.rules()) == ({("app-cache-sg", "app-servers", ACCOUNT)}, set())
