@@ -157,7 +157,7 @@ def delete(event: dict[str, Any], _context: Any) -> str:
     if rule_set is not None:
         keep = vpc_lifecycle.rules_still_declared(stacks(), event, rule_set)
         if keep:
-            logger.info("the resource that replaced this one needs some rules: they stay", extra={"kept": sorted(keep)})
+            logger.info("the id the stack now holds names some of these rules: they stay", extra={"kept": sorted(keep)})
         _record(rule_set.attributes(), vpc_lifecycle.ensure_revoked(ec2(), rule_set, helper.deadline, keep=keep))
     elif ingress is not None:
         _record(ingress.api_params(), lifecycle.ensure_revoked(api(), ingress, helper.deadline))
