@@ -21,7 +21,7 @@ from offline.harness import EXAMPLE_GROUPS, ROOT, build_vpc_example
 from offline.harness import load_event as load_example
 from offline.moto_backend import MotoBackend
 from offline.receiver import ResponseReceiver
-from offline.standin import ElastiCacheStandIn
+from offline.standin import Cache, ElastiCacheStandIn
 from tests.support import LambdaContext, run_module
 
 ACCOUNT = "123456789012"
@@ -253,3 +253,45 @@ def test_delete_with_cloudformation_unreachable_still_revokes_everything(world: 
     app.lambda_handler(event, LambdaContext(30))
     assert world.receiver.answer(event["ResponseURL"])["Status"] == "SUCCESS"
     assert world.rules() == set()
+
+
+def test_a_serverless_cache_gets_its_endpoint_and_reader_ports_opened(world: World) -> None:
+    world.standin.add_serverless_cache(Cache("sessions", (world.cache,), port=6379, reader_port=6380))
+    event = world.event("vpc-create.json")
+    event["ResourceProperties"] = {
+        "ServiceToken": event["ServiceToken"],
+        "ServerlessCacheName": "sessions",
+        "SourceSecurityGroupId": world.app,
+    }
+    answer = world.send(event)
+    assert (answer["Status"], answer["Data"]["Ports"]) == ("SUCCESS", "6379,6380")
+    assert {(group, port) for group, port, _ in world.rules()} == {("app-cache", 6379), ("app-cache", 6380)}
+    delete = {**event, "RequestType": "Delete", "PhysicalResourceId": answer["PhysicalResourceId"]}
+    assert world.send(delete)["Status"] == "SUCCESS"
+    assert world.moto.ingress(world.cache) == set()
+
+
+def test_a_cache_cluster_of_its_own_is_found_by_id(world: World) -> None:
+    world.standin.add_cache_cluster(Cache("memo", (world.shared,), port=11211))
+    event = world.event("vpc-create.json")
+    event["ResourceProperties"] = {
+        "ServiceToken": event["ServiceToken"],
+        "CacheClusterId": "memo",
+        "SourceSecurityGroupId": world.app,
+    }
+    answer = world.send(event)
+    assert answer["PhysicalResourceId"] == world.rule_set_id(world.shared, ports="11211")
+    assert {(port, source) for source, _, port, _ in world.moto.ingress(world.shared)} == {(11211, world.app)}
+
+
+def test_a_missing_cache_cluster_or_serverless_cache_is_named_in_the_reason(world: World) -> None:
+    for name in ("CacheClusterId", "ServerlessCacheName"):
+        event = world.event("vpc-create.json")
+        event["ResourceProperties"] = {
+            "ServiceToken": event["ServiceToken"],
+            name: "nope",
+            "SourceSecurityGroupId": world.app,
+        }
+        answer = world.send(event)
+        assert answer["Status"] == "FAILED"
+        assert answer["Reason"].startswith(f"{name} 'nope' not found")
