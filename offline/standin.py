@@ -565,10 +565,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--account", default=DEFAULT_ACCOUNT)
     parser.add_argument("--no-classic", action="store_true", help="answer as an account without EC2-Classic does")
     parser.add_argument("--upstream", help="an ElastiCache endpoint (moto_server) for the actions not served here")
+    parser.add_argument(
+        "--cluster", action="append", default=[], metavar="ID=SG[,SG...][:PORT]", help="a cache cluster and its groups"
+    )
+    parser.add_argument(
+        "--serverless", action="append", default=[], metavar="NAME=SG[,SG...]", help="a serverless cache (6379, 6380)"
+    )
     args = parser.parse_args(argv)
     standin = ElastiCacheStandIn(args.settle, args.account, classic_enabled=not args.no_classic, upstream=args.upstream)
     for name in args.group:
         standin.add_group(name)
+    for spec in args.cluster:
+        name, _, rest = spec.partition("=")
+        groups, _, port = rest.partition(":")
+        standin.add_cache_cluster(Cache(name, tuple(groups.split(",")), int(port or 6379)))
+    for spec in args.serverless:
+        name, _, groups = spec.partition("=")
+        standin.add_serverless_cache(Cache(name, tuple(groups.split(",")), 6379, reader_port=6380))
     print(f"ElastiCache stand-in on {standin.start(args.port)}; Ctrl-C stops it", flush=True)
     try:
         while True:

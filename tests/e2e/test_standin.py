@@ -197,7 +197,10 @@ def test_the_stand_in_runs_alone(tmp_path: Any) -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     server = subprocess.Popen(
-        [sys.executable, "-m", "offline.standin", "--port", str(port), "--group", "solo", "--settle", "0"],
+        [
+            *(sys.executable, "-m", "offline.standin", "--port", str(port), "--group", "solo", "--settle", "0"),
+            *("--cluster", "memo=sg-0000000a,sg-0000000b:11211", "--serverless", "sessions=sg-0000000c"),
+        ],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -206,6 +209,12 @@ def test_the_stand_in_runs_alone(tmp_path: Any) -> None:
         client = boto3.client("elasticache", endpoint_url=f"http://127.0.0.1:{port}")
         groups = client.describe_cache_security_groups()["CacheSecurityGroups"]
         assert [g["CacheSecurityGroupName"] for g in groups] == ["solo"]
+        (memo,) = client.describe_cache_clusters(CacheClusterId="memo", ShowCacheNodeInfo=True)["CacheClusters"]
+        assert [g["SecurityGroupId"] for g in memo["SecurityGroups"]] == ["sg-0000000a", "sg-0000000b"]
+        assert memo["CacheNodes"][0]["Endpoint"]["Port"] == 11211
+        (sessions,) = client.describe_serverless_caches(ServerlessCacheName="sessions")["ServerlessCaches"]
+        assert (sessions["Endpoint"]["Port"], sessions["ReaderEndpoint"]["Port"]) == (6379, 6380)
+        assert sessions["SecurityGroupIds"] == ["sg-0000000c"]
     finally:
         server.terminate()
         server.wait(timeout=10)
