@@ -44,7 +44,7 @@ def make_client(service: str = "elasticache", config: Config = CLIENT_CONFIG) ->
 
 
 class ApiError(Exception):
-    """An error answer from ElastiCache, reduced to what the rules need."""
+    """An error answer from AWS, reduced to what the rules need: the operation, the code and the message."""
 
     def __init__(self, operation: str, code: str, message: str) -> None:
         super().__init__(f"{operation} failed with {code}: {message}")
