@@ -163,7 +163,10 @@ def unrecorded_by_failed_update(
     properties as OldResourceProperties (``attempted``). In every other Update
     they resolve to the rules the id names, unless the cache's groups changed
     since; a request for the same rules as this one (``request``) is not even
-    looked up, so most Updates pay nothing.
+    looked up, so most Updates pay nothing. The event does not say which kind
+    of Update it is, so in that drift case (the cache gained a group, and the
+    new properties pin the old groups) a rule into the new group is revoked
+    too: README, Limits.
     """
     if request is not None and vpc.same_rules_asked(attempted, request):
         return None
