@@ -61,6 +61,16 @@ class World:
                 event[key] = value
         return event
 
+    def create_for(self, **cache: str) -> dict[str, Any]:
+        """A Create naming the cache as ``cache`` says, letting app-servers in."""
+        event = self.event("vpc-create.json")
+        event["ResourceProperties"] = {
+            "ServiceToken": event["ServiceToken"],
+            "SourceSecurityGroupId": self.app,
+            **cache,
+        }
+        return event
+
     def send(self, event: dict[str, Any], recorded: str | None = None) -> dict[str, Any]:
         """Invoke as CloudFormation would, holding ``recorded`` (default: the event's own id) for the logical id."""
         self.records.record(event["StackId"], event["LogicalResourceId"], recorded or event.get("PhysicalResourceId"))
@@ -257,12 +267,7 @@ def test_delete_with_cloudformation_unreachable_still_revokes_everything(world: 
 
 def test_a_serverless_cache_gets_its_endpoint_and_reader_ports_opened(world: World) -> None:
     world.standin.add_serverless_cache(Cache("sessions", (world.cache,), port=6379, reader_port=6380))
-    event = world.event("vpc-create.json")
-    event["ResourceProperties"] = {
-        "ServiceToken": event["ServiceToken"],
-        "ServerlessCacheName": "sessions",
-        "SourceSecurityGroupId": world.app,
-    }
+    event = world.create_for(ServerlessCacheName="sessions")
     answer = world.send(event)
     assert (answer["Status"], answer["Data"]["Ports"]) == ("SUCCESS", "6379,6380")
     assert {(group, port) for group, port, _ in world.rules()} == {("app-cache", 6379), ("app-cache", 6380)}
@@ -273,25 +278,13 @@ def test_a_serverless_cache_gets_its_endpoint_and_reader_ports_opened(world: Wor
 
 def test_a_cache_cluster_of_its_own_is_found_by_id(world: World) -> None:
     world.standin.add_cache_cluster(Cache("memo", (world.shared,), port=11211))
-    event = world.event("vpc-create.json")
-    event["ResourceProperties"] = {
-        "ServiceToken": event["ServiceToken"],
-        "CacheClusterId": "memo",
-        "SourceSecurityGroupId": world.app,
-    }
-    answer = world.send(event)
+    answer = world.send(world.create_for(CacheClusterId="memo"))
     assert answer["PhysicalResourceId"] == world.rule_set_id(world.shared, ports="11211")
     assert {(port, source) for source, _, port, _ in world.moto.ingress(world.shared)} == {(11211, world.app)}
 
 
 def test_a_missing_cache_cluster_or_serverless_cache_is_named_in_the_reason(world: World) -> None:
     for name in ("CacheClusterId", "ServerlessCacheName"):
-        event = world.event("vpc-create.json")
-        event["ResourceProperties"] = {
-            "ServiceToken": event["ServiceToken"],
-            name: "nope",
-            "SourceSecurityGroupId": world.app,
-        }
-        answer = world.send(event)
+        answer = world.send(world.create_for(**{name: "nope"}))
         assert answer["Status"] == "FAILED"
         assert answer["Reason"].startswith(f"{name} 'nope' not found")
