@@ -8,6 +8,7 @@ security groups of a cache in a VPC. The physical id says which mode minted it.
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any
 
@@ -23,29 +24,22 @@ logger = Logger(
 )
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "CacheSecurityGroupIngress")
 helper = CustomResource(logger)
-_clients: dict[str, Any] = {}
 
 
+@functools.cache
 def api() -> aws_api.ElastiCacheApi:
     """The ElastiCache client, made on first use so that a bad setting fails the request, not the import."""
-    if "elasticache" not in _clients:
-        _clients["elasticache"] = aws_api.ElastiCacheApi(aws_api.make_client("elasticache"))
-    client: aws_api.ElastiCacheApi = _clients["elasticache"]
-    return client
+    return aws_api.ElastiCacheApi(aws_api.make_client("elasticache"))
 
 
+@functools.cache
 def ec2() -> aws_api.Ec2Api:
-    if "ec2" not in _clients:
-        _clients["ec2"] = aws_api.Ec2Api(aws_api.make_client("ec2"))
-    client: aws_api.Ec2Api = _clients["ec2"]
-    return client
+    return aws_api.Ec2Api(aws_api.make_client("ec2"))
 
 
+@functools.cache
 def stacks() -> aws_api.StackRecords:
-    if "cloudformation" not in _clients:
-        _clients["cloudformation"] = aws_api.StackRecords(aws_api.make_client("cloudformation", aws_api.LOOKUP_CONFIG))
-    client: aws_api.StackRecords = _clients["cloudformation"]
-    return client
+    return aws_api.StackRecords(aws_api.make_client("cloudformation", aws_api.LOOKUP_CONFIG))
 
 
 def _request(event: dict[str, Any], key: str = "ResourceProperties") -> rules.Ingress | vpc.VpcRequest:
