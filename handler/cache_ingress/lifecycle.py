@@ -87,7 +87,7 @@ def ensure_authorized(
             break
         # Still authorizing: look again. Gone, revoking or busy: authorize again.
         must_call = entry is None or entry.status != AUTHORIZING
-        _pause(waits, deadline, sleep, _not_settled(ingress, entry))
+        pause(waits, deadline, sleep, _not_settled(ingress, entry))
     data = {**ingress.attributes(), "Status": entry.status}
     if entry.group_arn:
         data["CacheSecurityGroupArn"] = entry.group_arn
@@ -141,11 +141,11 @@ def ensure_revoked(
         must_call = entry.status != REVOKING
         if changed and deadline.remaining() < MAX_POLL_S:
             break
-        _pause(waits, deadline, sleep, _not_revoked(ingress))
+        pause(waits, deadline, sleep, _not_revoked(ingress))
     return Result(Change.REVOKED if changed else Change.ALREADY_ABSENT)
 
 
-def _pause(waits: Iterator[float], deadline: Deadline, sleep: Callable[[float], None], failure: str) -> None:
+def pause(waits: Iterator[float], deadline: Deadline, sleep: Callable[[float], None], failure: str) -> None:
     """Sleep until the next poll, or fail with ``failure`` if the deadline comes first."""
     delay = next(waits)
     if deadline.remaining() < delay:

@@ -201,8 +201,10 @@ def revoke_outcome(code: str, message: str = "") -> Outcome:
     return Outcome.DONE if outcome is Outcome.NOT_PERMITTED else outcome
 
 
-#: Codes meaning "not now": a change in flight, or throttling that outlasted botocore's own retries.
-BUSY_CODES = frozenset({"InvalidCacheSecurityGroupState", "Throttling", "ThrottlingException", "RequestLimitExceeded"})
+#: Throttling that outlasted botocore's own retries (ElastiCache says Throttling, EC2 RequestLimitExceeded).
+THROTTLING_CODES = frozenset({"Throttling", "ThrottlingException", "RequestLimitExceeded"})
+#: Codes meaning "not now": a change in flight, or throttling.
+BUSY_CODES = THROTTLING_CODES | {"InvalidCacheSecurityGroupState"}
 
 
 def _common_outcome(code: str, message: str) -> Outcome:

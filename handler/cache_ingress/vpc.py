@@ -22,7 +22,7 @@ from typing import Any
 
 from . import rules
 from .rules import (
-    BUSY_CODES,
+    THROTTLING_CODES,
     Ingress,
     InvalidProperties,
     Outcome,
@@ -344,21 +344,20 @@ def _cluster_groups(cluster: Mapping[str, Any]) -> tuple[str, ...]:
 CACHE_NOT_FOUND_CODES = frozenset(
     {"ReplicationGroupNotFoundFault", "CacheClusterNotFound", "ServerlessCacheNotFoundFault"}
 )
-EC2_BUSY_CODES = BUSY_CODES | {"RequestLimitExceeded", "Throttling"}
 
 
 def authorize_outcome(code: str) -> Outcome:
     """A rule that already exists is success: EC2 knows rules by protocol, port and source only."""
     if code == "InvalidPermission.Duplicate":
         return Outcome.DONE
-    return Outcome.BUSY if code in EC2_BUSY_CODES else Outcome.FAILED
+    return Outcome.BUSY if code in THROTTLING_CODES else Outcome.FAILED
 
 
 def revoke_outcome(code: str) -> Outcome:
     """A rule, or a whole target group, that is gone is success: a repeated Delete is harmless."""
     if code in ("InvalidPermission.NotFound", "InvalidGroup.NotFound"):
         return Outcome.DONE
-    return Outcome.BUSY if code in EC2_BUSY_CODES else Outcome.FAILED
+    return Outcome.BUSY if code in THROTTLING_CODES else Outcome.FAILED
 
 
 def ip_permissions(rule_set: RuleSet, ports: Iterable[int], description: str | None = None) -> list[dict[str, Any]]:

@@ -11,9 +11,9 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from . import vpc
+from . import rules, vpc
 from .aws_api import ApiError, Ec2Api, ElastiCacheApi, StackRecords
-from .lifecycle import Change, Deadline, ResourceFailure, Result, polls
+from .lifecycle import Change, Deadline, ResourceFailure, Result, pause, polls
 from .rules import Outcome, ResourceError
 from .vpc import CacheKind, CacheNetwork, RuleSet, VpcRequest
 
@@ -221,16 +221,12 @@ def _attempt(
 
 
 def _retrying(call: Callable[[], Any], deadline: Deadline, sleep: Sleep) -> Any:
+    """The call's answer; throttling is waited out with the polls' backoff while the deadline allows."""
     waits = polls()
     while True:
         try:
             return call()
         except ApiError as err:
-            if err.code not in vpc.EC2_BUSY_CODES:
+            if err.code not in rules.THROTTLING_CODES:
                 raise
-            delay = next(waits)
-            if deadline.remaining() < delay:
-                raise ResourceFailure(
-                    f"{err}: still refused at the function's deadline. Retry the stack operation"
-                ) from err
-            sleep(delay)
+            pause(waits, deadline, sleep, f"{err}: still refused at the function's deadline. Retry the stack operation")
