@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from itertools import product
 from typing import Any
@@ -191,13 +191,7 @@ def parse_properties(properties: Mapping[str, Any], stack_id: str, logical_id: s
 
 def same_rules_asked(one: VpcRequest, other: VpcRequest) -> bool:
     """Whether two requests must resolve to the same rules: they differ at most in their description."""
-    return (one.cache, one.source_group, one.source_owner, one.port, one.targets) == (
-        other.cache,
-        other.source_group,
-        other.source_owner,
-        other.port,
-        other.targets,
-    )
+    return replace(one, description=other.description) == other
 
 
 def group_id(name: str, value: Any) -> str:
