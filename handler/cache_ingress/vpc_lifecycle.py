@@ -103,9 +103,10 @@ def _authorize_group(
     # EC2 refuses the whole call if one rule exists: take the ports one at a time.
     created = [] if len(ports) == 1 else [p for p in ports if authorize([p]) is None]
     existing = [p for p in ports if p not in created]
-    # A rule made earlier (by hand, or with another description) is ours now: say so on it.
-    permissions = vpc.ip_permissions(rule_set, existing, description)
-    _attempt(lambda: ec2.describe_rules(target, permissions), vpc.authorize_outcome, target, deadline, sleep)
+    if existing:  # none, if they were all revoked between the two tries
+        # A rule made earlier (by hand, or with another description) is ours now: say so on it.
+        permissions = vpc.ip_permissions(rule_set, existing, description)
+        _attempt(lambda: ec2.describe_rules(target, permissions), vpc.authorize_outcome, target, deadline, sleep)
     return [(target, p) for p in created]
 
 

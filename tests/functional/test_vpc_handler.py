@@ -232,3 +232,14 @@ def test_delete_of_a_foreign_id_for_a_missing_cache_has_nothing_to_revoke(
     )
     answer = run(receiver, delete_event("cache-access-AppCacheAccess-1A2B3C4D5E6F"))
     assert (answer["Status"], answer["PhysicalResourceId"]) == ("SUCCESS", "cache-access-AppCacheAccess-1A2B3C4D5E6F")
+
+
+def test_when_the_existing_rule_vanishes_between_tries_no_description_is_set(
+    stubber: Stubber, ec2_stubber: Stubber, receiver: ResponseReceiver
+) -> None:
+    serverless(stubber, [A])
+    authorize(ec2_stubber, A, 6379, 6380, error="InvalidPermission.Duplicate")
+    authorize(ec2_stubber, A, 6379)  # revoked by hand in between: both ports go in one at a time
+    authorize(ec2_stubber, A, 6380)
+    answer = run(receiver, vpc_event(ServerlessCacheName="sessions"))
+    assert answer["Status"] == "SUCCESS", answer.get("Reason")
