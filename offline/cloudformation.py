@@ -19,7 +19,6 @@ class StackRecordsStandIn(LoopbackService):
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._records: dict[tuple[str, str], str] = {}
-        self.asked: list[tuple[str, str]] = []
         #: Drop every connection unanswered, as an API that cannot be reached.
         self.unreachable = False
 
@@ -43,7 +42,6 @@ class StackRecordsStandIn(LoopbackService):
     def reset(self) -> None:
         with self._lock:
             self._records.clear()
-            self.asked.clear()
             self.unreachable = False
 
     def handle(self, form: dict[str, str]) -> tuple[int, str | None]:
@@ -55,7 +53,6 @@ class StackRecordsStandIn(LoopbackService):
             if action != "DescribeStackResource":
                 raise ApiFault(400, "InvalidAction", f"The action {action} is not valid for this stand-in.")
             with self._lock:
-                self.asked.append((stack, logical))
                 physical_id = self._records.get((stack, logical))
                 if physical_id is None and not any(s == stack for s, _ in self._records):
                     raise ApiFault(400, "ValidationError", f"Stack with id {stack} does not exist")
