@@ -253,7 +253,7 @@ def _noop(_: int) -> None:
 
 
 def api_calls(settle: float) -> list[Figure]:
-    from cache_ingress.lifecycle import FIRST_POLL_S
+    from cache_ingress.timing import FIRST_POLL_S
 
     with OfflineAws(settle_delay=settle, quiet=False) as aws:
         aws.standin.add_group("app-cache-sg")

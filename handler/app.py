@@ -1,9 +1,9 @@
-"""Lambda entry point: wires crhelper to the lifecycle. The rules live in :mod:`cache_ingress`.
+"""Lambda entry point: wires crhelper to the modes, one path per request type.
 
-The properties choose the mode: ``CacheSecurityGroupName`` and friends for an
-EC2-Classic cache security group, a cache name (``ReplicationGroupId``,
-``CacheClusterId`` or ``ServerlessCacheName``) for EC2 ingress rules on the
-security groups of a cache in a VPC. The physical id says which mode minted it.
+Which mode a request is in (EC2-Classic cache security groups, or EC2 ingress
+rules on a VPC cache's security groups) is decided once, in
+:mod:`cache_ingress.modes`, from the properties or the physical id; this
+module never asks.
 """
 
 from __future__ import annotations
@@ -15,8 +15,14 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from cache_ingress import aws_api, lifecycle, rules, vpc, vpc_lifecycle
-from cache_ingress.response import FAILED, CustomResource
+from cache_ingress import aws_api
+from cache_ingress.classic_lifecycle import ClassicMode
+from cache_ingress.custom_resource import CustomResource
+from cache_ingress.errors import CacheNotFound, CacheUnusable, InvalidProperties
+from cache_ingress.modes import Granted, Modes, Request
+from cache_ingress.protocol import Change, Result
+from cache_ingress.response_body import FAILED
+from cache_ingress.vpc_lifecycle import VpcMode
 
 logger = Logger(
     service="cache-sg-ingress",
@@ -42,84 +48,54 @@ def stacks() -> aws_api.StackRecords:
     return aws_api.StackRecords(aws_api.make_client("cloudformation", aws_api.LOOKUP_CONFIG))
 
 
-def _request(event: dict[str, Any], key: str = "ResourceProperties") -> rules.Ingress | vpc.VpcRequest:
-    """Either mode's request, from the event's properties (or its old ones)."""
-    return vpc.parse_request(event.get(key), event["StackId"], str(event.get("LogicalResourceId")))
+@functools.cache
+def modes() -> Modes:
+    return Modes(classic=ClassicMode(api()), vpc=VpcMode(api(), ec2(), stacks()))
+
+
+def _request(event: dict[str, Any], key: str = "ResourceProperties") -> Request[Any, Any]:
+    """The request the event's properties (or its old ones) describe, in their mode."""
+    return modes().request(event.get(key), stack_id=event["StackId"], logical_id=str(event.get("LogicalResourceId")))
 
 
 @helper.create
 def create(event: dict[str, Any], _context: Any) -> str:
     request = _request(event)
-    if isinstance(request, vpc.VpcRequest):
-        rule_set = vpc_lifecycle.discover(api(), request, helper.deadline)
-        # Reported even if a call below fails, so the rollback Delete revokes what may have gone through.
-        helper.PhysicalResourceId = rule_set.physical_id
-        _record(
-            rule_set.attributes(), vpc_lifecycle.ensure_rules(ec2(), rule_set, request.description, helper.deadline)
-        )
-        return rule_set.physical_id
-    helper.PhysicalResourceId = request.physical_id
-    _record(request.api_params(), lifecycle.ensure_authorized(api(), request, helper.deadline))
-    return request.physical_id
+    granted = request.resolve(deadline=helper.deadline)
+    # Reported even if a call below fails, so the rollback Delete revokes what may have gone through.
+    helper.PhysicalResourceId = granted.physical_id
+    _record(granted, granted.grant(request=request, deadline=helper.deadline, undo_on_failure=False))
+    return granted.physical_id
 
 
 @helper.update
 def update(event: dict[str, Any], _context: Any) -> str:
     request = _request(event)
-    if isinstance(request, vpc.VpcRequest):
-        return _update_vpc(event, request)
-    return _update_classic(event, request)
-
-
-def _update_vpc(event: dict[str, Any], request: vpc.VpcRequest) -> str:
-    rule_set = vpc_lifecycle.discover(api(), request, helper.deadline)
-    replacing = _replacing(rule_set.physical_id, event.get("PhysicalResourceId"))
-    # A failed replacement keeps the old id, so no Delete would ever come for the new rules: take them back.
-    result = vpc_lifecycle.ensure_rules(
-        ec2(), rule_set, request.description, helper.deadline, undo_on_failure=replacing
-    )
+    granted = request.resolve(deadline=helper.deadline)
+    replacing = _replacing(granted.physical_id, event.get("PhysicalResourceId"))
+    # A failed replacement keeps the old id, so no Delete would ever come for what it added: take that back.
+    result = granted.grant(request=request, deadline=helper.deadline, undo_on_failure=replacing)
     if not replacing:
         _take_back_failed_attempt(event, request)
-    _record(rule_set.attributes(), result)
-    return rule_set.physical_id
+    _record(granted, result)
+    return granted.physical_id
 
 
-def _update_classic(event: dict[str, Any], request: rules.Ingress) -> str:
-    replacing = _replacing(request.physical_id, event.get("PhysicalResourceId"))
-    result = lifecycle.ensure_authorized(api(), request, helper.deadline)
-    if not replacing:
-        _take_back_failed_attempt(event, request)
-    _record(request.api_params(), result)
-    return request.physical_id
-
-
-def _take_back_failed_attempt(event: dict[str, Any], request: rules.Ingress | vpc.VpcRequest) -> None:
+def _take_back_failed_attempt(event: dict[str, Any], request: Request[Any, Any]) -> None:
     """If this Update rolls back a failed Update of this resource, revoke what that one may have added.
 
     The failed attempt is OldResourceProperties, in either mode: a rollback
     may also cross from one mode to the other.
     """
     current_id = str(event.get("PhysicalResourceId") or "")
-    attempted = _old_request(event)
-    if isinstance(attempted, rules.Ingress):
-        abandoned = rules.unrecorded_by_failed_update(attempted, current_id)
-        if abandoned is not None:
-            logger.info("rolling back a failed update: taking back what it may have authorized")
-            _record(abandoned.api_params(), lifecycle.ensure_revoked(api(), abandoned, helper.deadline))
-    elif isinstance(attempted, vpc.VpcRequest):
-        asked = request if isinstance(request, vpc.VpcRequest) else None
-        rule_set = vpc_lifecycle.unrecorded_by_failed_update(api(), attempted, asked, current_id, helper.deadline)
-        if rule_set is not None:
-            logger.info("rolling back a failed update: taking back the rules it may have added")
-            keep = rule_set.shared_with(vpc.parse_physical_id(current_id))
-            _record(rule_set.attributes(), vpc_lifecycle.ensure_revoked(ec2(), rule_set, helper.deadline, keep=keep))
-
-
-def _old_request(event: dict[str, Any]) -> rules.Ingress | vpc.VpcRequest | None:
     try:
-        return _request(event, "OldResourceProperties")
-    except rules.InvalidProperties:
-        return None  # a failed attempt with bad input made no call
+        attempted = _request(event, "OldResourceProperties")
+    except InvalidProperties:
+        return  # a failed attempt with bad input made no call
+    left = attempted.left_by_failed_update(now=request, physical_id=current_id, deadline=helper.deadline)
+    if left is not None:
+        logger.info("rolling back a failed update: taking back what it may have granted")
+        _record(left, left.revoke(deadline=helper.deadline, keep=modes().granted(current_id)))
 
 
 def _replacing(new_id: str, current_id: Any) -> bool:
@@ -133,35 +109,33 @@ def _replacing(new_id: str, current_id: Any) -> bool:
 @helper.delete
 def delete(event: dict[str, Any], _context: Any) -> str:
     physical_id = str(event.get("PhysicalResourceId") or "")
-    ingress = rules.parse_physical_id(physical_id)
-    rule_set = vpc.parse_physical_id(physical_id)
-    if ingress is None and rule_set is None:
+    granted = modes().granted(physical_id)
+    if granted is None:
         # Not an id of ours: crhelper's after a failed Create, or one CloudFormation made up
         # when it stopped waiting for a Create that may have gone through.
         try:
-            request = _request(event)
-            if isinstance(request, vpc.VpcRequest):
-                rule_set = vpc_lifecycle.discover(api(), request, helper.deadline)
-            else:
-                ingress = request
-        except (rules.InvalidProperties, vpc_lifecycle.CacheNotFound, vpc.CacheUnusable) as err:
+            granted = _request(event).resolve(deadline=helper.deadline)
+        except (InvalidProperties, CacheNotFound, CacheUnusable) as err:
             logger.info("nothing to revoke: the id is not ours and names no ingress", extra={"why": str(err)})
-            metrics.add_metric(name=lifecycle.Change.ALREADY_ABSENT.value, unit=MetricUnit.Count, value=1)
+            metrics.add_metric(name=Change.ALREADY_ABSENT.value, unit=MetricUnit.Count, value=1)
             return physical_id
-    if rule_set is not None:
-        keep = vpc_lifecycle.rules_still_declared(stacks(), event, rule_set)
-        if keep:
-            logger.info("the id the stack now holds names some of these rules: they stay", extra={"kept": sorted(keep)})
-        _record(rule_set.attributes(), vpc_lifecycle.ensure_revoked(ec2(), rule_set, helper.deadline, keep=keep))
-    elif ingress is not None:
-        _record(ingress.api_params(), lifecycle.ensure_revoked(api(), ingress, helper.deadline))
+    keep = granted.still_declared(
+        stack_id=str(event.get("StackId", "")),
+        logical_id=str(event.get("LogicalResourceId", "")),
+        physical_id=physical_id,
+    )
+    if keep is not None:
+        logger.info(
+            "the stack's resource now holds another id: what it names too stays", extra={"held_by": keep.physical_id}
+        )
+    _record(granted, granted.revoke(deadline=helper.deadline, keep=keep))
     return physical_id
 
 
-def _record(what: dict[str, str], result: lifecycle.Result) -> None:
+def _record(granted: Granted[Any, Any], result: Result) -> None:
     helper.Data.update(result.data)
     metrics.add_metric(name=result.change.value, unit=MetricUnit.Count, value=1)
-    logger.info("ingress %s", result.change.name.lower().replace("_", " "), extra={"ingress": what})
+    logger.info("ingress %s", result.change.name.lower().replace("_", " "), extra={"ingress": granted.attributes()})
 
 
 @metrics.log_metrics

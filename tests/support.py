@@ -9,9 +9,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from cache_ingress.aws_api import Ec2Api, ElastiCacheApi, StackRecords
+from cache_ingress.classic_lifecycle import ClassicMode
+from cache_ingress.modes import Modes
+from cache_ingress.vpc_lifecycle import VpcMode
 from offline.harness import OFFLINE_ENV, LambdaContext
 
-__all__ = ["BASE_ENV", "LambdaContext", "load_event", "run_module"]
+__all__ = ["BASE_ENV", "OFFLINE_MODES", "LambdaContext", "load_event", "parse_request", "run_module"]
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"
@@ -42,3 +46,15 @@ def run_module(module: str, *args: str, timeout: float = 120) -> subprocess.Comp
     return subprocess.run(
         [sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False
     )
+
+
+#: Both modes without clients: enough to parse properties and ids, which makes no call.
+OFFLINE_MODES = Modes(
+    classic=ClassicMode(ElastiCacheApi(None)),
+    vpc=VpcMode(ElastiCacheApi(None), Ec2Api(None), StackRecords(None)),
+)
+
+
+def parse_request(properties: Any, stack_id: str, logical_id: str = "AppCacheIngress") -> Any:
+    """Either mode's request, as the handler's switch reads the properties; raises InvalidProperties."""
+    return OFFLINE_MODES.request(properties, stack_id=stack_id, logical_id=logical_id).value

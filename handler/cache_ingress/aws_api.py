@@ -2,7 +2,8 @@
 
 Clients are passed in, so tests hand them a botocore Stubber or point them at
 the loopback stand-ins; nothing here decides what an error means for the stack
-(that is :mod:`cache_ingress.rules` and :mod:`cache_ingress.vpc`).
+(that is each mode's rules). It takes and returns plain values, so it imports
+nothing from the rules.
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ from typing import Any
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
-
-from .rules import Ingress
 
 #: Throttling and 5xx are retried by botocore with exponential backoff and full
 #: jitter. Ten attempts span about a minute of backoff at worst, and the
@@ -65,20 +64,30 @@ class ElastiCacheApi:
     def __init__(self, client: Any) -> None:
         self.client = client
 
-    def authorize(self, ingress: Ingress) -> Entry | None:
-        response = _call(self.client.authorize_cache_security_group_ingress, **ingress.api_params())
-        return _entry_in(response.get("CacheSecurityGroup", {}), ingress)
+    def authorize(self, *, cache_group: str, ec2_group: str, owner_id: str) -> Entry | None:
+        response = _call(
+            self.client.authorize_cache_security_group_ingress,
+            CacheSecurityGroupName=cache_group,
+            EC2SecurityGroupName=ec2_group,
+            EC2SecurityGroupOwnerId=owner_id,
+        )
+        return _entry_in(response.get("CacheSecurityGroup", {}), ec2_group, owner_id)
 
-    def revoke(self, ingress: Ingress) -> Entry | None:
-        response = _call(self.client.revoke_cache_security_group_ingress, **ingress.api_params())
-        return _entry_in(response.get("CacheSecurityGroup", {}), ingress)
+    def revoke(self, *, cache_group: str, ec2_group: str, owner_id: str) -> Entry | None:
+        response = _call(
+            self.client.revoke_cache_security_group_ingress,
+            CacheSecurityGroupName=cache_group,
+            EC2SecurityGroupName=ec2_group,
+            EC2SecurityGroupOwnerId=owner_id,
+        )
+        return _entry_in(response.get("CacheSecurityGroup", {}), ec2_group, owner_id)
 
-    def entry(self, ingress: Ingress) -> Entry | None:
+    def entry(self, *, cache_group: str, ec2_group: str, owner_id: str) -> Entry | None:
         """The ingress's current entry, or None once it is gone from the group."""
-        response = _call(self.client.describe_cache_security_groups, CacheSecurityGroupName=ingress.cache_group)
+        response = _call(self.client.describe_cache_security_groups, CacheSecurityGroupName=cache_group)
         for group in response.get("CacheSecurityGroups", []):
-            if group.get("CacheSecurityGroupName") == ingress.cache_group:
-                return _entry_in(group, ingress)
+            if group.get("CacheSecurityGroupName") == cache_group:
+                return _entry_in(group, ec2_group, owner_id)
         return None
 
     def replication_group(self, group_id: str) -> dict[str, Any]:
@@ -144,8 +153,8 @@ def _call(method: Any, **params: Any) -> dict[str, Any]:
     return response
 
 
-def _entry_in(group: dict[str, Any], ingress: Ingress) -> Entry | None:
-    wanted = (ingress.ec2_group, ingress.owner_id)
+def _entry_in(group: dict[str, Any], ec2_group: str, owner_id: str) -> Entry | None:
+    wanted = (ec2_group, owner_id)
     for item in group.get("EC2SecurityGroups", []):
         if (item.get("EC2SecurityGroupName"), item.get("EC2SecurityGroupOwnerId")) == wanted:
             return Entry(status=str(item.get("Status", "")), group_arn=group.get("ARN"))

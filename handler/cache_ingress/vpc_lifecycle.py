@@ -7,21 +7,52 @@ is nothing to wait for but throttling, which is retried until the deadline.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
-from . import rules, vpc
+from . import vpc_rules as vpc
 from .aws_api import ApiError, Ec2Api, ElastiCacheApi, StackRecords
-from .lifecycle import Change, Deadline, ResourceFailure, Result, pause, polls
-from .rules import Outcome, ResourceError
-from .vpc import CacheKind, CacheNetwork, RuleSet, VpcRequest
+from .errors import CacheNotFound, CacheUnusable, ResourceError, ResourceFailure
+from .outcomes import THROTTLING_CODES, Outcome
+from .protocol import Change, Result
+from .timing import Deadline, Sleep, pause, polls
+from .vpc_rules import CacheKind, CacheNetwork, RuleSet, VpcRequest
 
-Sleep = Callable[[float], None]
 
+class VpcMode:
+    """:class:`~cache_ingress.protocol.Mode` for caches in a VPC: the request resolves into EC2 ingress rules."""
 
-class CacheNotFound(ResourceError):
-    """The named cache does not exist in this account and region."""
+    def __init__(
+        self, elasticache: ElastiCacheApi, ec2: Ec2Api, stacks: StackRecords, sleep: Sleep = time.sleep
+    ) -> None:
+        self.elasticache = elasticache
+        self.ec2 = ec2
+        self.stacks = stacks
+        self.sleep = sleep
+
+    def parse_properties(self, properties: Mapping[str, Any], *, stack_id: str, logical_id: str) -> VpcRequest:
+        return vpc.parse_properties(properties, stack_id, logical_id)
+
+    def parse_physical_id(self, physical_id: str) -> RuleSet | None:
+        return vpc.parse_physical_id(physical_id)
+
+    def resolve(self, request: VpcRequest, *, deadline: Deadline) -> RuleSet:
+        return discover(self.elasticache, request, deadline, self.sleep)
+
+    def grant(self, granted: RuleSet, *, request: VpcRequest, deadline: Deadline, undo_on_failure: bool) -> Result:
+        return ensure_rules(self.ec2, granted, request.description, deadline, undo_on_failure, self.sleep)
+
+    def revoke(self, granted: RuleSet, *, deadline: Deadline, keep: RuleSet | None) -> Result:
+        return ensure_revoked(self.ec2, granted, deadline, self.sleep, keep=granted.shared_with(keep))
+
+    def left_by_failed_update(
+        self, attempted: VpcRequest, *, request: VpcRequest | None, physical_id: str, deadline: Deadline
+    ) -> RuleSet | None:
+        return unrecorded_by_failed_update(self.elasticache, attempted, request, physical_id, deadline)
+
+    def still_declared(self, granted: RuleSet, *, stack_id: str, logical_id: str, physical_id: str) -> RuleSet | None:
+        return held_by_stack(self.stacks, stack_id, logical_id, physical_id)
 
 
 def discover(api: ElastiCacheApi, request: VpcRequest, deadline: Deadline, sleep: Sleep = time.sleep) -> RuleSet:
@@ -158,7 +189,7 @@ def unrecorded_by_failed_update(
 ) -> RuleSet | None:
     """The rules a failed Update may have added behind CloudFormation's back, if this Update is its rollback.
 
-    As :func:`cache_ingress.rules.unrecorded_by_failed_update`: a replacing
+    As :func:`cache_ingress.classic_rules.unrecorded_by_failed_update`: a replacing
     Update whose answer was lost (or came too late) went through, but
     CloudFormation kept the old id and rolls back to it, with the failed
     properties as OldResourceProperties (``attempted``). In every other Update
@@ -173,27 +204,25 @@ def unrecorded_by_failed_update(
         return None
     try:
         rule_set = discover(api, attempted, deadline)
-    except (CacheNotFound, vpc.CacheUnusable):
+    except (CacheNotFound, CacheUnusable):
         return None  # that attempt could not have authorized anything either
     return None if rule_set.physical_id == physical_id else rule_set
 
 
-def rules_still_declared(records: StackRecords, event: dict[str, Any], rule_set: RuleSet) -> frozenset[tuple[str, int]]:
-    """The rules of ``rule_set`` that the stack's current resource for this logical id also names.
+def held_by_stack(records: StackRecords, stack_id: str, logical_id: str, physical_id: str) -> RuleSet | None:
+    """The rules the stack's current resource for this logical id names, when that is another id of this mode.
 
     After a replacement, CloudFormation deletes the old id while the new one,
     already recorded for the same logical id, may name some of the same rules
     (the cache kept a group, or only the port changed). Those stay. When the
-    record cannot be read (a stack in another account, say), everything is
-    revoked: access left behind is the worse error.
+    record cannot be read (a stack in another account, say), nothing is kept
+    and everything is revoked: access left behind is the worse error.
     """
     try:
-        current = records.physical_id(str(event.get("StackId", "")), str(event.get("LogicalResourceId", "")))
+        current = records.physical_id(stack_id, logical_id)
     except ApiError:
-        return frozenset()
-    if current == event.get("PhysicalResourceId"):
-        return frozenset()
-    return rule_set.shared_with(vpc.parse_physical_id(current))
+        return None
+    return None if current == physical_id else vpc.parse_physical_id(current)
 
 
 def _attempt(
@@ -228,6 +257,6 @@ def _retrying(call: Callable[[], Any], deadline: Deadline, sleep: Sleep) -> Any:
         try:
             return call()
         except ApiError as err:
-            if err.code not in rules.THROTTLING_CODES:
+            if err.code not in THROTTLING_CODES:
                 raise
             pause(waits, deadline, sleep, f"{err}: still refused at the function's deadline. Retry the stack operation")

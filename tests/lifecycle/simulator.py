@@ -24,11 +24,12 @@ from typing import Any
 from hypothesis import HealthCheck, settings
 
 import app
-from cache_ingress import rules, vpc
+from cache_ingress import classic_rules
+from cache_ingress.errors import InvalidProperties
 from offline.cloudformation import StackRecordsStandIn
 from offline.receiver import ResponseReceiver
 from offline.standin import ElastiCacheStandIn
-from tests.support import LambdaContext
+from tests.support import OFFLINE_MODES, LambdaContext, parse_request
 
 TOKEN = "arn:aws:lambda:us-east-1:123456789012:function:cache-sg-ingress"
 RESOURCE_TYPE = "Custom::CacheSecurityGroupIngress"
@@ -285,13 +286,11 @@ def history_settings(ci_examples: int) -> settings:
 def may_call_the_api(event: Mapping[str, Any]) -> bool:
     """Only valid properties, or a Delete of an id this resource minted, may lead to an API call."""
     physical_id = event.get("PhysicalResourceId")
-    if event["RequestType"] == "Delete" and (
-        rules.parse_physical_id(physical_id) is not None or vpc.parse_physical_id(physical_id) is not None
-    ):
+    if event["RequestType"] == "Delete" and OFFLINE_MODES.granted(str(physical_id or "")) is not None:
         return True
     try:
-        vpc.parse_request(event.get("ResourceProperties"), event["StackId"], event["LogicalResourceId"])
-    except rules.InvalidProperties:
+        parse_request(event.get("ResourceProperties"), event["StackId"], event["LogicalResourceId"])
+    except InvalidProperties:
         return False
     return True
 
@@ -299,8 +298,8 @@ def may_call_the_api(event: Mapping[str, Any]) -> bool:
 def declared_ingress(stack_id: str, properties: Properties) -> tuple[str, str, str] | None:
     """The (cache group, EC2 group, owner) a resource's properties declare, None if they are invalid."""
     try:
-        ingress = rules.parse_properties({"ServiceToken": TOKEN, **properties}, stack_id)
-    except rules.InvalidProperties:
+        ingress = classic_rules.parse_properties({"ServiceToken": TOKEN, **properties}, stack_id)
+    except InvalidProperties:
         return None
     return (ingress.cache_group, ingress.ec2_group, ingress.owner_id)
 

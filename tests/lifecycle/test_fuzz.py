@@ -10,11 +10,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import app
-from cache_ingress import rules, vpc
+from cache_ingress import vpc_rules
+from cache_ingress.errors import InvalidProperties
+from cache_ingress.modes import ALL_PROPERTIES
 from offline.receiver import ResponseReceiver
 from offline.standin import ElastiCacheStandIn
 from tests.conftest import SESSION_RECEIVER, SESSION_STANDIN
-from tests.support import LambdaContext, load_event
+from tests.support import LambdaContext, load_event, parse_request
 
 KNOWN = ["CacheSecurityGroupName", "EC2SecurityGroupName", "EC2SecurityGroupOwnerId"]
 json_values = st.recursive(
@@ -68,8 +70,8 @@ def _refused_without_a_call(body: dict[str, Any], calls: int, names: tuple[str, 
 
 def _valid(props: Any, stack_id: str) -> bool:
     try:
-        vpc.parse_request(props, stack_id, "AppCacheIngress")
-    except rules.InvalidProperties:
+        parse_request(props, stack_id, "AppCacheIngress")
+    except InvalidProperties:
         return False
     return True
 
@@ -84,7 +86,7 @@ def test_any_properties_get_one_answer_and_bad_ones_make_no_call(
     event = load_event("update.json" if request_type == "Update" else "create.json", ResourceProperties=props)
     body, calls = _answer(event)
     if not _valid(props, event["StackId"]):
-        _refused_without_a_call(body, calls, vpc.ALL_PROPERTIES)
+        _refused_without_a_call(body, calls, ALL_PROPERTIES)
 
 
 @FUZZ
@@ -145,7 +147,9 @@ vpc_values = st.one_of(
     st.lists(st.sampled_from(["sg-0000000a", "sg-0a1b2c3d4e5f60718", "web", ""]), max_size=4),
 )
 vpc_properties = st.dictionaries(
-    st.sampled_from([*vpc.KNOWN_PROPERTIES, *vpc.KNOWN_PROPERTIES, "CacheSecurityGroupName", "ServiceTimeout"]),
+    st.sampled_from(
+        [*vpc_rules.KNOWN_PROPERTIES, *vpc_rules.KNOWN_PROPERTIES, "CacheSecurityGroupName", "ServiceTimeout"]
+    ),
     vpc_values,
     min_size=1,
     max_size=6,
@@ -161,4 +165,4 @@ def test_any_vpc_properties_get_one_answer_and_bad_ones_a_reason_naming_a_proper
     event = load_event("vpc-update.json" if request_type == "Update" else "vpc-create.json", ResourceProperties=props)
     body, calls = _answer(event)
     if not _valid(props, event["StackId"]):
-        _refused_without_a_call(body, calls, vpc.ALL_PROPERTIES)
+        _refused_without_a_call(body, calls, ALL_PROPERTIES)

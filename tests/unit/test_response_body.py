@@ -7,7 +7,7 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cache_ingress.response import FAILED, SUCCESS, TRUNCATION_MARK, physical_id_or_fallback, response_body
+from cache_ingress.response_body import FAILED, SUCCESS, TRUNCATION_MARK, physical_id_or_fallback, response_body
 
 EVENT = {
     "StackId": "arn:aws:cloudformation:us-east-1:123456789012:stack/s/1",

@@ -8,9 +8,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cache_ingress import rules, vpc
-from cache_ingress.rules import Ingress, InvalidProperties, Outcome
-from cache_ingress.vpc import CacheKind, CacheNetwork, CacheRef, CacheUnusable, RuleSet, VpcRequest
+from cache_ingress import classic_rules, vpc_rules
+from cache_ingress.classic_rules import Ingress
+from cache_ingress.errors import CacheUnusable, InvalidProperties
+from cache_ingress.outcomes import Outcome
+from cache_ingress.vpc_rules import CacheKind, CacheNetwork, CacheRef, RuleSet, VpcRequest
+from tests.support import parse_request
 
 STACK = "arn:aws:cloudformation:us-east-1:123456789012:stack/cache-access/5b6a8e10"
 SOURCE = "sg-0a1b2c3d4e5f60718"
@@ -18,14 +21,14 @@ VALID = {"ReplicationGroupId": "app-cache", "SourceSecurityGroupId": SOURCE}
 
 
 def parse(**props: Any) -> VpcRequest:
-    request = vpc.parse_request({**VALID, **props}, STACK, "AppCacheAccess")
+    request = parse_request({**VALID, **props}, STACK, "AppCacheAccess")
     assert isinstance(request, VpcRequest)
     return request
 
 
 def reason(props: dict[str, Any]) -> str:
     with pytest.raises(InvalidProperties) as caught:
-        vpc.parse_request(props, STACK, "AppCacheAccess")
+        parse_request(props, STACK, "AppCacheAccess")
     return str(caught.value)
 
 
@@ -41,13 +44,13 @@ def test_a_cache_name_and_a_source_group_are_enough() -> None:
 
 
 def test_classic_properties_still_mean_a_cache_security_group() -> None:
-    request = vpc.parse_request({"CacheSecurityGroupName": "cache-sg", "EC2SecurityGroupName": "app"}, STACK, "X")
+    request = parse_request({"CacheSecurityGroupName": "cache-sg", "EC2SecurityGroupName": "app"}, STACK, "X")
     assert request == Ingress("cache-sg", "app", "123456789012")
 
 
-@pytest.mark.parametrize("name", vpc.CACHE_PROPERTIES)
+@pytest.mark.parametrize("name", vpc_rules.CACHE_PROPERTIES)
 def test_each_way_of_naming_the_cache_picks_its_kind(name: str) -> None:
-    request = vpc.parse_request({name: "my-cache", "SourceSecurityGroupId": SOURCE}, STACK, "X")
+    request = parse_request({name: "my-cache", "SourceSecurityGroupId": SOURCE}, STACK, "X")
     assert isinstance(request, VpcRequest)
     assert request.cache == CacheRef(CacheKind(name), "my-cache")
 
@@ -106,16 +109,16 @@ def test_ids_and_ports_are_read_as_cloudformation_sends_them() -> None:
 
 def test_properties_fill_in_what_discovery_would() -> None:
     network = CacheNetwork(ports=(6379, 6380), security_groups=("sg-0000000a",))
-    assert vpc.resolve(parse(), network) == RuleSet(SOURCE, "123456789012", (6379, 6380), ("sg-0000000a",))
+    assert vpc_rules.resolve(parse(), network) == RuleSet(SOURCE, "123456789012", (6379, 6380), ("sg-0000000a",))
     pinned = parse(Port="7000", TargetSecurityGroupIds=["sg-0000000c"])
-    assert vpc.resolve(pinned, network) == RuleSet(SOURCE, "123456789012", (7000,), ("sg-0000000c",))
+    assert vpc_rules.resolve(pinned, network) == RuleSet(SOURCE, "123456789012", (7000,), ("sg-0000000c",))
 
 
 def test_a_cache_without_port_or_groups_asks_for_the_property() -> None:
     with pytest.raises(CacheUnusable, match="set Port"):
-        vpc.resolve(parse(), CacheNetwork((), ("sg-0000000a",)))
+        vpc_rules.resolve(parse(), CacheNetwork((), ("sg-0000000a",)))
     with pytest.raises(CacheUnusable, match="set TargetSecurityGroupIds"):
-        vpc.resolve(parse(), CacheNetwork((6379,), ()))
+        vpc_rules.resolve(parse(), CacheNetwork((6379,), ()))
 
 
 group_ids = st.from_regex(r"\Asg-([0-9a-f]{8}|[0-9a-f]{17})\Z")
@@ -124,14 +127,14 @@ rule_sets = st.builds(
     group_ids,
     st.from_regex(r"\A\d{12}\Z"),
     st.lists(st.integers(1, 65535), min_size=1, max_size=4),
-    st.lists(group_ids, min_size=1, max_size=vpc.MAX_TARGETS),
+    st.lists(group_ids, min_size=1, max_size=vpc_rules.MAX_TARGETS),
 )
 
 
 @given(rule_sets)
 def test_the_id_decodes_to_exactly_the_rules_and_fits_cloudformation(rule_set: RuleSet) -> None:
-    assert vpc.parse_physical_id(rule_set.physical_id) == rule_set
-    assert rules.parse_physical_id(rule_set.physical_id) is None
+    assert vpc_rules.parse_physical_id(rule_set.physical_id) == rule_set
+    assert classic_rules.parse_physical_id(rule_set.physical_id) is None
     assert len(rule_set.physical_id.encode()) <= 1024
 
 
@@ -154,7 +157,7 @@ def test_the_id_reads_as_the_rules() -> None:
     ],
 )
 def test_only_canonical_ids_of_ours_decode(physical_id: str) -> None:
-    assert vpc.parse_physical_id(physical_id) is None
+    assert vpc_rules.parse_physical_id(physical_id) is None
 
 
 def test_rules_shared_with_another_rule_set_need_the_same_source() -> None:
@@ -169,9 +172,9 @@ def test_rules_shared_with_another_rule_set_need_the_same_source() -> None:
 def test_replication_group_ports_come_from_its_endpoints_and_groups_from_a_member() -> None:
     cluster_mode = {"ConfigurationEndpoint": {"Address": "cfg.example", "Port": 6390}, "NodeGroups": []}
     member = {"SecurityGroups": [{"SecurityGroupId": "sg-0000000b", "Status": "active"}]}
-    assert vpc.network_of_replication_group(cluster_mode, member) == CacheNetwork((6390,), ("sg-0000000b",))
+    assert vpc_rules.network_of_replication_group(cluster_mode, member) == CacheNetwork((6390,), ("sg-0000000b",))
     one_shard = {"NodeGroups": [{"PrimaryEndpoint": {"Address": "p.example", "Port": 6379}}]}
-    assert vpc.network_of_replication_group(one_shard, None) == CacheNetwork((6379,), ())
+    assert vpc_rules.network_of_replication_group(one_shard, None) == CacheNetwork((6379,), ())
 
 
 def test_cache_cluster_ports_come_from_the_configuration_or_node_endpoints() -> None:
@@ -180,23 +183,23 @@ def test_cache_cluster_ports_come_from_the_configuration_or_node_endpoints() -> 
         "CacheNodes": [{"Endpoint": {"Port": 11211}}],
         "SecurityGroups": [{"SecurityGroupId": "sg-0000000b"}, {"SecurityGroupId": "sg-0000000a"}],
     }
-    assert vpc.network_of_cache_cluster(memcached) == CacheNetwork((11211,), ("sg-0000000a", "sg-0000000b"))
+    assert vpc_rules.network_of_cache_cluster(memcached) == CacheNetwork((11211,), ("sg-0000000a", "sg-0000000b"))
     creating = {"CacheClusterStatus": "creating", "CacheNodes": [{"CacheNodeStatus": "creating"}]}
-    assert vpc.network_of_cache_cluster(creating) == CacheNetwork((), ())
+    assert vpc_rules.network_of_cache_cluster(creating) == CacheNetwork((), ())
 
 
 def test_a_serverless_cache_opens_its_endpoint_and_reader_endpoint_ports() -> None:
     cache = {"Endpoint": {"Port": 6379}, "ReaderEndpoint": {"Port": 6380}, "SecurityGroupIds": ["sg-0000000a"]}
-    assert vpc.network_of_serverless_cache(cache) == CacheNetwork((6379, 6380), ("sg-0000000a",))
+    assert vpc_rules.network_of_serverless_cache(cache) == CacheNetwork((6379, 6380), ("sg-0000000a",))
 
 
 def test_permissions_are_one_tcp_port_each_from_the_source_group() -> None:
     rule_set = RuleSet.of(SOURCE, "210987654321", [6379, 6380], ["sg-0000000a"])
     pair = {"GroupId": SOURCE, "UserId": "210987654321"}
-    assert vpc.ip_permissions(rule_set, [6379], "d") == [
+    assert vpc_rules.ip_permissions(rule_set, [6379], "d") == [
         {"IpProtocol": "tcp", "FromPort": 6379, "ToPort": 6379, "UserIdGroupPairs": [{**pair, "Description": "d"}]}
     ]
-    assert [p["UserIdGroupPairs"] for p in vpc.ip_permissions(rule_set, [6379, 6380])] == [[pair], [pair]]
+    assert [p["UserIdGroupPairs"] for p in vpc_rules.ip_permissions(rule_set, [6379, 6380])] == [[pair], [pair]]
 
 
 @pytest.mark.parametrize(
@@ -211,4 +214,4 @@ def test_permissions_are_one_tcp_port_each_from_the_source_group() -> None:
     ],
 )
 def test_what_ec2_answers_mean(code: str, on_authorize: Outcome, on_revoke: Outcome) -> None:
-    assert (vpc.authorize_outcome(code), vpc.revoke_outcome(code)) == (on_authorize, on_revoke)
+    assert (vpc_rules.authorize_outcome(code), vpc_rules.revoke_outcome(code)) == (on_authorize, on_revoke)

@@ -8,8 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cache_ingress import rules
-from cache_ingress.rules import Ingress, InvalidProperties, Outcome
+from cache_ingress import classic_rules
+from cache_ingress.classic_rules import Ingress
+from cache_ingress.errors import InvalidProperties
+from cache_ingress.outcomes import Outcome
 
 STACK = "arn:aws:cloudformation:us-east-1:123456789012:stack/cache-access/5b6a8e10"
 VALID = {"CacheSecurityGroupName": "app-cache-sg", "EC2SecurityGroupName": "app-servers"}
@@ -22,17 +24,17 @@ owners = st.from_regex(r"\A\d{12}\Z")
 
 
 def test_owner_defaults_to_the_stacks_account() -> None:
-    assert rules.parse_properties(VALID, STACK) == Ingress("app-cache-sg", "app-servers", "123456789012")
+    assert classic_rules.parse_properties(VALID, STACK) == Ingress("app-cache-sg", "app-servers", "123456789012")
 
 
 def test_service_token_and_timeout_are_ignored() -> None:
     props = {**VALID, "ServiceToken": "arn:aws:lambda:us-east-1:1:function:f", "ServiceTimeout": "300"}
-    assert rules.parse_properties(props, STACK).owner_id == "123456789012"
+    assert classic_rules.parse_properties(props, STACK).owner_id == "123456789012"
 
 
 @pytest.mark.parametrize("owner", ["210987654321", "2109-8765-4321", " 2109-8765-4321 "])
 def test_owner_spellings_give_one_ingress_and_one_id(owner: str) -> None:
-    ingress = rules.parse_properties({**VALID, "EC2SecurityGroupOwnerId": owner}, STACK)
+    ingress = classic_rules.parse_properties({**VALID, "EC2SecurityGroupOwnerId": owner}, STACK)
     assert ingress.owner_id == "210987654321"
     assert ingress.physical_id == "cache-sg-ingress:app-cache-sg:210987654321:app-servers"
 
@@ -66,40 +68,40 @@ def test_bad_properties_are_refused_with_a_reason_naming_the_property(
     properties: dict[str, Any], expected: str
 ) -> None:
     with pytest.raises(InvalidProperties, match=None) as caught:
-        rules.parse_properties(properties, STACK)
+        classic_rules.parse_properties(properties, STACK)
     assert expected in str(caught.value)
 
 
 @pytest.mark.parametrize("properties", [None, [], "CacheSecurityGroupName=x", 3])
 def test_properties_that_are_not_a_map_are_refused(properties: Any) -> None:
     with pytest.raises(InvalidProperties, match="ResourceProperties must be a map"):
-        rules.parse_properties(properties, STACK)
+        classic_rules.parse_properties(properties, STACK)
 
 
 def test_without_owner_a_stack_id_that_names_no_account_is_refused() -> None:
     with pytest.raises(InvalidProperties, match="set EC2SecurityGroupOwnerId"):
-        rules.parse_properties(VALID, "not-an-arn")
+        classic_rules.parse_properties(VALID, "not-an-arn")
 
 
 @given(cache_names, ec2_names, owners)
 def test_physical_id_decodes_back_to_exactly_the_ingress(cache: str, ec2: str, owner: str) -> None:
     ingress = Ingress(cache, ec2, owner)
-    assert rules.parse_physical_id(ingress.physical_id) == ingress
+    assert classic_rules.parse_physical_id(ingress.physical_id) == ingress
     assert 0 < len(ingress.physical_id.encode()) <= 1024
 
 
 @given(cache_names, ec2_names, owners)
 def test_valid_properties_round_trip_through_the_id(cache: str, ec2: str, owner: str) -> None:
-    ingress = rules.parse_properties(
+    ingress = classic_rules.parse_properties(
         {"CacheSecurityGroupName": cache, "EC2SecurityGroupName": ec2, "EC2SecurityGroupOwnerId": owner}, STACK
     )
-    assert rules.parse_physical_id(ingress.physical_id) == ingress
+    assert classic_rules.parse_physical_id(ingress.physical_id) == ingress
 
 
 def test_punctuation_in_ec2_group_names_survives_the_id() -> None:
     ingress = Ingress("c", "web: a/b | 100% #1 :", "123456789012")
     assert ingress.physical_id == "cache-sg-ingress:c:123456789012:web: a/b | 100% #1 :"
-    assert rules.parse_physical_id(ingress.physical_id) == ingress
+    assert classic_rules.parse_physical_id(ingress.physical_id) == ingress
 
 
 @pytest.mark.parametrize(
@@ -116,7 +118,7 @@ def test_punctuation_in_ec2_group_names_survives_the_id() -> None:
     ],
 )
 def test_ids_not_minted_here_are_recognised(physical_id: Any) -> None:
-    assert rules.parse_physical_id(physical_id) is None
+    assert classic_rules.parse_physical_id(physical_id) is None
 
 
 @pytest.mark.parametrize(
@@ -129,7 +131,7 @@ def test_ids_not_minted_here_are_recognised(physical_id: Any) -> None:
         ("Throttling", "Rate exceeded", Outcome.BUSY, Outcome.BUSY),
         (
             "InvalidParameterValue",
-            rules.CLASSIC_RETIRED_HINT + " in this API version",
+            classic_rules.CLASSIC_RETIRED_HINT + " in this API version",
             Outcome.NOT_PERMITTED,
             Outcome.DONE,
         ),
@@ -139,12 +141,12 @@ def test_ids_not_minted_here_are_recognised(physical_id: Any) -> None:
     ],
 )
 def test_what_each_error_code_means(code: str, message: str, authorize: Outcome, revoke: Outcome) -> None:
-    assert rules.authorize_outcome(code, message) is authorize
-    assert rules.revoke_outcome(code, message) is revoke
+    assert classic_rules.authorize_outcome(code, message) is authorize
+    assert classic_rules.revoke_outcome(code, message) is revoke
 
 
 def test_the_retired_classic_reason_points_to_vpc_security_groups() -> None:
-    reason = rules.not_permitted_reason("Use of cache security groups is not permitted")
+    reason = classic_rules.not_permitted_reason("Use of cache security groups is not permitted")
     assert "EC2-Classic" in reason
     assert "2023" in reason
     assert "VPC security groups" in reason

@@ -20,19 +20,9 @@ from enum import Enum
 from itertools import product
 from typing import Any
 
-from . import rules
-from .rules import (
-    THROTTLING_CODES,
-    Ingress,
-    InvalidProperties,
-    Outcome,
-    ResourceError,
-    account_from_stack_id,
-    check_known,
-    kind_of,
-    normalize_account_id,
-    required_string,
-)
+from .errors import CacheUnusable, InvalidProperties
+from .outcomes import THROTTLING_CODES, Outcome
+from .properties import check_known, check_map, kind_of, owner_account, required_string
 
 ID_PREFIX = "cache-vpc-ingress"
 #: Names of the cache, one of which a VPC-mode resource sets.
@@ -45,7 +35,6 @@ KNOWN_PROPERTIES = (
     "TargetSecurityGroupIds",
     "Description",
 )
-ALL_PROPERTIES = (*rules.KNOWN_PROPERTIES, *KNOWN_PROPERTIES)
 #: A cache's network interfaces take at most 16 security groups; the limit also keeps the id well inside 1 KB.
 MAX_TARGETS = 16
 MAX_DESCRIPTION = 255
@@ -141,26 +130,10 @@ class RuleSet:
         }
 
 
-def parse_request(properties: Any, stack_id: str, logical_id: str) -> Ingress | VpcRequest:
-    """Either mode's request. VPC mode when any VPC-only property is set; otherwise EC2-Classic."""
-    if not isinstance(properties, Mapping) or not any(name in properties for name in KNOWN_PROPERTIES):
-        if isinstance(properties, Mapping):
-            check_known(properties, ALL_PROPERTIES)
-        return rules.parse_properties(properties, stack_id)
-    check_known(properties, ALL_PROPERTIES)
-    classic = [name for name in rules.KNOWN_PROPERTIES if name in properties]
-    if classic:
-        vpc = [name for name in KNOWN_PROPERTIES if name in properties]
-        raise InvalidProperties(
-            f"{', '.join(classic)} (EC2-Classic cache security groups) cannot be mixed with "
-            f"{', '.join(vpc)} (a cache in a VPC): a resource is one or the other. Name a cache security group "
-            f"with CacheSecurityGroupName, or a VPC cache with one of {', '.join(CACHE_PROPERTIES)}"
-        )
-    return parse_properties(properties, stack_id, logical_id)
-
-
-def parse_properties(properties: Mapping[str, Any], stack_id: str, logical_id: str) -> VpcRequest:
+def parse_properties(given: Any, stack_id: str, logical_id: str) -> VpcRequest:
     """Check VPC-mode ResourceProperties; raise :class:`InvalidProperties` naming the property at fault."""
+    properties = check_map(given)
+    check_known(properties, KNOWN_PROPERTIES)
     named = [name for name in CACHE_PROPERTIES if name in properties]
     if len(named) != 1:
         given = f"got {' and '.join(named)}" if named else "none is set"
@@ -173,12 +146,7 @@ def parse_properties(properties: Mapping[str, Any], stack_id: str, logical_id: s
             f"at most 40 characters, got {cache_name!r}"
         )
     source = group_id("SourceSecurityGroupId", required_string(properties, "SourceSecurityGroupId"))
-    owner = properties.get("SourceSecurityGroupOwnerId")
-    owner_id = (
-        account_from_stack_id(stack_id, "SourceSecurityGroupOwnerId")
-        if owner is None
-        else normalize_account_id(owner, "SourceSecurityGroupOwnerId")
-    )
+    owner_id = owner_account(properties, "SourceSecurityGroupOwnerId", stack_id)
     return VpcRequest(
         cache=CacheRef(kind, cache_name),
         source_group=source,
@@ -246,10 +214,6 @@ def _description(value: Any, stack_id: str, logical_id: str) -> str:
             f"(what EC2 accepts); found {''.join(bad)!r}"
         )
     return value
-
-
-class CacheUnusable(ResourceError):
-    """The cache exists but lacks what the rules need; the message says which property to set."""
 
 
 def resolve(request: VpcRequest, network: CacheNetwork) -> RuleSet:

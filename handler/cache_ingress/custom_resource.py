@@ -19,170 +19,32 @@ changes what it does around them:
 
 from __future__ import annotations
 
-import functools
-import http.client
 import json
 import logging
 import os
-import random
-import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 from crhelper import CfnResource
 
-from .lifecycle import Deadline
-from .rules import ResourceError
+from .errors import ResourceError
+from .response_body import FAILED, physical_id_or_fallback, response_body, text
+from .response_delivery import put_response
+from .timing import Deadline
 
-SUCCESS = "SUCCESS"
-FAILED = "FAILED"
 REQUEST_TYPES = ("Create", "Update", "Delete")
-
-MAX_BODY_BYTES = 4096
-MAX_PHYSICAL_ID = 1024
 #: Time kept back from the handler's work for sending the answer: a quarter of
 #: the invocation's time, at most 10 s.
 ANSWER_RESERVE_FRACTION = 0.25
 MAX_ANSWER_RESERVE_S = 10.0
 #: The last moment to still be sending, before the Lambda itself is stopped.
 FINAL_MARGIN_S = 0.2
-PUT_ATTEMPTS = 5
-PUT_ATTEMPT_TIMEOUT_S = 5.0
-TRUNCATION_MARK = " [...]"
 
 # crhelper logs the whole event (ResponseURL included) at DEBUG; its records
 # below INFO are dropped whatever level the function runs at.
 logging.getLogger("crhelper").setLevel(logging.INFO)
-
-
-def response_body(
-    event: Mapping[str, Any],
-    status: str,
-    physical_id: str,
-    reason: str = "",
-    data: Mapping[str, Any] | None = None,
-) -> bytes:
-    """The JSON CloudFormation receives, at most 4096 bytes.
-
-    A Reason that does not fit keeps its head, where the cause is stated. The
-    physical id is never empty: CloudFormation rejects an answer without one.
-    """
-    body: dict[str, Any] = {
-        "Status": status,
-        "PhysicalResourceId": physical_id_or_fallback(physical_id, event),
-        "StackId": _text(event.get("StackId")),
-        "RequestId": _text(event.get("RequestId")),
-        "LogicalResourceId": _text(event.get("LogicalResourceId")),
-        "NoEcho": False,
-        "Data": dict(data or {}),
-    }
-    if reason or status == FAILED:
-        body["Reason"] = reason or "the request failed"
-    encoded = _encode(body)
-    if len(encoded) > MAX_BODY_BYTES and "Reason" in body:
-        body["Reason"] = _cut_to_fit(body, body["Reason"])
-        encoded = _encode(body)
-    if len(encoded) > MAX_BODY_BYTES:
-        body.update(Status=FAILED, Data={}, Reason="the response did not fit CloudFormation's 4096 bytes")
-        encoded = _encode(body)
-    return encoded
-
-
-def physical_id_or_fallback(physical_id: Any, event: Mapping[str, Any]) -> str:
-    """The id to report: ours, else the request's, else one made from the request's fields."""
-    for candidate in (physical_id, event.get("PhysicalResourceId")):
-        if isinstance(candidate, str) and candidate:
-            return _cut_bytes(candidate, MAX_PHYSICAL_ID)
-    logical = _text(event.get("LogicalResourceId")) or "resource"
-    request = _text(event.get("RequestId")) or "request"
-    return _cut_bytes(f"{logical}-{request}", MAX_PHYSICAL_ID)
-
-
-def _cut_bytes(text: str, limit: int) -> str:
-    return text.encode()[:limit].decode(errors="ignore") or "resource"
-
-
-def _cut_to_fit(body: dict[str, Any], reason: str) -> str:
-    budget = MAX_BODY_BYTES - len(_encode({**body, "Reason": ""}))
-    low, high = 0, len(reason)
-    while low < high:  # the longest head whose JSON encoding fits
-        mid = (low + high + 1) // 2
-        if len(_encode_str(reason[:mid] + TRUNCATION_MARK)) - 2 <= budget:
-            low = mid
-        else:
-            high = mid - 1
-    return reason[:low] + TRUNCATION_MARK
-
-
-def _encode(body: Mapping[str, Any]) -> bytes:
-    return json.dumps(body, separators=(",", ":")).encode()
-
-
-def _encode_str(text: str) -> bytes:
-    return json.dumps(text).encode()
-
-
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else ""
-
-
-def put_response(
-    url: str,
-    body: bytes,
-    time_left: Callable[[], float],
-    logger: Any,
-    sleep: Callable[[float], None] = time.sleep,
-) -> bool:
-    """PUT the body to the presigned URL; True once CloudFormation's store accepted it.
-
-    Network errors and 5xx/429 answers are retried with jittered backoff, at
-    most ``PUT_ATTEMPTS`` times and never past ``time_left``. Other HTTP errors
-    (an expired or altered URL) are final. The URL is never logged.
-    """
-    parts = urlsplit(url)
-    if parts.scheme != "https" or not parts.hostname:
-        logger.error("the ResponseURL is not an https URL; no answer can be sent")
-        return False
-    target = parts.path or "/"
-    if parts.query:
-        target += "?" + parts.query
-    context = _tls_context()
-    headers = {"Content-Type": "", "Content-Length": str(len(body))}
-    for attempt in range(1, PUT_ATTEMPTS + 1):
-        timeout = min(PUT_ATTEMPT_TIMEOUT_S, time_left())
-        if timeout <= 0:
-            break
-        connection = http.client.HTTPSConnection(parts.hostname, parts.port, timeout=timeout, context=context)
-        try:
-            connection.request("PUT", target, body=body, headers=headers)
-            status = connection.getresponse().status
-        except (OSError, http.client.HTTPException) as err:
-            logger.warning("sending the response failed", extra={"attempt": attempt, "error": type(err).__name__})
-        else:
-            if 200 <= status < 300:
-                logger.debug("response delivered", extra={"attempt": attempt, "http_status": status})
-                return True
-            if status < 500 and status not in (408, 429):
-                logger.error("the response URL refused the answer", extra={"http_status": status})
-                return False
-            logger.warning("the response URL answered an error", extra={"attempt": attempt, "http_status": status})
-        finally:
-            connection.close()
-        pause = min(0.25 * 2**attempt, 4.0) * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not a secret  # nosec B311
-        if attempt == PUT_ATTEMPTS or time_left() < pause + 0.1:
-            break
-        sleep(pause)
-    logger.error("the response could not be delivered", extra={"attempts": attempt})
-    return False
-
-
-@functools.cache
-def _tls_context() -> ssl.SSLContext:
-    """One verifying context per sandbox: loading the CA bundle costs more than the PUT itself."""
-    return ssl.create_default_context()
 
 
 class CustomResource(CfnResource):
@@ -228,7 +90,7 @@ class CustomResource(CfnResource):
             self._invocation += 1
             self._answer = None
         self._event = event if isinstance(event, dict) else {}
-        self._response_url = _text(self._event.get("ResponseURL"))
+        self._response_url = text(self._event.get("ResponseURL"))
         self.PhysicalResourceId = ""
         self.Data = {}
         remaining = _remaining_seconds(context)

@@ -1,4 +1,4 @@
-"""What each request type does to ElastiCache, bounded by the Lambda's deadline.
+"""EC2-Classic mode's operations: authorize and revoke on a cache security group, bounded by the deadline.
 
 Authorize and Revoke are asynchronous: an entry reads ``authorizing`` or
 ``revoking`` for a while. Each operation here drives the entry to its goal
@@ -9,65 +9,57 @@ answer goes out soon after the change settles and never after the deadline.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from enum import Enum
+from collections.abc import Mapping
+from typing import Any
 
-from . import rules
+from . import classic_rules
 from .aws_api import ApiError, ElastiCacheApi, Entry
-from .rules import Ingress, Outcome
+from .classic_rules import Ingress
+from .errors import ResourceFailure
+from .outcomes import Outcome
+from .protocol import Change, Result
+from .timing import MAX_POLL_S, Deadline, Sleep, pause, polls
 
 AUTHORIZED = "authorized"
 AUTHORIZING = "authorizing"
 REVOKING = "revoking"
 
-#: Polls start fast (Authorize often settles within a second) and are capped
-#: below one second, so a Delete is answered within a second of the revoke
-#: settling, Describe and PUT included.
-FIRST_POLL_S = 0.2
-MAX_POLL_S = 0.8
+
+class ClassicMode:
+    """:class:`~cache_ingress.protocol.Mode` for cache security groups: the request is the grant itself."""
+
+    def __init__(self, elasticache: ElastiCacheApi, sleep: Sleep = time.sleep) -> None:
+        self.elasticache = elasticache
+        self.sleep = sleep
+
+    def parse_properties(self, properties: Mapping[str, Any], *, stack_id: str, logical_id: str) -> Ingress:
+        return classic_rules.parse_properties(properties, stack_id)
+
+    def parse_physical_id(self, physical_id: str) -> Ingress | None:
+        return classic_rules.parse_physical_id(physical_id)
+
+    def resolve(self, request: Ingress, *, deadline: Deadline) -> Ingress:
+        return request
+
+    def grant(self, granted: Ingress, *, request: Ingress, deadline: Deadline, undo_on_failure: bool) -> Result:
+        """One ingress per call: a failure leaves nothing half-done to undo."""
+        return ensure_authorized(self.elasticache, granted, deadline, self.sleep)
+
+    def revoke(self, granted: Ingress, *, deadline: Deadline, keep: Ingress | None) -> Result:
+        """``keep`` is always another ingress here (see the two methods below), so it shares nothing."""
+        return ensure_revoked(self.elasticache, granted, deadline, self.sleep)
+
+    def left_by_failed_update(
+        self, attempted: Ingress, *, request: Ingress | None, physical_id: str, deadline: Deadline
+    ) -> Ingress | None:
+        return classic_rules.unrecorded_by_failed_update(attempted, physical_id)
+
+    def still_declared(self, granted: Ingress, *, stack_id: str, logical_id: str, physical_id: str) -> Ingress | None:
+        """Never looked up: a replacement always names another ingress, so the old one's Delete keeps nothing."""
+        return None
 
 
-class ResourceFailure(rules.ResourceError):
-    """ElastiCache refused, or did not settle in time."""
-
-
-class Change(Enum):
-    """What a request changed, for metrics and logs."""
-
-    AUTHORIZED = "Authorizations"
-    ALREADY_PRESENT = "AlreadyPresent"
-    REVOKED = "Revocations"
-    ALREADY_ABSENT = "AlreadyAbsent"
-
-
-@dataclass(frozen=True)
-class Result:
-    change: Change
-    data: dict[str, str] = field(default_factory=dict)
-
-
-class Deadline:
-    """A point in monotonic time by which the work must stop to leave room for the answer."""
-
-    def __init__(self, seconds_from_now: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self._at = clock() + seconds_from_now
-
-    def remaining(self) -> float:
-        return self._at - self._clock()
-
-
-def polls() -> Iterator[float]:
-    delay = FIRST_POLL_S
-    while True:
-        yield delay
-        delay = min(delay * 2, MAX_POLL_S)
-
-
-def ensure_authorized(
-    api: ElastiCacheApi, ingress: Ingress, deadline: Deadline, sleep: Callable[[float], None] = time.sleep
-) -> Result:
+def ensure_authorized(api: ElastiCacheApi, ingress: Ingress, deadline: Deadline, sleep: Sleep = time.sleep) -> Result:
     """Authorize the ingress and wait until it reads ``authorized``.
 
     ``AuthorizationAlreadyExists`` counts as success (this is also how an
@@ -97,9 +89,9 @@ def ensure_authorized(
 def _authorize(api: ElastiCacheApi, ingress: Ingress) -> tuple[Entry | None, bool]:
     """One Authorize: the entry it left (None while the group is busy) and whether this call created it."""
     try:
-        return api.authorize(ingress), True
+        return api.authorize(**_names(ingress)), True
     except ApiError as err:
-        outcome = rules.authorize_outcome(err.code, err.message)
+        outcome = classic_rules.authorize_outcome(err.code, err.message)
         if outcome is Outcome.DONE:
             return _describe(api, ingress, gone_ok=False), False
         if outcome is Outcome.BUSY:
@@ -107,9 +99,7 @@ def _authorize(api: ElastiCacheApi, ingress: Ingress) -> tuple[Entry | None, boo
         raise _failure(err, outcome) from err
 
 
-def ensure_revoked(
-    api: ElastiCacheApi, ingress: Ingress, deadline: Deadline, sleep: Callable[[float], None] = time.sleep
-) -> Result:
+def ensure_revoked(api: ElastiCacheApi, ingress: Ingress, deadline: Deadline, sleep: Sleep = time.sleep) -> Result:
     """Revoke the ingress and wait until it is gone from the group.
 
     Not found (the ingress, or the whole group) is success, so a repeated
@@ -124,10 +114,10 @@ def ensure_revoked(
     while True:
         if must_call:
             try:
-                entry = api.revoke(ingress)
+                entry = api.revoke(**_names(ingress))
                 changed = True
             except ApiError as err:
-                outcome = rules.revoke_outcome(err.code, err.message)
+                outcome = classic_rules.revoke_outcome(err.code, err.message)
                 if outcome is Outcome.DONE:
                     break
                 if outcome is not Outcome.BUSY:
@@ -145,20 +135,16 @@ def ensure_revoked(
     return Result(Change.REVOKED if changed else Change.ALREADY_ABSENT)
 
 
-def pause(waits: Iterator[float], deadline: Deadline, sleep: Callable[[float], None], failure: str) -> None:
-    """Sleep until the next poll, or fail with ``failure`` if the deadline comes first."""
-    delay = next(waits)
-    if deadline.remaining() < delay:
-        raise ResourceFailure(failure)
-    sleep(delay)
+def _names(ingress: Ingress) -> dict[str, str]:
+    return {"cache_group": ingress.cache_group, "ec2_group": ingress.ec2_group, "owner_id": ingress.owner_id}
 
 
 def _describe(api: ElastiCacheApi, ingress: Ingress, *, gone_ok: bool) -> Entry | None:
     """The entry now; with ``gone_ok``, a group that no longer exists counts as no entry."""
     try:
-        return api.entry(ingress)
+        return api.entry(**_names(ingress))
     except ApiError as err:
-        if gone_ok and rules.revoke_outcome(err.code, err.message) is Outcome.DONE:
+        if gone_ok and classic_rules.revoke_outcome(err.code, err.message) is Outcome.DONE:
             return None
         raise _failure(err, Outcome.FAILED) from err
 
@@ -187,5 +173,5 @@ def _describe_ingress(ingress: Ingress) -> str:
 
 def _failure(err: ApiError, outcome: Outcome) -> ResourceFailure:
     if outcome is Outcome.NOT_PERMITTED:
-        return ResourceFailure(rules.not_permitted_reason(err.message))
+        return ResourceFailure(classic_rules.not_permitted_reason(err.message))
     return ResourceFailure(str(err))

@@ -1,0 +1,81 @@
+"""What every mode offers, and what its operations return.
+
+A mode (EC2-Classic, VPC) parses properties into its own request, resolves a
+request into what it grants, grants, revokes, and tells what a failed Update
+left behind. The entry point sees modes only through :class:`Mode`, bound to
+their values by :mod:`cache_ingress.modes`, so it has one path per request
+type whatever the mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Protocol, TypeVar
+
+from .timing import Deadline
+
+
+class Change(Enum):
+    """What a request changed, for metrics and logs."""
+
+    AUTHORIZED = "Authorizations"
+    ALREADY_PRESENT = "AlreadyPresent"
+    REVOKED = "Revocations"
+    ALREADY_ABSENT = "AlreadyAbsent"
+
+
+@dataclass(frozen=True)
+class Result:
+    """What an operation changed, and the attributes ``Fn::GetAtt`` reads afterwards."""
+
+    change: Change
+    data: dict[str, str] = field(default_factory=dict)
+
+
+class Grant(Protocol):
+    """What a resource grants: named exactly by its physical id, described by its attributes."""
+
+    @property
+    def physical_id(self) -> str: ...
+
+    def attributes(self) -> dict[str, str]: ...
+
+
+RequestT = TypeVar("RequestT")
+GrantT = TypeVar("GrantT", bound=Grant)
+
+
+class Mode(Protocol[RequestT, GrantT]):
+    """One mode's operations; each takes the mode's own request and grant types, keyword arguments after them."""
+
+    def parse_properties(self, properties: Mapping[str, Any], *, stack_id: str, logical_id: str) -> RequestT:
+        """The request the properties describe; raises InvalidProperties before any API call."""
+        ...
+
+    def parse_physical_id(self, physical_id: str) -> GrantT | None:
+        """What an id of this mode grants; None for any other id."""
+        ...
+
+    def resolve(self, request: RequestT, *, deadline: Deadline) -> GrantT:
+        """What the request grants, looking up in AWS whatever the properties leave out."""
+        ...
+
+    def grant(self, granted: GrantT, *, request: RequestT, deadline: Deadline, undo_on_failure: bool) -> Result:
+        """Make it so; with ``undo_on_failure``, a failure first takes back what this call added."""
+        ...
+
+    def revoke(self, granted: GrantT, *, deadline: Deadline, keep: GrantT | None) -> Result:
+        """Take it back, except what ``keep`` grants too; what is already gone counts as revoked."""
+        ...
+
+    def left_by_failed_update(
+        self, attempted: RequestT, *, request: RequestT | None, physical_id: str, deadline: Deadline
+    ) -> GrantT | None:
+        """If this Update rolls back a failed one (``attempted``), what that one may have granted unrecorded."""
+        ...
+
+    def still_declared(self, granted: GrantT, *, stack_id: str, logical_id: str, physical_id: str) -> GrantT | None:
+        """What the stack's resource for this logical id grants now, when a Delete must leave that in place."""
+        ...

@@ -1,0 +1,110 @@
+"""The one switch between the modes: properties and physical ids pick the mode that serves them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from cache_ingress.classic_rules import Ingress
+from cache_ingress.errors import InvalidProperties
+from cache_ingress.modes import Granted, Request
+from cache_ingress.protocol import Change, Result
+from cache_ingress.timing import Deadline
+from cache_ingress.vpc_rules import RuleSet
+from tests.support import OFFLINE_MODES
+
+STACK = "arn:aws:cloudformation:us-east-1:123456789012:stack/cache-access/5b6a8e10"
+CLASSIC = {"CacheSecurityGroupName": "cache-sg", "EC2SecurityGroupName": "app"}
+VPC = {"ReplicationGroupId": "app-cache", "SourceSecurityGroupId": "sg-0a1b2c3d4e5f60718"}
+VPC_ID = RuleSet.of("sg-0a1b2c3d4e5f60718", "123456789012", [6379], ["sg-0000000a"]).physical_id
+
+
+def request(properties: Any) -> Request[Any, Any]:
+    return OFFLINE_MODES.request(properties, stack_id=STACK, logical_id="Access")
+
+
+def test_classic_properties_choose_the_classic_mode() -> None:
+    chosen = request(CLASSIC)
+    assert chosen.mode is OFFLINE_MODES.classic
+    assert chosen.value == Ingress("cache-sg", "app", "123456789012")
+
+
+def test_a_cache_name_chooses_the_vpc_mode() -> None:
+    assert request(VPC).mode is OFFLINE_MODES.vpc
+
+
+def test_properties_of_both_modes_are_refused_naming_each_side() -> None:
+    with pytest.raises(
+        InvalidProperties,
+        match=r"CacheSecurityGroupName, EC2SecurityGroupName \(EC2-Classic.*cannot be mixed with ReplicationGroupId",
+    ):
+        request({**CLASSIC, **VPC})
+
+
+def test_an_unknown_property_lists_the_names_of_both_modes() -> None:
+    with pytest.raises(InvalidProperties, match=r"known properties: CacheSecurityGroupName.*ReplicationGroupId"):
+        request({**VPC, "Prot": "6379"})
+
+
+def test_each_id_goes_back_to_the_mode_that_minted_it() -> None:
+    classic = OFFLINE_MODES.granted("cache-sg-ingress:cache-sg:123456789012:app")
+    vpc = OFFLINE_MODES.granted(VPC_ID)
+    assert classic is not None
+    assert classic.mode is OFFLINE_MODES.classic
+    assert vpc is not None
+    assert vpc.mode is OFFLINE_MODES.vpc
+    assert vpc.physical_id == VPC_ID
+
+
+@pytest.mark.parametrize("physical_id", ["", "AppCacheIngress-1a2b3c", "cache-vpc-ingress:sg-1@1:0:sg-2"])
+def test_an_id_no_mode_minted_grants_nothing(physical_id: str) -> None:
+    assert OFFLINE_MODES.granted(physical_id) is None
+
+
+class Recorder:
+    """A mode that only records what it is asked to keep, to see what crosses between modes."""
+
+    def __init__(self) -> None:
+        self.kept: list[Any] = []
+        self.asked: list[Any] = []
+
+    def parse_properties(self, properties: Mapping[str, Any], *, stack_id: str, logical_id: str) -> Any:
+        return properties
+
+    def parse_physical_id(self, physical_id: str) -> Any:
+        return None
+
+    def resolve(self, request: Any, *, deadline: Deadline) -> Any:
+        return request
+
+    def grant(self, granted: Any, *, request: Any, deadline: Deadline, undo_on_failure: bool) -> Result:
+        return Result(Change.AUTHORIZED)
+
+    def revoke(self, granted: Any, *, deadline: Deadline, keep: Any) -> Result:
+        self.kept.append(keep)
+        return Result(Change.REVOKED)
+
+    def left_by_failed_update(self, attempted: Any, *, request: Any, physical_id: str, deadline: Deadline) -> Any:
+        self.asked.append(request)
+        return None
+
+    def still_declared(self, granted: Any, *, stack_id: str, logical_id: str, physical_id: str) -> Any:
+        return None
+
+
+def test_what_another_mode_grants_is_never_kept_back_from_a_revoke() -> None:
+    mode, other = Recorder(), Recorder()
+    deadline = Deadline(5)
+    Granted(mode, "mine").revoke(deadline=deadline, keep=Granted(other, "theirs"))
+    Granted(mode, "mine").revoke(deadline=deadline, keep=Granted(mode, "also mine"))
+    assert mode.kept == [None, "also mine"]
+
+
+def test_a_rollback_across_modes_compares_the_failed_attempt_with_nothing() -> None:
+    mode, other = Recorder(), Recorder()
+    deadline = Deadline(5)
+    Request(mode, "attempt").left_by_failed_update(now=Request(other, "now"), physical_id="x", deadline=deadline)
+    Request(mode, "attempt").left_by_failed_update(now=Request(mode, "now"), physical_id="x", deadline=deadline)
+    assert mode.asked == [None, "now"]
