@@ -65,20 +65,15 @@ class ElastiCacheApi:
         self.client = client
 
     def authorize(self, *, cache_group: str, ec2_group: str, owner_id: str) -> Entry | None:
-        response = _call(
-            self.client.authorize_cache_security_group_ingress,
-            CacheSecurityGroupName=cache_group,
-            EC2SecurityGroupName=ec2_group,
-            EC2SecurityGroupOwnerId=owner_id,
-        )
-        return _entry_in(response.get("CacheSecurityGroup", {}), ec2_group, owner_id)
+        return self._change(self.client.authorize_cache_security_group_ingress, cache_group, ec2_group, owner_id)
 
     def revoke(self, *, cache_group: str, ec2_group: str, owner_id: str) -> Entry | None:
+        return self._change(self.client.revoke_cache_security_group_ingress, cache_group, ec2_group, owner_id)
+
+    def _change(self, method: Any, cache_group: str, ec2_group: str, owner_id: str) -> Entry | None:
+        """Authorize or revoke: both answer with the whole group, in which the entry shows its new status."""
         response = _call(
-            self.client.revoke_cache_security_group_ingress,
-            CacheSecurityGroupName=cache_group,
-            EC2SecurityGroupName=ec2_group,
-            EC2SecurityGroupOwnerId=owner_id,
+            method, CacheSecurityGroupName=cache_group, EC2SecurityGroupName=ec2_group, EC2SecurityGroupOwnerId=owner_id
         )
         return _entry_in(response.get("CacheSecurityGroup", {}), ec2_group, owner_id)
 
