@@ -8,7 +8,7 @@ SCAN_VENV := .venv-scan
 EVENT ?= events/create.json
 HYPOTHESIS_PROFILE ?= ci
 
-.PHONY: help demo invoke bench bench-smoke test test-runtime lint typecheck templates scan pytest e2e thorough build validate sam-check lock clean
+.PHONY: help demo invoke bench bench-smoke test test-runtime lint typecheck templates scan pytest thorough build validate sam-check lock clean
 
 help:
 	@echo "make demo     - full create/update/delete lifecycle against the offline stand-in"
@@ -71,7 +71,7 @@ ifeq ($(RUNTIME_PYTHON),)
 	@echo "no python3.13 on this machine: the runtime check is skipped"
 else
 	$(MAKE) PYTHON=$(RUNTIME_PYTHON) $(RUNTIME_VENV)/.installed
-	$(RUNTIME_VENV)/bin/python -m pytest -p no:cacheprovider tests/unit tests/functional tests/e2e tests/templates
+	$(RUNTIME_VENV)/bin/python -m pytest -p no:cacheprovider tests/unit tests/functional tests/loopback tests/e2e tests/templates
 endif
 
 $(RUNTIME_VENV)/.installed: requirements-pip.txt requirements-dev.txt

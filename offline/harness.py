@@ -11,12 +11,14 @@ receiver's certificate, exactly as the Lambda runtime would configure it.
 
 from __future__ import annotations
 
+import copy
 import importlib
 import json
 import logging
 import os
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
     from offline.moto_backend import MotoBackend
 
 ROOT = Path(__file__).resolve().parent.parent
+EVENTS = ROOT / "events"
 STACK_ACCOUNT = "123456789012"
 _NO_SECRET = "offline"  # noqa: S105 - the stand-in checks no signature  # nosec B105
 #: What every offline run sets: a region and credentials the stand-in accepts without checking.
@@ -154,9 +157,17 @@ def build_vpc_example(moto: MotoBackend, standin: ElastiCacheStandIn) -> dict[st
     return {example: groups[name] for example, name in EXAMPLE_GROUPS.items()}
 
 
-def load_event(path: str | Path, ids: dict[str, str] | None = None) -> dict[str, Any]:
-    """An event file, with the example security group ids swapped for ``ids`` (see :meth:`build_vpc_example`)."""
-    text = Path(path).read_text()
+def load_event(name: str | Path, ids: Mapping[str, str] | None = None, **changes: Any) -> dict[str, Any]:
+    """A sample event, as the demo, ``make invoke``, the benchmarks and the tests all read it.
+
+    ``name`` is a file in ``events/`` (``"create.json"``) or a path to one. The
+    example security group ids are swapped for ``ids`` (see
+    :func:`build_vpc_example`), since moto makes its own. Then each of
+    ``changes`` replaces that top-level field, or removes it when ``None``: one
+    loader, so what the tests check is the event the demo sends.
+    """
+    path = EVENTS / name if Path(name).parent == Path() else Path(name)
+    text = path.read_text()
     for example, actual in (ids or {}).items():
         text = text.replace(example, actual)
     event: dict[str, Any] = json.loads(text)
@@ -165,6 +176,11 @@ def load_event(path: str | Path, ids: dict[str, str] | None = None) -> dict[str,
         # The example id lists the example groups in order; the swapped-in ids may sort differently.
         head, targets = physical_id.rsplit(":", 1)
         event["PhysicalResourceId"] = f"{head}:{','.join(sorted(targets.split(',')))}"
+    for key, value in changes.items():
+        if value is None:
+            event.pop(key, None)
+        else:
+            event[key] = copy.deepcopy(value)
     return event
 
 

@@ -1,81 +1,76 @@
 """Every tier runs offline: fake credentials, and every AWS endpoint pointed at loopback.
 
-The handler makes its clients once per process, on first use, from the
-standard SDK settings; so the endpoints are set here, before any test runs,
-and the servers live for the whole session: the ElastiCache stand-in (which
-forwards what it does not serve to moto), moto's server for EC2, the
-CloudFormation stack-records stand-in and the https receiver.
+The servers start lazily, once per session, the first time a test asks for
+one of the fixtures below (or calls :func:`tests.support.servers`); their
+endpoints are set in the environment as they start, before the handler makes
+its clients. The unit and template tiers ask for none, so they start none.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 from hypothesis import settings
 
-from offline.cloudformation import StackRecordsStandIn
-from offline.moto_backend import MotoBackend
-from offline.receiver import ResponseReceiver
-from offline.standin import ElastiCacheStandIn
-from tests.support import BASE_ENV
+from tests import support
 
-os.environ.update(BASE_ENV)
+if TYPE_CHECKING:
+    from offline.cloudformation import StackRecordsStandIn
+    from offline.moto_backend import MotoBackend
+    from offline.receiver import ResponseReceiver
+    from offline.standin import ElastiCacheStandIn
+
+os.environ.update(support.BASE_ENV)
 for _leak in ("AWS_PROFILE", "AWS_SAM_LOCAL", "POWERTOOLS_LOG_LEVEL", "LOG_LEVEL"):
     os.environ.pop(_leak, None)
 
-SESSION_MOTO = MotoBackend()
-SESSION_MOTO.start()
-SESSION_STANDIN = ElastiCacheStandIn(settle_delay=0.0)
-os.environ["AWS_ENDPOINT_URL_ELASTICACHE"] = SESSION_STANDIN.start()
-os.environ["AWS_ENDPOINT_URL_EC2"] = SESSION_MOTO.url
-SESSION_RECORDS = StackRecordsStandIn()
-os.environ["AWS_ENDPOINT_URL_CLOUDFORMATION"] = SESSION_RECORDS.start()
-SESSION_RECEIVER = ResponseReceiver()
-SESSION_RECEIVER.start()
-# CloudFormation's ResponseURL is https; the sender trusts the receiver's self-signed certificate this way.
-os.environ["SSL_CERT_FILE"] = SESSION_RECEIVER.cafile
+
+@pytest.fixture(scope="session")
+def servers() -> support.Servers:
+    """moto, the ElastiCache and CloudFormation stand-ins and the receiver, started on first use."""
+    return support.servers()
 
 
 @pytest.fixture
-def standin() -> Iterator[ElastiCacheStandIn]:
+def standin(servers: support.Servers) -> Iterator[ElastiCacheStandIn]:
     """The session's stand-in, emptied, with no faults, settle delay 0 and no upstream."""
-    SESSION_STANDIN.reset()
-    SESSION_STANDIN.settle_delay = 0.0
-    SESSION_STANDIN.upstream = None
-    yield SESSION_STANDIN
-    SESSION_STANDIN.reset()
+    standin = servers.standin
+    standin.reset()
+    standin.settle_delay = 0.0
+    standin.upstream = None
+    yield standin
+    standin.reset()
 
 
 @pytest.fixture
-def moto(standin: ElastiCacheStandIn) -> MotoBackend:
+def moto(servers: support.Servers, standin: ElastiCacheStandIn) -> MotoBackend:
     """moto's server, emptied: EC2, and the replication groups the stand-in now forwards to it."""
-    SESSION_MOTO.reset()
-    standin.upstream = SESSION_MOTO.url
-    return SESSION_MOTO
+    servers.moto.reset()
+    standin.upstream = servers.moto.url
+    return servers.moto
 
 
 @pytest.fixture
-def records() -> Iterator[StackRecordsStandIn]:
+def records(servers: support.Servers) -> Iterator[StackRecordsStandIn]:
     """What CloudFormation holds for each logical id; empty, so a Delete finds no record unless a test adds one."""
-    SESSION_RECORDS.reset()
-    yield SESSION_RECORDS
-    SESSION_RECORDS.reset()
+    servers.records.reset()
+    yield servers.records
+    servers.records.reset()
 
 
 @pytest.fixture
-def receiver() -> Iterator[ResponseReceiver]:
-    SESSION_RECEIVER.reset()
-    yield SESSION_RECEIVER
-    SESSION_RECEIVER.reset()
+def receiver(servers: support.Servers) -> Iterator[ResponseReceiver]:
+    """CloudFormation's side of the ResponseURL, emptied; :func:`tests.support.invoke` sends the answers here."""
+    servers.receiver.reset()
+    yield servers.receiver
+    servers.receiver.reset()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    SESSION_STANDIN.stop()
-    SESSION_RECEIVER.stop()
-    SESSION_RECORDS.stop()
-    SESSION_MOTO.stop()
+    support.stop_servers()
 
 
 settings.register_profile("ci", max_examples=60, deadline=None)

@@ -1,24 +1,59 @@
-"""Shared by the test tiers: the sample events, a Lambda context, and the environment the handler reads."""
+"""The one way the tests drive the handler, and the servers it talks to.
+
+Every tier that runs ``lambda_handler`` does it through :func:`handle` (or
+:func:`invoke`, which also reads the answer): the event gets a fresh
+ResponseURL on the session's https receiver, the handler runs with a
+Lambda-like context, and what CloudFormation would have received is read back
+from the receiver. Events come from :func:`load_event`, the same loader the
+demo and ``make invoke`` use.
+
+The servers (moto, the ElastiCache stand-in, the CloudFormation stand-in and
+the receiver) start on the first call of :func:`servers`, not at import: the
+unit tier never calls it, so it pays for none of them.
+"""
 
 from __future__ import annotations
 
-import copy
-import json
+import functools
+import os
 import subprocess
 import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cache_ingress.aws_api import Ec2Api, ElastiCacheApi, StackRecords
 from cache_ingress.classic_lifecycle import ClassicMode
 from cache_ingress.modes import Modes
 from cache_ingress.vpc_lifecycle import VpcMode
-from offline.harness import OFFLINE_ENV, LambdaContext
+from offline.harness import OFFLINE_ENV, LambdaContext, load_event
 
-__all__ = ["BASE_ENV", "OFFLINE_MODES", "LambdaContext", "load_event", "parse_request", "run_module"]
+if TYPE_CHECKING:
+    from offline.cloudformation import StackRecordsStandIn
+    from offline.moto_backend import MotoBackend
+    from offline.receiver import Put, ResponseReceiver
+    from offline.standin import ElastiCacheStandIn
+
+__all__ = [
+    "BASE_ENV",
+    "OFFLINE_MODES",
+    "Delivery",
+    "LambdaContext",
+    "Servers",
+    "assert_failed",
+    "assert_success",
+    "handle",
+    "invoke",
+    "load_event",
+    "parse_request",
+    "run_module",
+    "servers",
+    "stop_servers",
+]
 
 ROOT = Path(__file__).resolve().parent.parent
-EVENTS = ROOT / "events"
 
 #: What every tier runs with: the offline runs' fake credentials, and no real AWS endpoint.
 BASE_ENV = {
@@ -28,17 +63,109 @@ BASE_ENV = {
 }
 
 
-def load_event(name: str, response_url: str | None = None, **changes: Any) -> dict[str, Any]:
-    """A sample event from ``events/`` (they double as fixtures), with fields replaced as given."""
-    event: dict[str, Any] = json.loads((EVENTS / name).read_text())
-    if response_url is not None:
-        event["ResponseURL"] = response_url
-    for key, value in changes.items():
-        if value is None:
-            event.pop(key, None)
-        else:
-            event[key] = copy.deepcopy(value)
-    return event
+@dataclass(frozen=True)
+class Servers:
+    """The session's loopback stand-ins for AWS and CloudFormation's ResponseURL."""
+
+    moto: MotoBackend
+    standin: ElastiCacheStandIn
+    records: StackRecordsStandIn
+    receiver: ResponseReceiver
+
+
+@functools.cache
+def servers() -> Servers:
+    """The session's servers, started on the first call, with the SDK's endpoints pointed at them.
+
+    The handler makes its clients once per process, on first use, from these
+    variables; so anything that makes a handler client (the driver, the
+    Stubber fixtures) calls this first, whichever tier runs first. The server
+    modules are imported here, not at the top, so that a tier which never
+    calls it never imports moto.
+    """
+    from offline.cloudformation import StackRecordsStandIn
+    from offline.moto_backend import MotoBackend
+    from offline.receiver import ResponseReceiver
+    from offline.standin import ElastiCacheStandIn
+
+    started = Servers(MotoBackend(), ElastiCacheStandIn(settle_delay=0.0), StackRecordsStandIn(), ResponseReceiver())
+    started.moto.start()
+    os.environ["AWS_ENDPOINT_URL_ELASTICACHE"] = started.standin.start()
+    os.environ["AWS_ENDPOINT_URL_EC2"] = started.moto.url
+    os.environ["AWS_ENDPOINT_URL_CLOUDFORMATION"] = started.records.start()
+    started.receiver.start()
+    # CloudFormation's ResponseURL is https; the sender trusts the receiver's self-signed certificate this way.
+    os.environ["SSL_CERT_FILE"] = started.receiver.cafile
+    return started
+
+
+def stop_servers() -> None:
+    """Stops the servers if :func:`servers` ever started them."""
+    if servers.cache_info().currsize == 0:
+        return
+    running = servers()
+    running.standin.stop()
+    running.receiver.stop()
+    running.records.stop()
+    running.moto.stop()
+    servers.cache_clear()
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One invocation as CloudFormation's side sees it: the event sent, when, and what reached its ResponseURL."""
+
+    event: dict[str, Any]
+    started: float
+    returned: float
+    puts: list[Put]
+    attempts: int
+
+    def answer(self) -> dict[str, Any]:
+        """The one body CloudFormation received; fails if there was none or more than one."""
+        if len(self.puts) != 1:
+            raise AssertionError(f"expected exactly one answer, got {len(self.puts)}")
+        body: dict[str, Any] = self.puts[0].json()
+        return body
+
+
+def handle(event: Mapping[str, Any], seconds: float = 30.0) -> Delivery:
+    """Runs the real ``lambda_handler`` on ``event`` with ``seconds`` left, and records what was delivered.
+
+    The event's ResponseURL is replaced by a fresh one on the session's
+    receiver, so an answer is never mistaken for another's; an event without
+    a ResponseURL is sent without one. Use it when the delivery itself is the
+    point (timing, retries, an answer that never arrives); else :func:`invoke`.
+    """
+    import app  # here: the unit tier never needs the handler, and the environment is set by now
+
+    receiver = servers().receiver
+    sent = dict(event)
+    if "ResponseURL" in sent:
+        sent["ResponseURL"] = receiver.new_url()
+    started = time.monotonic()
+    app.lambda_handler(sent, LambdaContext(seconds))
+    returned = time.monotonic()
+    url = sent.get("ResponseURL")
+    if not isinstance(url, str):
+        return Delivery(sent, started, returned, [], 0)
+    return Delivery(sent, started, returned, receiver.puts(url), receiver.attempts(url))
+
+
+def invoke(event: Mapping[str, Any], seconds: float = 30.0) -> dict[str, Any]:
+    """What CloudFormation received for ``event``: the one answer PUT to its ResponseURL, parsed."""
+    return handle(event, seconds).answer()
+
+
+def assert_success(answer: Mapping[str, Any]) -> None:
+    """The answer says SUCCESS; when it does not, the failure shows CloudFormation's reason."""
+    assert answer["Status"] == "SUCCESS", answer.get("Reason")
+
+
+def assert_failed(answer: Mapping[str, Any], reason_contains: str = "") -> None:
+    """The answer says FAILED, with a reason that contains ``reason_contains``."""
+    assert answer["Status"] == "FAILED", answer
+    assert reason_contains in answer["Reason"], answer["Reason"]
 
 
 def run_module(module: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

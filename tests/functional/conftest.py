@@ -10,11 +10,16 @@ import pytest
 from botocore.stub import Stubber
 
 import app
+from tests.support import Servers
 
 
 @pytest.fixture
-def stubber() -> Iterator[Stubber]:
-    """botocore's Stubber on the handler's own ElastiCache client; every queued answer must be used."""
+def stubber(servers: Servers) -> Iterator[Stubber]:
+    """botocore's Stubber on the handler's own ElastiCache client; every queued answer must be used.
+
+    Each Stubber fixture asks for the servers first: the handler makes each client once per process, so the
+    client stubbed here is the one a later tier reaches the stand-ins with, and must point at them already.
+    """
     with Stubber(app.api().client) as stub:
         yield stub
         stub.assert_no_pending_responses()
@@ -45,7 +50,7 @@ def json_logs() -> Iterator[JsonLogs]:
 
 
 @pytest.fixture
-def ec2_stubber() -> Iterator[Stubber]:
+def ec2_stubber(servers: Servers) -> Iterator[Stubber]:
     """botocore's Stubber on the handler's EC2 client; every queued answer must be used."""
     with Stubber(app.ec2().client) as stub:
         yield stub
@@ -53,7 +58,7 @@ def ec2_stubber() -> Iterator[Stubber]:
 
 
 @pytest.fixture
-def stacks_stubber() -> Iterator[Stubber]:
+def stacks_stubber(servers: Servers) -> Iterator[Stubber]:
     """botocore's Stubber on the handler's CloudFormation client."""
     with Stubber(app.stacks().client) as stub:
         yield stub

@@ -12,7 +12,7 @@ from botocore.stub import Stubber
 import app
 from offline.receiver import ResponseReceiver
 from tests.functional.conftest import JsonLogs
-from tests.support import LambdaContext, load_event
+from tests.support import assert_failed, handle, invoke, load_event
 
 OUR_ID = "cache-sg-ingress:app-cache-sg:123456789012:app-servers"
 NEW_ID = "cache-sg-ingress:app-cache-sg:210987654321:batch workers / nightly"
@@ -57,64 +57,54 @@ def error(
     stubber.add_client_error(operation, code, message or code, status, expected_params=params)
 
 
-def run(receiver: ResponseReceiver, name: str, seconds: float = 30.0, **changes: Any) -> dict[str, Any]:
-    event = load_event(name, receiver.new_url(), **changes)
-    app.lambda_handler(event, LambdaContext(seconds))
-    return receiver.answer(event["ResponseURL"])
-
-
-def test_create_authorizes_and_reports_the_canonical_id(stubber: Stubber, receiver: ResponseReceiver) -> None:
+def test_create_authorizes_and_reports_the_canonical_id(stubber: Stubber) -> None:
     authorize_ok(stubber, "authorized")
-    answer = run(receiver, "create.json")
+    answer = invoke(load_event("create.json"))
     assert answer["Status"] == "SUCCESS"
     assert answer["PhysicalResourceId"] == OUR_ID
     assert answer["Data"] == {**PARAMS, "Status": "authorized", "CacheSecurityGroupArn": ARN}
 
 
-def test_create_waits_until_the_entry_reads_authorized(stubber: Stubber, receiver: ResponseReceiver) -> None:
+def test_create_waits_until_the_entry_reads_authorized(stubber: Stubber) -> None:
     authorize_ok(stubber, "authorizing")
     describe(stubber, ("app-servers", "123456789012", "authorizing"), ("other", "123456789012", "authorized"))
     describe(stubber, ("app-servers", "123456789012", "authorized"))
-    answer = run(receiver, "create.json")
+    answer = invoke(load_event("create.json"))
     assert (answer["Status"], answer["Data"]["Status"]) == ("SUCCESS", "authorized")
 
 
-def test_create_of_an_existing_authorization_succeeds(stubber: Stubber, receiver: ResponseReceiver) -> None:
+def test_create_of_an_existing_authorization_succeeds(stubber: Stubber) -> None:
     error(stubber, "authorize_cache_security_group_ingress", "AuthorizationAlreadyExists", 400)
     describe(stubber, ("app-servers", "123456789012", "authorized"))
-    answer = run(receiver, "create.json")
+    answer = invoke(load_event("create.json"))
     assert (answer["Status"], answer["PhysicalResourceId"]) == ("SUCCESS", OUR_ID)
 
 
-def test_create_fails_when_the_entry_never_settles_but_still_reports_its_id(
-    stubber: Stubber, receiver: ResponseReceiver
-) -> None:
+def test_create_fails_when_the_entry_never_settles_but_still_reports_its_id(stubber: Stubber) -> None:
     authorize_ok(stubber, "authorizing")
     for _ in range(3):
         describe(stubber, ("app-servers", "123456789012", "authorizing"))
-    answer = run(receiver, "create.json", seconds=2.4)  # deadline 1.8 s: polls at 0.2, 0.6, 1.4 s
-    assert answer["Status"] == "FAILED"
-    assert "still reads 'authorizing'" in answer["Reason"]
+    answer = invoke(load_event("create.json"), seconds=2.4)  # deadline 1.8 s: polls at 0.2, 0.6, 1.4 s
+    assert_failed(answer, "still reads 'authorizing'")
     # The rollback Delete must name the authorization that may have gone through.
     assert answer["PhysicalResourceId"] == OUR_ID
 
 
-def test_throttling_that_outlasts_botocore_retries_is_tried_again(stubber: Stubber, receiver: ResponseReceiver) -> None:
+def test_throttling_that_outlasts_botocore_retries_is_tried_again(stubber: Stubber) -> None:
     error(stubber, "authorize_cache_security_group_ingress", "Throttling", 400, message="Rate exceeded")
     authorize_ok(stubber, "authorized")
-    assert run(receiver, "create.json")["Status"] == "SUCCESS"
+    assert invoke(load_event("create.json"))["Status"] == "SUCCESS"
 
 
-def test_accounts_without_ec2_classic_get_a_reason_that_explains(stubber: Stubber, receiver: ResponseReceiver) -> None:
+def test_accounts_without_ec2_classic_get_a_reason_that_explains(stubber: Stubber) -> None:
     message = "Use of cache security groups is not permitted in this API version for your account."
     error(stubber, "authorize_cache_security_group_ingress", "InvalidParameterValue", 400, message=message)
-    answer = run(receiver, "create.json")
-    assert answer["Status"] == "FAILED"
-    assert "EC2-Classic, which AWS retired in August 2023" in answer["Reason"]
+    answer = invoke(load_event("create.json"))
+    assert_failed(answer, "EC2-Classic, which AWS retired in August 2023")
     assert "VPC security groups" in answer["Reason"]
 
 
-def test_other_api_errors_fail_with_the_code_and_message(stubber: Stubber, receiver: ResponseReceiver) -> None:
+def test_other_api_errors_fail_with_the_code_and_message(stubber: Stubber) -> None:
     error(
         stubber,
         "authorize_cache_security_group_ingress",
@@ -122,7 +112,7 @@ def test_other_api_errors_fail_with_the_code_and_message(stubber: Stubber, recei
         404,
         message="CacheSecurityGroup app-cache-sg not found.",
     )
-    answer = run(receiver, "create.json")
+    answer = invoke(load_event("create.json"))
     assert answer["Status"] == "FAILED"
     assert answer["Reason"] == (
         "AuthorizeCacheSecurityGroupIngress failed with CacheSecurityGroupNotFound: CacheSecurityGroup app-cache-sg not found."
@@ -147,56 +137,46 @@ def test_other_api_errors_fail_with_the_code_and_message(stubber: Stubber, recei
         ),
     ],
 )
-def test_bad_input_fails_before_any_api_call(
-    stubber: Stubber, receiver: ResponseReceiver, properties: dict[str, Any], reason: str
-) -> None:
-    answer = run(receiver, "create.json", ResourceProperties=properties)
-    assert answer["Status"] == "FAILED"
-    assert reason in answer["Reason"]
+def test_bad_input_fails_before_any_api_call(stubber: Stubber, properties: dict[str, Any], reason: str) -> None:
+    answer = invoke(load_event("create.json", ResourceProperties=properties))
+    assert_failed(answer, reason)
     assert answer["PhysicalResourceId"]  # the Stubber has no answers queued: any call would have failed differently
 
 
-def test_the_bad_input_sample_event_names_the_misspelt_property(stubber: Stubber, receiver: ResponseReceiver) -> None:
-    answer = run(receiver, "create-bad-input.json")
-    assert answer["Status"] == "FAILED"
-    assert "unknown property 'EC2SecurityGroupOwnerID' (did you mean EC2SecurityGroupOwnerId?)" in answer["Reason"]
+def test_the_bad_input_sample_event_names_the_misspelt_property(stubber: Stubber) -> None:
+    answer = invoke(load_event("create-bad-input.json"))
+    assert_failed(answer, "unknown property 'EC2SecurityGroupOwnerID' (did you mean EC2SecurityGroupOwnerId?)")
 
 
-def test_update_keeping_the_id_reauthorizes_and_keeps_it(stubber: Stubber, receiver: ResponseReceiver) -> None:
+def test_update_keeping_the_id_reauthorizes_and_keeps_it(stubber: Stubber) -> None:
     error(stubber, "authorize_cache_security_group_ingress", "AuthorizationAlreadyExists", 400)
     describe(stubber, ("app-servers", "123456789012", "authorized"))
-    answer = run(receiver, "update.json")
+    answer = invoke(load_event("update.json"))
     assert (answer["Status"], answer["PhysicalResourceId"]) == ("SUCCESS", OUR_ID)
 
 
-def test_update_repairs_a_revoke_made_by_hand(stubber: Stubber, receiver: ResponseReceiver) -> None:
+def test_update_repairs_a_revoke_made_by_hand(stubber: Stubber) -> None:
     authorize_ok(stubber, "authorized")
-    answer = run(receiver, "update.json")
+    answer = invoke(load_event("update.json"))
     assert (answer["Status"], answer["PhysicalResourceId"]) == ("SUCCESS", OUR_ID)
 
 
-def test_update_to_another_ingress_authorizes_it_and_returns_the_new_id(
-    stubber: Stubber, receiver: ResponseReceiver
-) -> None:
+def test_update_to_another_ingress_authorizes_it_and_returns_the_new_id(stubber: Stubber) -> None:
     authorize_ok(stubber, "authorized", NEW_PARAMS)  # the old one is left for CloudFormation's Delete
-    answer = run(receiver, "update-replace.json")
+    answer = invoke(load_event("update-replace.json"))
     assert (answer["Status"], answer["PhysicalResourceId"]) == ("SUCCESS", NEW_ID)
 
 
-def test_a_replacement_that_does_not_settle_fails_and_keeps_the_old_id(
-    stubber: Stubber, receiver: ResponseReceiver
-) -> None:
+def test_a_replacement_that_does_not_settle_fails_and_keeps_the_old_id(stubber: Stubber) -> None:
     authorize_ok(stubber, "authorizing", NEW_PARAMS)
     for _ in range(3):
         describe(stubber, ("batch workers / nightly", "210987654321", "authorizing"))
-    answer = run(receiver, "update-replace.json", seconds=2.4)
+    answer = invoke(load_event("update-replace.json"), seconds=2.4)
     assert answer["Status"] == "FAILED"
     assert answer["PhysicalResourceId"] == OUR_ID  # CloudFormation keeps the old id after a failed update
 
 
-def test_the_rollback_of_a_failed_replacement_takes_back_what_it_tried(
-    stubber: Stubber, receiver: ResponseReceiver
-) -> None:
+def test_the_rollback_of_a_failed_replacement_takes_back_what_it_tried(stubber: Stubber) -> None:
     # CloudFormation's rollback Update: old properties (naming the id it holds), the failed ones as OldResourceProperties.
     rollback = load_event("update-replace.json")
     error(stubber, "authorize_cache_security_group_ingress", "AuthorizationAlreadyExists", 400)
@@ -204,53 +184,50 @@ def test_the_rollback_of_a_failed_replacement_takes_back_what_it_tried(
     revoking = ("batch workers / nightly", "210987654321", "revoking")
     stubber.add_response("revoke_cache_security_group_ingress", {"CacheSecurityGroup": group(revoking)}, NEW_PARAMS)
     describe(stubber, ("app-servers", "123456789012", "authorized"))
-    answer = run(
-        receiver,
-        "update.json",
-        ResourceProperties=load_event("create.json")["ResourceProperties"],
-        OldResourceProperties=rollback["ResourceProperties"],
+    answer = invoke(
+        load_event(
+            "update.json",
+            ResourceProperties=load_event("create.json")["ResourceProperties"],
+            OldResourceProperties=rollback["ResourceProperties"],
+        )
     )
     assert (answer["Status"], answer["PhysicalResourceId"]) == ("SUCCESS", OUR_ID)
     assert answer["Data"]["EC2SecurityGroupName"] == "app-servers"
 
 
-def test_delete_revokes_what_the_id_names_not_what_the_properties_say(
-    stubber: Stubber, receiver: ResponseReceiver
-) -> None:
+def test_delete_revokes_what_the_id_names_not_what_the_properties_say(stubber: Stubber) -> None:
     stubber.add_response("revoke_cache_security_group_ingress", {"CacheSecurityGroup": group()}, PARAMS)
-    answer = run(
-        receiver, "delete.json", ResourceProperties={"CacheSecurityGroupName": "elsewhere", "EC2SecurityGroupName": "x"}
+    answer = invoke(
+        load_event(
+            "delete.json", ResourceProperties={"CacheSecurityGroupName": "elsewhere", "EC2SecurityGroupName": "x"}
+        )
     )
     assert (answer["Status"], answer["PhysicalResourceId"]) == ("SUCCESS", OUR_ID)
 
 
-def test_delete_waits_for_the_revoke_to_finish(stubber: Stubber, receiver: ResponseReceiver) -> None:
+def test_delete_waits_for_the_revoke_to_finish(stubber: Stubber) -> None:
     revoking = ("app-servers", "123456789012", "revoking")
     stubber.add_response("revoke_cache_security_group_ingress", {"CacheSecurityGroup": group(revoking)}, PARAMS)
     describe(stubber, revoking)
     describe(stubber)
-    assert run(receiver, "delete.json")["Status"] == "SUCCESS"
+    assert invoke(load_event("delete.json"))["Status"] == "SUCCESS"
 
 
 @pytest.mark.parametrize(("code", "status"), [("AuthorizationNotFound", 404), ("CacheSecurityGroupNotFound", 404)])
-def test_delete_of_something_already_gone_succeeds(
-    stubber: Stubber, receiver: ResponseReceiver, code: str, status: int
-) -> None:
+def test_delete_of_something_already_gone_succeeds(stubber: Stubber, code: str, status: int) -> None:
     error(stubber, "revoke_cache_security_group_ingress", code, status)
-    answer = run(receiver, "delete.json")
+    answer = invoke(load_event("delete.json"))
     assert (answer["Status"], answer["PhysicalResourceId"]) == ("SUCCESS", OUR_ID)
 
 
-def test_delete_in_an_account_without_ec2_classic_succeeds(stubber: Stubber, receiver: ResponseReceiver) -> None:
+def test_delete_in_an_account_without_ec2_classic_succeeds(stubber: Stubber) -> None:
     message = "Use of cache security groups is not permitted in this API version for your account."
     error(stubber, "revoke_cache_security_group_ingress", "InvalidParameterValue", 400, message=message)
-    assert run(receiver, "delete.json")["Status"] == "SUCCESS"
+    assert invoke(load_event("delete.json"))["Status"] == "SUCCESS"
 
 
-def test_delete_with_an_id_not_ours_and_bad_properties_makes_no_call(
-    stubber: Stubber, receiver: ResponseReceiver
-) -> None:
-    answer = run(receiver, "delete-after-failed-create.json")
+def test_delete_with_an_id_not_ours_and_bad_properties_makes_no_call(stubber: Stubber) -> None:
+    answer = invoke(load_event("delete-after-failed-create.json"))
     assert answer == {
         "Status": "SUCCESS",
         "PhysicalResourceId": "cache-access_AppCacheIngress_K3X9Q2PL",
@@ -262,16 +239,14 @@ def test_delete_with_an_id_not_ours_and_bad_properties_makes_no_call(
     }
 
 
-def test_delete_with_an_invented_id_falls_back_to_valid_properties(
-    stubber: Stubber, receiver: ResponseReceiver
-) -> None:
+def test_delete_with_an_invented_id_falls_back_to_valid_properties(stubber: Stubber) -> None:
     error(stubber, "revoke_cache_security_group_ingress", "AuthorizationNotFound", 404)
-    answer = run(receiver, "delete.json", PhysicalResourceId="AppCacheIngress-invented-by-cloudformation")
+    answer = invoke(load_event("delete.json", PhysicalResourceId="AppCacheIngress-invented-by-cloudformation"))
     assert (answer["Status"], answer["PhysicalResourceId"]) == ("SUCCESS", "AppCacheIngress-invented-by-cloudformation")
 
 
-def test_unknown_request_type_fails_with_a_clear_reason(stubber: Stubber, receiver: ResponseReceiver) -> None:
-    answer = run(receiver, "create.json", RequestType="Upsert")
+def test_unknown_request_type_fails_with_a_clear_reason(stubber: Stubber) -> None:
+    answer = invoke(load_event("create.json", RequestType="Upsert"))
     assert answer["Status"] == "FAILED"
     assert answer["Reason"] == "RequestType must be one of Create, Update, Delete, got 'Upsert'"
 
@@ -279,7 +254,7 @@ def test_unknown_request_type_fails_with_a_clear_reason(stubber: Stubber, receiv
 def test_an_event_without_a_response_url_is_logged_and_not_answered(
     stubber: Stubber, receiver: ResponseReceiver, json_logs: JsonLogs
 ) -> None:
-    app.lambda_handler(load_event("create.json", ResponseURL=None), LambdaContext())
+    handle(load_event("create.json", ResponseURL=None))
     assert receiver.puts() == []
     assert "the event has no ResponseURL: CloudFormation cannot be answered" in json_logs.text()
 
@@ -288,18 +263,18 @@ def test_sam_local_prints_the_answer_instead_of_sending_it(
     stubber: Stubber, receiver: ResponseReceiver, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("AWS_SAM_LOCAL", "true")
-    app.lambda_handler(load_event("create-bad-input.json", receiver.new_url()), LambdaContext())
+    delivery = handle(load_event("create-bad-input.json"))
     printed = [json.loads(line) for line in capfd.readouterr().out.splitlines() if line.startswith('{"Status"')]
     assert [body["Status"] for body in printed] == ["FAILED"]
+    assert delivery.attempts == 0
     assert receiver.puts() == []
 
 
 def test_logs_are_json_with_the_request_id_as_correlation_id(
-    stubber: Stubber, receiver: ResponseReceiver, json_logs: JsonLogs, capfd: pytest.CaptureFixture[str]
+    stubber: Stubber, json_logs: JsonLogs, capfd: pytest.CaptureFixture[str]
 ) -> None:
     authorize_ok(stubber, "authorized")
-    event = load_event("create.json", receiver.new_url())
-    app.lambda_handler(event, LambdaContext())
+    event = handle(load_event("create.json")).event
     logs = json_logs.lines()
     assert logs
     assert all(line["correlation_id"] == event["RequestId"] for line in logs)
@@ -312,7 +287,6 @@ def test_logs_are_json_with_the_request_id_as_correlation_id(
 
 def test_nothing_logs_the_response_url_even_at_debug(
     stubber: Stubber,
-    receiver: ResponseReceiver,
     json_logs: JsonLogs,
     capfd: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
@@ -321,8 +295,7 @@ def test_nothing_logs_the_response_url_even_at_debug(
     app.logger.setLevel("DEBUG")
     caplog.set_level(logging.DEBUG)
     try:
-        event = load_event("create.json", receiver.new_url())
-        app.lambda_handler(event, LambdaContext())
+        event = handle(load_event("create.json")).event
     finally:
         app.logger.setLevel("INFO")
     printed = capfd.readouterr()

@@ -2,8 +2,9 @@
 
 The simulator sends the events CloudFormation sends, in the order it sends
 them, for stack create, update (with and without replacement), rollbacks,
-cleanups and delete, to the real ``lambda_handler``; ElastiCache is the
-loopback stand-in and the answers travel over https to the receiver. Every
+cleanups and delete, to the real ``lambda_handler`` through the tests' one
+driver (``tests.support.handle``); ElastiCache is the loopback stand-in and
+the answers travel over https to the receiver. Every
 invocation is checked as CloudFormation would take it: one answer, before the
 deadline, a non-empty id of at most 1 KB, a body of at most 4096 bytes.
 Where an answer never arrives, CloudFormation's own behaviour is modelled: it
@@ -15,7 +16,6 @@ stack-records stand-in, which VPC mode reads on Delete.
 from __future__ import annotations
 
 import os
-import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -23,13 +23,12 @@ from typing import Any
 
 from hypothesis import HealthCheck, settings
 
-import app
 from cache_ingress import classic_rules
 from cache_ingress.errors import InvalidProperties
 from offline.cloudformation import StackRecordsStandIn
 from offline.receiver import ResponseReceiver
 from offline.standin import ElastiCacheStandIn
-from tests.support import OFFLINE_MODES, LambdaContext, parse_request
+from tests.support import OFFLINE_MODES, handle, parse_request
 
 TOKEN = "arn:aws:lambda:us-east-1:123456789012:function:cache-sg-ingress"
 RESOURCE_TYPE = "Custom::CacheSecurityGroupIngress"
@@ -211,7 +210,7 @@ class CloudFormation:
         event: dict[str, Any] = {
             "RequestType": request_type,
             "ServiceToken": TOKEN,
-            "ResponseURL": self.receiver.new_url(),
+            "ResponseURL": "",  # the driver gives each delivery its own URL on the receiver
             "StackId": stack.stack_id,
             "RequestId": str(uuid.uuid4()),
             "LogicalResourceId": logical,
@@ -242,19 +241,18 @@ class CloudFormation:
     def _invoke(self, event: dict[str, Any]) -> Answer | None:
         budget = (self.before_each(event) if self.before_each else None) or self.budget
         calls_before = len(self.standin.calls())
-        started = time.monotonic()
-        app.lambda_handler(event, LambdaContext(budget))
+        delivery = handle(event, seconds=budget)
         if not may_call_the_api(event) and len(self.standin.calls()) != calls_before:
             raise ProtocolViolation(f"a request with bad input reached the API: {event['ResourceProperties']}")
-        puts = [p for p in self.receiver.puts(event["ResponseURL"]) if p.at >= started]
+        puts = delivery.puts
         if len(puts) > 1:
             raise ProtocolViolation(f"{len(puts)} answers to one {event['RequestType']}")
         if not puts:
             # Lost on the way (the receiver failed every try): CloudFormation stops waiting.
-            self.log.append(Invocation(event, None, None, budget))
+            self.log.append(Invocation(delivery.event, None, None, budget))
             return None
         put = puts[0]
-        answered_after = put.at - started
+        answered_after = put.at - delivery.started
         if answered_after > budget:
             raise ProtocolViolation(f"answered after {answered_after:.2f} s, past the {budget} s deadline")
         if len(put.body) > 4096:
@@ -268,7 +266,7 @@ class CloudFormation:
         if request_type_keeps_id(event) and physical_id != event["PhysicalResourceId"]:
             raise ProtocolViolation(f"a Delete answered with another id: {physical_id!r}")
         answer = Answer(body["Status"], physical_id, body.get("Reason", ""), body.get("Data", {}))
-        self.log.append(Invocation(event, answer, answered_after, budget))
+        self.log.append(Invocation(delivery.event, answer, answered_after, budget))
         return answer
 
 

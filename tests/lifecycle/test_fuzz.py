@@ -9,14 +9,12 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import app
 from cache_ingress import vpc_rules
 from cache_ingress.errors import InvalidProperties
 from cache_ingress.modes import ALL_PROPERTIES
 from offline.receiver import ResponseReceiver
 from offline.standin import ElastiCacheStandIn
-from tests.conftest import SESSION_RECEIVER, SESSION_STANDIN
-from tests.support import LambdaContext, load_event, parse_request
+from tests.support import handle, load_event, parse_request, servers
 
 KNOWN = ["CacheSecurityGroupName", "EC2SecurityGroupName", "EC2SecurityGroupOwnerId"]
 json_values = st.recursive(
@@ -49,16 +47,15 @@ FUZZ = settings(
 
 
 def _answer(event: dict[str, Any]) -> tuple[dict[str, Any], int]:
-    SESSION_RECEIVER.reset()
-    calls_before = len(SESSION_STANDIN.calls())
-    event["ResponseURL"] = SESSION_RECEIVER.new_url()
-    app.lambda_handler(event, LambdaContext(10))
-    (put,) = SESSION_RECEIVER.puts(event["ResponseURL"])
+    """The one answer to ``event``, checked as CloudFormation would take it, and how many API calls it made."""
+    standin = servers().standin
+    calls_before = len(standin.calls())
+    (put,) = handle(event, seconds=10).puts
     assert len(put.body) <= 4096
     body: dict[str, Any] = json.loads(put.body)
     assert body["PhysicalResourceId"]
     assert len(body["PhysicalResourceId"].encode()) <= 1024
-    return body, len(SESSION_STANDIN.calls()) - calls_before
+    return body, len(standin.calls()) - calls_before
 
 
 def _refused_without_a_call(body: dict[str, Any], calls: int, names: tuple[str, ...]) -> None:
@@ -81,8 +78,8 @@ def _valid(props: Any, stack_id: str) -> bool:
 def test_any_properties_get_one_answer_and_bad_ones_make_no_call(
     standin: ElastiCacheStandIn, receiver: ResponseReceiver, props: Any, request_type: str
 ) -> None:
-    SESSION_STANDIN.reset()
-    SESSION_STANDIN.add_group("app-cache-sg")
+    standin.reset()
+    standin.add_group("app-cache-sg")
     event = load_event("update.json" if request_type == "Update" else "create.json", ResourceProperties=props)
     body, calls = _answer(event)
     if not _valid(props, event["StackId"]):
@@ -94,8 +91,8 @@ def test_any_properties_get_one_answer_and_bad_ones_make_no_call(
 def test_a_delete_with_any_properties_and_a_foreign_id_is_harmless(
     standin: ElastiCacheStandIn, receiver: ResponseReceiver, props: Any
 ) -> None:
-    SESSION_STANDIN.reset()
-    SESSION_STANDIN.add_group("app-cache-sg")
+    standin.reset()
+    standin.add_group("app-cache-sg")
     event = load_event("delete-after-failed-create.json", ResourceProperties=props)
     body, calls = _answer(event)
     assert body["Status"] == "SUCCESS"
@@ -126,8 +123,8 @@ def test_a_delete_with_any_properties_and_a_foreign_id_is_harmless(
 def test_events_missing_fields_are_still_answered(
     standin: ElastiCacheStandIn, receiver: ResponseReceiver, name: str, missing: set[str], extra: dict[str, Any]
 ) -> None:
-    SESSION_STANDIN.reset()
-    SESSION_STANDIN.add_group("app-cache-sg")
+    standin.reset()
+    standin.add_group("app-cache-sg")
     event = {**extra, **load_event(name)}
     for key in missing:
         event.pop(key, None)
@@ -161,7 +158,7 @@ vpc_properties = st.dictionaries(
 def test_any_vpc_properties_get_one_answer_and_bad_ones_a_reason_naming_a_property_and_no_call(
     standin: ElastiCacheStandIn, receiver: ResponseReceiver, props: Any, request_type: str
 ) -> None:
-    SESSION_STANDIN.reset()
+    standin.reset()
     event = load_event("vpc-update.json" if request_type == "Update" else "vpc-create.json", ResourceProperties=props)
     body, calls = _answer(event)
     if not _valid(props, event["StackId"]):

@@ -11,8 +11,8 @@ from typing import Any
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from tests.conftest import SESSION_RECEIVER, SESSION_STANDIN
 from tests.lifecycle.simulator import CloudFormation, Stack, declared_ingress, history_settings
+from tests.support import servers
 
 POOLS = {
     "Web": [("app-cache-sg", "web"), ("app-cache-sg", "web / v2"), ("other-sg", "web")],
@@ -48,12 +48,12 @@ FAULTS = st.sampled_from(["throttling", "server-errors", "receiver-retried", "an
 class StackHistory(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        SESSION_STANDIN.reset()
-        SESSION_STANDIN.settle_delay = 0.0
-        SESSION_RECEIVER.reset()
+        servers().standin.reset()
+        servers().standin.settle_delay = 0.0
+        servers().receiver.reset()
         for group in ("app-cache-sg", "other-sg"):
-            SESSION_STANDIN.add_group(group)
-        self.cfn = CloudFormation(SESSION_RECEIVER, SESSION_STANDIN, budget=30.0)
+            servers().standin.add_group(group)
+        self.cfn = CloudFormation(servers().receiver, servers().standin, budget=30.0)
         self.stack: Stack | None = None
         self.retained: set[tuple[str, str, str]] = set()
         self.retain_policy: frozenset[str] | None = None  # DeletionPolicy: Retain, fixed once a delete began
@@ -70,23 +70,23 @@ class StackHistory(RuleBasedStateMachine):
     def _with_fault(self, fault: str) -> None:
         self.cfn.before_each = None
         if fault == "throttling":
-            SESSION_STANDIN.throttle_next(2)  # botocore's own backoff: about 1.5 s
+            servers().standin.throttle_next(2)  # botocore's own backoff: about 1.5 s
         elif fault == "server-errors":
-            SESSION_STANDIN.fail_next(2, 503)
+            servers().standin.fail_next(2, 503)
         elif fault == "receiver-retried":
-            SESSION_RECEIVER.fail_next(2, 503)
+            servers().receiver.fail_next(2, 503)
         elif fault == "answer-lost":
-            SESSION_RECEIVER.fail_next(5, 503)
+            servers().receiver.fail_next(5, 503)
         elif fault == "latency":
-            SESSION_STANDIN.set_latency(1.2, {"AuthorizeCacheSecurityGroupIngress"})
+            servers().standin.set_latency(1.2, {"AuthorizeCacheSecurityGroupIngress"})
             short = iter([1.0])
             self.cfn.before_each = lambda event: next(short, None)
 
     def _clear_faults(self) -> None:
-        SESSION_STANDIN.throttle_next(0)
-        SESSION_STANDIN.fail_next(0)
-        SESSION_STANDIN.set_latency(0.0)
-        SESSION_RECEIVER.fail_next(0)
+        servers().standin.throttle_next(0)
+        servers().standin.fail_next(0)
+        servers().standin.set_latency(0.0)
+        servers().receiver.fail_next(0)
         self.cfn.before_each = None
 
     @rule(
@@ -151,8 +151,8 @@ class StackHistory(RuleBasedStateMachine):
         declared = set(self.retained)
         if self.stack is not None:
             declared |= {declared_ingress(self.stack.stack_id, p) for p in self.stack.declared().values()} - {None}  # type: ignore[arg-type]
-        assert SESSION_STANDIN.authorized() == declared
-        assert all(row["Status"] == "authorized" for row in SESSION_STANDIN.ingress_table())
+        assert servers().standin.authorized() == declared
+        assert all(row["Status"] == "authorized" for row in servers().standin.ingress_table())
 
 
 StackHistory.TestCase.settings = history_settings(10)

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from offline.harness import build_vpc_example
-from tests.conftest import SESSION_MOTO, SESSION_RECEIVER, SESSION_RECORDS, SESSION_STANDIN
 from tests.lifecycle.simulator import CloudFormation, Stack, history_settings
+from tests.support import servers
 
 SETTLED = {"CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE", "ROLLBACK_COMPLETE", "DELETE_COMPLETE"}
 SOURCES = {"Access": "app", "Batch": "batch"}
@@ -53,16 +53,16 @@ def templates(draw: st.DrawFn) -> dict[str, dict[str, Any]]:
 class VpcStackHistory(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        SESSION_MOTO.reset()
-        SESSION_STANDIN.reset()
-        SESSION_STANDIN.upstream = SESSION_MOTO.url
-        SESSION_RECEIVER.reset()
-        SESSION_RECORDS.reset()
-        ids = build_vpc_example(SESSION_MOTO, SESSION_STANDIN)
+        servers().moto.reset()
+        servers().standin.reset()
+        servers().standin.upstream = servers().moto.url
+        servers().receiver.reset()
+        servers().records.reset()
+        ids = build_vpc_example(servers().moto, servers().standin)
         app, cache, shared = ids.values()
-        (batch,) = SESSION_MOTO.security_groups("batch").values()
+        (batch,) = servers().moto.security_groups("batch").values()
         self.ids = {"app": app, "batch": batch, "cache": cache, "shared": shared}
-        self.cfn = CloudFormation(SESSION_RECEIVER, SESSION_STANDIN, budget=30.0, records=SESSION_RECORDS)
+        self.cfn = CloudFormation(servers().receiver, servers().standin, budget=30.0, records=servers().records)
         self.stack: Stack | None = None
         self.last_status = "NONE"
         self.count = 0
@@ -87,9 +87,9 @@ class VpcStackHistory(RuleBasedStateMachine):
     ) -> None:
         """As in the classic history: no stack, create; a failed state, delete; else as drawn."""
         if fault == "throttling":
-            SESSION_STANDIN.throttle_next(2)
+            servers().standin.throttle_next(2)
         elif fault in ("receiver-retried", "answer-lost"):
-            SESSION_RECEIVER.fail_next(2 if fault == "receiver-retried" else 5, 503)
+            servers().receiver.fail_next(2 if fault == "receiver-retried" else 5, 503)
         self.cfn.duplicate_deliveries = twice
         concrete = self._with_ids(template)
         if self.stack is None:
@@ -106,8 +106,8 @@ class VpcStackHistory(RuleBasedStateMachine):
         else:
             self.cfn.update_stack(self.stack, concrete, another_resource_fails=another_fails)
             self.last_status = self.stack.status if not self.stack.cleanup_failed else "CLEANUP_FAILED"
-        SESSION_STANDIN.throttle_next(0)
-        SESSION_RECEIVER.fail_next(0)
+        servers().standin.throttle_next(0)
+        servers().receiver.fail_next(0)
 
     def declared(self) -> set[tuple[str, str, int]]:
         """(source, target, port) the live resources declare, resolved as the cache would resolve them."""
@@ -125,7 +125,7 @@ class VpcStackHistory(RuleBasedStateMachine):
         actual = {
             (source, target, port)
             for target in (self.ids["cache"], self.ids["shared"])
-            for source, _owner, port, _description in SESSION_MOTO.ingress(target)
+            for source, _owner, port, _description in servers().moto.ingress(target)
         }
         assert actual == self.declared()
 

@@ -1,10 +1,10 @@
-"""VPC mode end to end: the real lambda_handler over real HTTP to moto's EC2 and replication groups.
+"""VPC mode over loopback: the real lambda_handler over real HTTP to moto's EC2 and replication groups.
 
 The world is the one the ``events/vpc-*.json`` examples assume (see
 ``offline.harness.build_vpc_example``): the replication group ``app-cache``
 on port 6379, guarded by security groups ``app-cache`` and ``shared-clients``,
-and ``app-servers`` to let in. CloudFormation's side is the https receiver and
-the stack-records stand-in.
+and ``app-servers`` to let in. CloudFormation's side is the https receiver (read
+through ``tests.support.invoke``) and the stack-records stand-in.
 """
 
 from __future__ import annotations
@@ -15,14 +15,11 @@ from typing import Any
 
 import pytest
 
-import app
 from offline.cloudformation import StackRecordsStandIn
 from offline.harness import EXAMPLE_GROUPS, ROOT, build_vpc_example
-from offline.harness import load_event as load_example
 from offline.moto_backend import MotoBackend
-from offline.receiver import ResponseReceiver
 from offline.standin import Cache, ElastiCacheStandIn
-from tests.support import LambdaContext, run_module
+from tests.support import assert_failed, assert_success, invoke, load_event, run_module
 
 ACCOUNT = "123456789012"
 DEFAULT_DESCRIPTION = "cache-sg-ingress: stack cache-access, resource AppCacheAccess"
@@ -34,7 +31,6 @@ class World:
     moto: MotoBackend
     standin: ElastiCacheStandIn
     records: StackRecordsStandIn
-    receiver: ResponseReceiver
     ids: dict[str, str]
 
     @property
@@ -52,13 +48,11 @@ class World:
     def rule_set_id(self, *targets: str, ports: str = "6379") -> str:
         return f"cache-vpc-ingress:{self.app}@{ACCOUNT}:{ports}:{','.join(sorted(targets))}"
 
-    def event(self, name: str, **changes: Any) -> dict[str, Any]:
-        event = load_example(ROOT / "events" / name, self.ids)
-        for key, value in changes.items():
-            if key == "properties":
-                event["ResourceProperties"] = {**event["ResourceProperties"], **value}
-            else:
-                event[key] = value
+    def event(self, name: str, properties: dict[str, Any] | None = None, **changes: Any) -> dict[str, Any]:
+        """A sample event in this world's ids; ``properties`` are merged into its ResourceProperties."""
+        event = load_event(name, self.ids, **changes)
+        if properties is not None:
+            event["ResourceProperties"] = {**event["ResourceProperties"], **properties}
         return event
 
     def create_for(self, **cache: str) -> dict[str, Any]:
@@ -74,9 +68,7 @@ class World:
     def send(self, event: dict[str, Any], recorded: str | None = None) -> dict[str, Any]:
         """Invoke as CloudFormation would, holding ``recorded`` (default: the event's own id) for the logical id."""
         self.records.record(event["StackId"], event["LogicalResourceId"], recorded or event.get("PhysicalResourceId"))
-        event = {**event, "ResponseURL": self.receiver.new_url()}
-        app.lambda_handler(event, LambdaContext(30))
-        return self.receiver.answer(event["ResponseURL"])
+        return invoke(event)
 
     def rules(self) -> set[tuple[str, int, str]]:
         """Every rule from app-servers, as (target group name, port, description)."""
@@ -96,10 +88,8 @@ class World:
 
 
 @pytest.fixture
-def world(
-    moto: MotoBackend, standin: ElastiCacheStandIn, records: StackRecordsStandIn, receiver: ResponseReceiver
-) -> World:
-    return World(moto, standin, records, receiver, build_vpc_example(moto, standin))
+def world(moto: MotoBackend, standin: ElastiCacheStandIn, records: StackRecordsStandIn) -> World:
+    return World(moto, standin, records, build_vpc_example(moto, standin))
 
 
 def test_a_cache_named_alone_gets_its_port_opened_on_each_of_its_groups(world: World) -> None:
@@ -197,17 +187,14 @@ def test_delete_without_a_readable_stack_record_revokes_everything_it_names(worl
     world.send(world.event("vpc-create.json"))
     event = world.event("vpc-delete.json")
     world.records.reset()  # the stack is not one the function's account can read
-    event = {**event, "ResponseURL": world.receiver.new_url()}
-    app.lambda_handler(event, LambdaContext(30))
-    assert world.receiver.answer(event["ResponseURL"])["Status"] == "SUCCESS"
+    assert_success(invoke(event))
     assert world.rules() == set()
 
 
 def test_a_missing_cache_fails_with_a_reason_and_the_follow_up_delete_succeeds(world: World) -> None:
     event = world.event("vpc-create.json", properties={"ReplicationGroupId": "no-such-cache"})
     answer = world.send(event)
-    assert answer["Status"] == "FAILED"
-    assert "ReplicationGroupId 'no-such-cache' not found" in answer["Reason"]
+    assert_failed(answer, "ReplicationGroupId 'no-such-cache' not found")
     assert world.rules() == set()
     delete = {**event, "RequestType": "Delete", "PhysicalResourceId": answer["PhysicalResourceId"]}
     assert world.send(delete)["Status"] == "SUCCESS"
@@ -217,8 +204,7 @@ def test_mixed_properties_fail_before_any_call(world: World) -> None:
     calls = len(world.standin.calls())
     event = world.event("vpc-create.json", properties={"CacheSecurityGroupName": "app-cache-sg"})
     answer = world.send(event)
-    assert answer["Status"] == "FAILED"
-    assert "cannot be mixed" in answer["Reason"]
+    assert_failed(answer, "cannot be mixed")
     assert len(world.standin.calls()) == calls
     assert world.rules() == set()
 
@@ -230,8 +216,7 @@ def test_a_replacement_that_fails_halfway_takes_back_what_it_added(world: World)
         "vpc-update.json", properties={"Port": "7000", "TargetSecurityGroupIds": [world.cache, MISSING_GROUP]}
     )
     answer = world.send(failing)
-    assert answer["Status"] == "FAILED"
-    assert MISSING_GROUP in answer["Reason"]
+    assert_failed(answer, MISSING_GROUP)
     assert "does not exist" in answer["Reason"]
     assert world.rules() == before  # app-cache:7000 went in, then back out
 
@@ -252,16 +237,14 @@ def test_make_invoke_runs_a_vpc_event_in_the_example_world() -> None:
 @pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "events").glob("vpc-*.json")))
 def test_every_vpc_sample_event_succeeds_in_the_example_world(world: World, name: str) -> None:
     answer = world.send(world.event(name))
-    assert answer["Status"] == "SUCCESS", answer.get("Reason")
+    assert_success(answer)
     assert answer["PhysicalResourceId"].startswith("cache-vpc-ingress:")
 
 
 def test_delete_with_cloudformation_unreachable_still_revokes_everything(world: World) -> None:
     world.send(world.event("vpc-create.json"))
     world.records.unreachable = True
-    event = {**world.event("vpc-delete.json"), "ResponseURL": world.receiver.new_url()}
-    app.lambda_handler(event, LambdaContext(30))
-    assert world.receiver.answer(event["ResponseURL"])["Status"] == "SUCCESS"
+    assert_success(invoke(world.event("vpc-delete.json")))
     assert world.rules() == set()
 
 
