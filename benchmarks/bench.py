@@ -217,7 +217,7 @@ def throttled_burst(total: int, workers: int, rate: float) -> list[Figure]:
         aws.standin.add_group("app-cache-sg")
         aws.standin.set_rate_limit(rate)
         environment = {**{k: v for k, v in os.environ.items() if k.startswith(("AWS_", "SSL_", "POWERTOOLS_"))}}
-        environment["BENCH_RESPONSE_BASE"] = aws.receiver.base_url
+        environment["BENCH_RESPONSE_BASE"] = aws.receiver.url
         names = [f"burst-{n}" for n in range(total)]
         shares = [names[w::workers] for w in range(workers)]
         spawn = multiprocessing.get_context("spawn")
