@@ -71,7 +71,7 @@ ifeq ($(RUNTIME_PYTHON),)
 	@echo "no python3.13 on this machine: the runtime check is skipped"
 else
 	$(MAKE) PYTHON=$(RUNTIME_PYTHON) $(RUNTIME_VENV)/.installed
-	$(RUNTIME_VENV)/bin/python -m pytest -p no:cacheprovider tests/unit tests/functional tests/loopback tests/e2e tests/templates
+	$(RUNTIME_VENV)/bin/python -m pytest -p no:cacheprovider tests/unit tests/functional tests/loopback tests/offline tests/templates
 endif
 
 $(RUNTIME_VENV)/.installed: requirements-pip.txt requirements-dev.txt

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import threading
 
-from offline.loopback import LoopbackServer, LoopbackService
-from offline.standin import ApiFault, QueryRequestHandler, error_xml, response_xml
+from offline.loopback import LoopbackService
+from offline.query_protocol import ApiFault, error_xml, response_xml, serve
 
 NAMESPACE = "http://cloudformation.amazonaws.com/doc/2010-05-15/"
 
@@ -23,12 +23,7 @@ class StackRecordsStandIn(LoopbackService):
         self.unreachable = False
 
     def start(self) -> str:
-        records = self
-
-        class Handler(QueryRequestHandler):
-            api = records
-
-        self._server = LoopbackServer(Handler, "cloudformation-standin")
+        self._server = serve(self, "cloudformation-standin")
         return self.url
 
     def record(self, stack_id: str, logical_id: str, physical_id: str | None) -> None:

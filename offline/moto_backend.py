@@ -1,7 +1,8 @@
 """moto's server on loopback: EC2 security groups and rules, and ElastiCache replication groups.
 
 moto runs in this process, in a thread, so it starts in about a second and
-leaves nothing behind. One correction is applied to it, to match EC2 as its
+leaves nothing behind. One correction is applied to it when it starts (not at
+import, so that importing this module changes nothing), to match EC2 as its
 API reference describes it: a rule's description is not part of what
 identifies the rule (authorizing the same rule with another description is
 ``InvalidPermission.Duplicate``; revoking needs no description). moto
@@ -36,7 +37,10 @@ def _rule_identity(self: SecurityGroupRule, other: object) -> bool:
     return bool(_moto_equality(_without_description(self), _without_description(other)))
 
 
-SecurityGroupRule.__eq__ = _rule_identity  # type: ignore[method-assign]
+def _correct_moto() -> None:
+    """Make moto's rules equal regardless of their descriptions; doing it again changes nothing."""
+    if SecurityGroupRule.__eq__ is not _rule_identity:
+        SecurityGroupRule.__eq__ = _rule_identity  # type: ignore[method-assign]
 
 
 class MotoBackend:
@@ -45,6 +49,7 @@ class MotoBackend:
         self.url = ""
 
     def start(self) -> str:
+        _correct_moto()
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
         self._server.start()
         host, port = self._server.get_host_and_port()

@@ -3,8 +3,9 @@
 CloudFormation hands every request an https ResponseURL and reads the answer
 PUT there. This server plays that part for the demo and the tests: it makes a
 self-signed certificate for 127.0.0.1 at start (its file is :attr:`cafile`, for
-``SSL_CERT_FILE``), records every PUT body by URL, and can fail or stall the
-first PUTs to prove the sender's retries are bounded.
+``SSL_CERT_FILE``), records every PUT body by URL, and takes the same fault
+plan as the ElastiCache stand-in (:mod:`offline.faults`): failing, stalling or
+slowing the first PUTs proves the sender's retries are bounded.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
-from offline.loopback import LoopbackServer, LoopbackService
+from offline.faults import FaultPlan
+from offline.loopback import LoopbackHandler, LoopbackServer, LoopbackService
 
 
 @dataclass(frozen=True)
@@ -35,19 +36,14 @@ class Put:
         return json.loads(self.body)
 
 
-class ResponseReceiver(LoopbackService):
+class ResponseReceiver(FaultPlan, LoopbackService):
     scheme = "https"
 
     def __init__(self) -> None:
+        super().__init__()
         self._lock = threading.Lock()
         self._puts: list[Put] = []
         self._attempts: list[str] = []
-        self._fail_next = 0
-        self._fail_status = 503
-        self._stall_next = 0
-        self._stall_s = 0.0
-        self._slow_next = 0
-        self._slow_s = 0.0
         self._dir = tempfile.TemporaryDirectory(prefix="cfn-receiver-")
         self.cafile = str(Path(self._dir.name) / "cert.pem")
 
@@ -62,10 +58,6 @@ class ResponseReceiver(LoopbackService):
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(self.cafile, keyfile)
         self._server = LoopbackServer(Handler, "cfn-receiver", tls=context)
-        return self.base_url
-
-    @property
-    def base_url(self) -> str:
         return self.url
 
     def stop(self) -> None:
@@ -75,31 +67,17 @@ class ResponseReceiver(LoopbackService):
     def new_url(self) -> str:
         """A fresh presigned-looking URL, as CloudFormation gives one per request."""
         token = uuid.uuid4().hex
-        return f"{self.base_url}/cfn-response/{token}?X-Amz-Signature=sig{token}&X-Amz-Credential=cred{token}"
-
-    def fail_next(self, count: int, status: int = 503) -> None:
-        with self._lock:
-            self._fail_next, self._fail_status = count, status
-
-    def stall_next(self, count: int, seconds: float) -> None:
-        """Hold the next ``count`` PUTs for ``seconds`` before answering (and recording nothing)."""
-        with self._lock:
-            self._stall_next, self._stall_s = count, seconds
-
-    def slow_next(self, count: int, seconds: float) -> None:
-        """Accept the next ``count`` PUTs only after ``seconds`` (recorded when accepted)."""
-        with self._lock:
-            self._slow_next, self._slow_s = count, seconds
+        return f"{self.url}/cfn-response/{token}?X-Amz-Signature=sig{token}&X-Amz-Credential=cred{token}"
 
     def reset(self) -> None:
         with self._lock:
             self._puts.clear()
             self._attempts.clear()
-            self._fail_next = self._stall_next = self._slow_next = 0
+        self.clear_faults()
 
     def puts(self, url: str | None = None) -> list[Put]:
         """Accepted PUTs, all or those to ``url``."""
-        path = None if url is None else url[len(self.base_url) :]
+        path = None if url is None else url[len(self.url) :]
         with self._lock:
             return [p for p in self._puts if path is None or p.path == path]
 
@@ -113,51 +91,37 @@ class ResponseReceiver(LoopbackService):
 
     def attempts(self, url: str) -> int:
         """How many PUTs reached ``url``, answered or not."""
-        path = url[len(self.base_url) :]
+        path = url[len(self.url) :]
         with self._lock:
             return self._attempts.count(path)
 
-    def _take(self, path: str, body: bytes) -> tuple[int, float]:
-        """The status to answer and how long to stall first (0: answer at once, status 0: never)."""
+    def _take(self, path: str, body: bytes) -> int:
+        """Record one PUT's attempt, then its fault if one is armed: the status to answer, or 0 to hang up."""
         with self._lock:
             self._attempts.append(path)
-            if self._stall_next > 0:
-                self._stall_next -= 1
-                return 0, self._stall_s
-            if self._fail_next > 0:
-                self._fail_next -= 1
-                return self._fail_status, 0.0
-            slow = 0.0
-            if self._slow_next > 0:
-                self._slow_next -= 1
-                slow = self._slow_s
-        if slow:
-            time.sleep(slow)
+        fault = self.take_fault("PUT")
+        if fault is not None:
+            time.sleep(fault.wait)
+            if fault.kind == "drop":
+                return 0
+            if fault.kind != "slow":
+                return fault.status or 503  # a throttled PUT: S3 answers 503 SlowDown
         with self._lock:
             self._puts.append(Put(path, body, time.monotonic()))
-        return 200, 0.0
+        return 200
 
 
-class _PutHandler(BaseHTTPRequestHandler):
-    # Headers and body leave in separate writes: without TCP_NODELAY, Nagle and
-    # delayed ACKs add 40 ms to every exchange on loopback.
-    disable_nagle_algorithm = True
+class _PutHandler(LoopbackHandler):
     owner: ResponseReceiver
-    protocol_version = "HTTP/1.1"
 
     def do_PUT(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        status, stall = self.owner._take(self.path, body)
-        if stall:
-            time.sleep(stall)
-            self.close_connection = True
+        status = self.owner._take(self.path, self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+        if not status:
+            self.drop()
             return
         self.send_response(status)
         self.send_header("Content-Length", "0")
         self.end_headers()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: the URL holds the (test) signature and tests read the record instead."""
 
 
 def _write_self_signed(certfile: Path, keyfile: Path) -> str:
