@@ -20,7 +20,7 @@ from cache_ingress.classic_lifecycle import ClassicMode
 from cache_ingress.custom_resource import CustomResource
 from cache_ingress.errors import CacheNotFound, CacheUnusable, InvalidProperties
 from cache_ingress.modes import Granted, Modes, Request
-from cache_ingress.protocol import Change, Result
+from cache_ingress.protocol import Change, Instance, Result
 from cache_ingress.response_body import FAILED
 from cache_ingress.vpc_lifecycle import VpcMode
 
@@ -44,13 +44,17 @@ def ec2() -> aws_api.Ec2Api:
 
 
 @functools.cache
-def stacks() -> aws_api.StackRecords:
-    return aws_api.StackRecords(aws_api.make_client("cloudformation", aws_api.LOOKUP_CONFIG))
-
-
-@functools.cache
 def modes() -> Modes:
-    return Modes(classic=ClassicMode(api()), vpc=VpcMode(api(), ec2(), stacks()))
+    return Modes(classic=ClassicMode(api()), vpc=VpcMode(api(), ec2()))
+
+
+def _instance(event: dict[str, Any]) -> Instance:
+    """Who the request comes from: what this resource grants is held in its name."""
+    return Instance(
+        stack_id=str(event.get("StackId") or ""),
+        logical_id=str(event.get("LogicalResourceId") or ""),
+        physical_id=str(event.get("PhysicalResourceId") or ""),
+    )
 
 
 def _request(event: dict[str, Any], key: str = "ResourceProperties") -> Request[Any, Any]:
@@ -64,7 +68,10 @@ def create(event: dict[str, Any], _context: Any) -> str:
     granted = request.resolve(deadline=helper.deadline)
     # Reported even if a call below fails, so the rollback Delete revokes what may have gone through.
     helper.PhysicalResourceId = granted.physical_id
-    _record(granted, granted.grant(request=request, deadline=helper.deadline, undo_on_failure=False))
+    _record(
+        granted,
+        granted.grant(request=request, instance=_instance(event), deadline=helper.deadline, undo_on_failure=False),
+    )
     return granted.physical_id
 
 
@@ -74,7 +81,9 @@ def update(event: dict[str, Any], _context: Any) -> str:
     granted = request.resolve(deadline=helper.deadline)
     replacing = _replacing(granted.physical_id, event.get("PhysicalResourceId"))
     # A failed replacement keeps the old id, so no Delete would ever come for what it added: take that back.
-    result = granted.grant(request=request, deadline=helper.deadline, undo_on_failure=replacing)
+    result = granted.grant(
+        request=request, instance=_instance(event), deadline=helper.deadline, undo_on_failure=replacing
+    )
     if not replacing:
         _take_back_failed_attempt(event, request)
     _record(granted, result)
@@ -95,7 +104,7 @@ def _take_back_failed_attempt(event: dict[str, Any], request: Request[Any, Any])
     left = attempted.left_by_failed_update(now=request, physical_id=current_id, deadline=helper.deadline)
     if left is not None:
         logger.info("rolling back a failed update: taking back what it may have granted")
-        _record(left, left.revoke(deadline=helper.deadline, keep=modes().granted(current_id)))
+        _record(left, left.revoke(instance=_instance(event), deadline=helper.deadline))
 
 
 def _replacing(new_id: str, current_id: Any) -> bool:
@@ -119,16 +128,7 @@ def delete(event: dict[str, Any], _context: Any) -> str:
             logger.info("nothing to revoke: the id is not ours and names no ingress", extra={"why": str(err)})
             metrics.add_metric(name=Change.ALREADY_ABSENT.value, unit=MetricUnit.Count, value=1)
             return physical_id
-    keep = granted.still_declared(
-        stack_id=str(event.get("StackId", "")),
-        logical_id=str(event.get("LogicalResourceId", "")),
-        physical_id=physical_id,
-    )
-    if keep is not None:
-        logger.info(
-            "the stack's resource now holds another id: what it names too stays", extra={"held_by": keep.physical_id}
-        )
-    _record(granted, granted.revoke(deadline=helper.deadline, keep=keep))
+    _record(granted, granted.revoke(instance=_instance(event), deadline=helper.deadline))
     return physical_id
 
 

@@ -23,7 +23,6 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from offline.cloudformation import StackRecordsStandIn
 from offline.receiver import ResponseReceiver
 from offline.standin import Cache, ElastiCacheStandIn
 
@@ -63,7 +62,6 @@ class OfflineAws:
     def __init__(self, settle_delay: float = 0.5, quiet: bool = True, debug: bool = False, vpc: bool = False) -> None:
         self.standin = ElastiCacheStandIn(settle_delay=settle_delay, account_id=STACK_ACCOUNT)
         self.receiver = ResponseReceiver()
-        self.records = StackRecordsStandIn()
         self.moto: MotoBackend | None = None
         if vpc:
             from offline.moto_backend import MotoBackend  # moto takes a second to import: only when asked
@@ -79,7 +77,6 @@ class OfflineAws:
         os.environ.update(
             OFFLINE_ENV,
             AWS_ENDPOINT_URL_ELASTICACHE=endpoint,
-            AWS_ENDPOINT_URL_CLOUDFORMATION=self.records.start(),
             SSL_CERT_FILE=self.receiver.cafile,
         )
         if self.moto is not None:
@@ -98,7 +95,6 @@ class OfflineAws:
     def __exit__(self, *exc: object) -> None:
         self.standin.stop()
         self.receiver.stop()
-        self.records.stop()
         if self.moto is not None:
             self.moto.stop()
 

@@ -1,9 +1,9 @@
 """The AWS query protocol on loopback, as the stand-ins speak it: form-encoded POSTs in, XML out.
 
-The ElastiCache stand-in and the CloudFormation stack-records stand-in both
-answer in this protocol (an ``<ActionResponse>`` with its ``<ActionResult>``,
-errors as ``ErrorResponse`` with a code and an HTTP status), so it is written
-once here; each stand-in only says what its actions answer. :func:`forward`
+The ElastiCache stand-in answers in this protocol (an ``<ActionResponse>``
+with its ``<ActionResult>``, errors as ``ErrorResponse`` with a code and an
+HTTP status); the protocol is written here, apart from what the stand-in's
+actions answer. :func:`forward`
 sends a request on, unchanged, to another endpoint speaking the same protocol
 (moto's server), for what a stand-in does not serve itself.
 """

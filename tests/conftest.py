@@ -18,7 +18,6 @@ from hypothesis import settings
 from tests import support
 
 if TYPE_CHECKING:
-    from offline.cloudformation import StackRecordsStandIn
     from offline.moto_backend import MotoBackend
     from offline.receiver import ResponseReceiver
     from offline.standin import ElastiCacheStandIn
@@ -51,14 +50,6 @@ def moto(servers: support.Servers, standin: ElastiCacheStandIn) -> MotoBackend:
     servers.moto.reset()
     standin.upstream = servers.moto.url
     return servers.moto
-
-
-@pytest.fixture
-def records(servers: support.Servers) -> Iterator[StackRecordsStandIn]:
-    """What CloudFormation holds for each logical id; empty, so a Delete finds no record unless a test adds one."""
-    servers.records.reset()
-    yield servers.records
-    servers.records.reset()
 
 
 @pytest.fixture

@@ -24,14 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cache_ingress.aws_api import Ec2Api, ElastiCacheApi, StackRecords
+from cache_ingress.aws_api import Ec2Api, ElastiCacheApi
 from cache_ingress.classic_lifecycle import ClassicMode
 from cache_ingress.modes import Modes
 from cache_ingress.vpc_lifecycle import VpcMode
 from offline.harness import OFFLINE_ENV, LambdaContext, load_event
 
 if TYPE_CHECKING:
-    from offline.cloudformation import StackRecordsStandIn
     from offline.moto_backend import MotoBackend
     from offline.receiver import Put, ResponseReceiver
     from offline.standin import ElastiCacheStandIn
@@ -69,7 +68,6 @@ class Servers:
 
     moto: MotoBackend
     standin: ElastiCacheStandIn
-    records: StackRecordsStandIn
     receiver: ResponseReceiver
 
 
@@ -83,16 +81,14 @@ def servers() -> Servers:
     modules are imported here, not at the top, so that a tier which never
     calls it never imports moto.
     """
-    from offline.cloudformation import StackRecordsStandIn
     from offline.moto_backend import MotoBackend
     from offline.receiver import ResponseReceiver
     from offline.standin import ElastiCacheStandIn
 
-    started = Servers(MotoBackend(), ElastiCacheStandIn(settle_delay=0.0), StackRecordsStandIn(), ResponseReceiver())
+    started = Servers(MotoBackend(), ElastiCacheStandIn(settle_delay=0.0), ResponseReceiver())
     started.moto.start()
     os.environ["AWS_ENDPOINT_URL_ELASTICACHE"] = started.standin.start()
     os.environ["AWS_ENDPOINT_URL_EC2"] = started.moto.url
-    os.environ["AWS_ENDPOINT_URL_CLOUDFORMATION"] = started.records.start()
     started.receiver.start()
     # CloudFormation's ResponseURL is https; the sender trusts the receiver's self-signed certificate this way.
     os.environ["SSL_CERT_FILE"] = started.receiver.cafile
@@ -106,7 +102,6 @@ def stop_servers() -> None:
     running = servers()
     running.standin.stop()
     running.receiver.stop()
-    running.records.stop()
     running.moto.stop()
     servers.cache_clear()
 
@@ -178,7 +173,7 @@ def run_module(module: str, *args: str, timeout: float = 120) -> subprocess.Comp
 #: Both modes without clients: enough to parse properties and ids, which makes no call.
 OFFLINE_MODES = Modes(
     classic=ClassicMode(ElastiCacheApi(None)),
-    vpc=VpcMode(ElastiCacheApi(None), Ec2Api(None), StackRecords(None)),
+    vpc=VpcMode(ElastiCacheApi(None), Ec2Api(None)),
 )
 
 

@@ -1,4 +1,4 @@
-"""The only module that talks to AWS: ElastiCache, EC2 and CloudFormation calls and their error mapping.
+"""The only module that talks to AWS: ElastiCache and EC2 calls and their error mapping.
 
 Clients are passed in, so tests hand them a botocore Stubber or point them at
 the loopback stand-ins; nothing here decides what an error means for the stack
@@ -9,12 +9,13 @@ nothing from the rules.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
 #: Throttling and 5xx are retried by botocore with exponential backoff and full
 #: jitter. Ten attempts span about a minute of backoff at worst, and the
@@ -25,10 +26,6 @@ CLIENT_CONFIG = Config(
     connect_timeout=5,
     read_timeout=20,
 )
-
-
-#: The stack-record lookup is a refinement with a safe fallback: it must not eat the deadline.
-LOOKUP_CONFIG = CLIENT_CONFIG.merge(Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2))
 
 
 def make_client(service: str = "elasticache", config: Config = CLIENT_CONFIG) -> Any:
@@ -99,37 +96,66 @@ class ElastiCacheApi:
 
 
 class Ec2Api:
-    """Ingress rules on VPC security groups; ``permissions`` are EC2 IpPermissions, built by the rules."""
+    """Ingress rules on VPC security groups, and the tags on them; ``permissions`` are EC2 IpPermissions."""
 
     def __init__(self, client: Any) -> None:
         self.client = client
 
-    def authorize(self, group_id: str, permissions: list[dict[str, Any]]) -> None:
-        _call(self.client.authorize_security_group_ingress, GroupId=group_id, IpPermissions=permissions)
+    def authorize(
+        self, group_id: str, permissions: list[dict[str, Any]], tags: Mapping[str, str]
+    ) -> list[dict[str, Any]]:
+        """The rules made, tagged in the same call: no moment exists when they stand without their tags."""
+        response = _call(
+            self.client.authorize_security_group_ingress,
+            GroupId=group_id,
+            IpPermissions=permissions,
+            TagSpecifications=[{"ResourceType": "security-group-rule", "Tags": _tag_list(tags)}],
+        )
+        rules: list[dict[str, Any]] = response.get("SecurityGroupRules") or []
+        return rules
 
-    def revoke(self, group_id: str, permissions: list[dict[str, Any]]) -> bool:
-        """Whether any rule was there: in a default VPC, EC2 answers success and lists the ones it did not know."""
-        response = _call(self.client.revoke_security_group_ingress, GroupId=group_id, IpPermissions=permissions)
-        return len(response.get("UnknownIpPermissions") or []) < len(permissions)
+    def rules(self, group_id: str) -> list[dict[str, Any]]:
+        """Every rule of the group, page by page."""
+        found: list[dict[str, Any]] = []
+        params: dict[str, Any] = {"Filters": [{"Name": "group-id", "Values": [group_id]}], "MaxResults": 1000}
+        while True:
+            response = _call(self.client.describe_security_group_rules, **params)
+            found += response.get("SecurityGroupRules") or []
+            token = response.get("NextToken")
+            if not token:
+                return found
+            params["NextToken"] = token
 
-    def describe_rules(self, group_id: str, permissions: list[dict[str, Any]]) -> None:
-        """Set the description of rules that already exist (EC2 does not count it as part of a rule)."""
-        _call(self.client.update_security_group_rule_descriptions_ingress, GroupId=group_id, IpPermissions=permissions)
-
-
-class StackRecords:
-    """CloudFormation's record of a stack's resources: which physical id a logical id holds now."""
-
-    def __init__(self, client: Any) -> None:
-        self.client = client
-
-    def physical_id(self, stack_id: str, logical_id: str) -> str:
-        """Unreachable counts as an API error too: the caller has a fallback for both."""
+    def rule(self, rule_id: str) -> dict[str, Any] | None:
+        """One rule as it is now, or None once it is gone."""
         try:
-            response = _call(self.client.describe_stack_resource, StackName=stack_id, LogicalResourceId=logical_id)
-        except BotoCoreError as err:
-            raise ApiError("DescribeStackResource", type(err).__name__, str(err)) from err
-        return str(response.get("StackResourceDetail", {}).get("PhysicalResourceId") or "")
+            response = _call(self.client.describe_security_group_rules, SecurityGroupRuleIds=[rule_id])
+        except ApiError as err:
+            if err.code == "InvalidSecurityGroupRuleId.NotFound":
+                return None
+            raise
+        items: list[dict[str, Any]] = response.get("SecurityGroupRules") or []
+        return items[0] if items else None
+
+    def tag(self, rule_id: str, tags: Mapping[str, str]) -> None:
+        _call(self.client.create_tags, Resources=[rule_id], Tags=_tag_list(tags))
+
+    def untag(self, rule_id: str, keys: list[str]) -> None:
+        _call(self.client.delete_tags, Resources=[rule_id], Tags=[{"Key": key} for key in keys])
+
+    def describe(self, group_id: str, rule_id: str, description: str) -> None:
+        _call(
+            self.client.update_security_group_rule_descriptions_ingress,
+            GroupId=group_id,
+            SecurityGroupRuleDescriptions=[{"SecurityGroupRuleId": rule_id, "Description": description}],
+        )
+
+    def revoke(self, group_id: str, rule_ids: list[str]) -> None:
+        _call(self.client.revoke_security_group_ingress, GroupId=group_id, SecurityGroupRuleIds=rule_ids)
+
+
+def _tag_list(tags: Mapping[str, str]) -> list[dict[str, str]]:
+    return [{"Key": key, "Value": value} for key, value in sorted(tags.items())]
 
 
 def _first(response: dict[str, Any], key: str) -> dict[str, Any]:

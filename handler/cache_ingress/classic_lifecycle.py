@@ -17,7 +17,7 @@ from .aws_api import ApiError, ElastiCacheApi, Entry
 from .classic_rules import Ingress
 from .errors import ResourceFailure
 from .outcomes import Outcome
-from .protocol import Change, Result
+from .protocol import Change, Instance, Result
 from .timing import MAX_POLL_S, Deadline, Sleep, pause, polls
 
 AUTHORIZED = "authorized"
@@ -41,22 +41,23 @@ class ClassicMode:
     def resolve(self, request: Ingress, *, deadline: Deadline) -> Ingress:
         return request
 
-    def grant(self, granted: Ingress, *, request: Ingress, deadline: Deadline, undo_on_failure: bool) -> Result:
-        """One ingress per call: a failure leaves nothing half-done to undo."""
+    def grant(
+        self, granted: Ingress, *, request: Ingress, instance: Instance, deadline: Deadline, undo_on_failure: bool
+    ) -> Result:
+        """One ingress per call: a failure leaves nothing half-done to undo.
+
+        Cache security groups carry no tags, so nothing records who holds an
+        ingress: two resources that declare the same one share it (README, Limits).
+        """
         return ensure_authorized(self.elasticache, granted, deadline, self.sleep)
 
-    def revoke(self, granted: Ingress, *, deadline: Deadline, keep: Ingress | None) -> Result:
-        """``keep`` is always another ingress here (see the two methods below), so it shares nothing."""
+    def revoke(self, granted: Ingress, *, instance: Instance, deadline: Deadline) -> Result:
         return ensure_revoked(self.elasticache, granted, deadline, self.sleep)
 
     def left_by_failed_update(
         self, attempted: Ingress, *, request: Ingress | None, physical_id: str, deadline: Deadline
     ) -> Ingress | None:
         return classic_rules.unrecorded_by_failed_update(attempted, physical_id)
-
-    def still_declared(self, granted: Ingress, *, stack_id: str, logical_id: str, physical_id: str) -> Ingress | None:
-        """Never looked up: a replacement always names another ingress, so the old one's Delete keeps nothing."""
-        return None
 
 
 def ensure_authorized(api: ElastiCacheApi, ingress: Ingress, deadline: Deadline, sleep: Sleep = time.sleep) -> Result:

@@ -17,7 +17,7 @@ from . import classic_rules, vpc_rules
 from .classic_rules import Ingress
 from .errors import InvalidProperties
 from .properties import check_known, check_map
-from .protocol import GrantT, Mode, RequestT, Result
+from .protocol import GrantT, Instance, Mode, RequestT, Result
 from .timing import Deadline
 from .vpc_rules import RuleSet, VpcRequest
 
@@ -39,17 +39,15 @@ class Granted(Generic[RequestT, GrantT]):
     def attributes(self) -> dict[str, str]:
         return self.value.attributes()
 
-    def grant(self, *, request: Request[RequestT, GrantT], deadline: Deadline, undo_on_failure: bool) -> Result:
-        return self.mode.grant(self.value, request=request.value, deadline=deadline, undo_on_failure=undo_on_failure)
+    def grant(
+        self, *, request: Request[RequestT, GrantT], instance: Instance, deadline: Deadline, undo_on_failure: bool
+    ) -> Result:
+        return self.mode.grant(
+            self.value, request=request.value, instance=instance, deadline=deadline, undo_on_failure=undo_on_failure
+        )
 
-    def revoke(self, *, deadline: Deadline, keep: Granted[Any, Any] | None) -> Result:
-        """``keep`` of another mode shares nothing with this grant."""
-        kept = keep.value if keep is not None and keep.mode is self.mode else None
-        return self.mode.revoke(self.value, deadline=deadline, keep=kept)
-
-    def still_declared(self, *, stack_id: str, logical_id: str, physical_id: str) -> Granted[RequestT, GrantT] | None:
-        held = self.mode.still_declared(self.value, stack_id=stack_id, logical_id=logical_id, physical_id=physical_id)
-        return None if held is None else Granted(self.mode, held)
+    def revoke(self, *, instance: Instance, deadline: Deadline) -> Result:
+        return self.mode.revoke(self.value, instance=instance, deadline=deadline)
 
 
 @dataclass(frozen=True)

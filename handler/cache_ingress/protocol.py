@@ -34,6 +34,20 @@ class Result:
     data: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Instance:
+    """The resource instance a request comes from: its stack, its logical id, and the id CloudFormation holds for it.
+
+    ``physical_id`` is the request's PhysicalResourceId: empty on Create, the
+    old id on an Update (replacing or not), the id being deleted on Delete.
+    What a mode grants is held in the name of this instance.
+    """
+
+    stack_id: str
+    logical_id: str
+    physical_id: str
+
+
 class Grant(Protocol):
     """What a resource grants: named exactly by its physical id, described by its attributes."""
 
@@ -62,20 +76,18 @@ class Mode(Protocol[RequestT, GrantT]):
         """What the request grants, looking up in AWS whatever the properties leave out."""
         ...
 
-    def grant(self, granted: GrantT, *, request: RequestT, deadline: Deadline, undo_on_failure: bool) -> Result:
-        """Make it so; with ``undo_on_failure``, a failure first takes back what this call added."""
+    def grant(
+        self, granted: GrantT, *, request: RequestT, instance: Instance, deadline: Deadline, undo_on_failure: bool
+    ) -> Result:
+        """Make it so, held by ``instance``; with ``undo_on_failure``, a failure first takes back what it added."""
         ...
 
-    def revoke(self, granted: GrantT, *, deadline: Deadline, keep: GrantT | None) -> Result:
-        """Take it back, except what ``keep`` grants too; what is already gone counts as revoked."""
+    def revoke(self, granted: GrantT, *, instance: Instance, deadline: Deadline) -> Result:
+        """Let go of what ``instance`` holds of it; what nothing else holds is taken back, what is gone counts."""
         ...
 
     def left_by_failed_update(
         self, attempted: RequestT, *, request: RequestT | None, physical_id: str, deadline: Deadline
     ) -> GrantT | None:
         """If this Update rolls back a failed one (``attempted``), what that one may have granted unrecorded."""
-        ...
-
-    def still_declared(self, granted: GrantT, *, stack_id: str, logical_id: str, physical_id: str) -> GrantT | None:
-        """What the stack's resource for this logical id grants now, when a Delete must leave that in place."""
         ...

@@ -1,34 +1,50 @@
-"""What each request does in VPC mode: find the cache, then add or take back EC2 ingress rules.
+"""What each request does in VPC mode: find the cache, then claim EC2 ingress rules, or let go of them.
 
 EC2 rule changes take effect at once (unlike cache security groups), so there
-is nothing to wait for but throttling, which is retried until the deadline.
+is nothing to wait for but throttling, which is retried until the deadline,
+and another resource's Delete in flight on a shared rule. Who holds a rule is
+written on the rule itself (:mod:`cache_ingress.claims`): a Create or Update
+puts this instance's claim on each rule, making the rules that are missing;
+a Delete, a rollback or an undo takes this instance's claim off and revokes
+only the rules left with no claim and no pre-existing mark.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 from . import vpc_rules as vpc
-from .aws_api import ApiError, Ec2Api, ElastiCacheApi, StackRecords
-from .errors import CacheNotFound, CacheUnusable, ResourceError, ResourceFailure
-from .outcomes import THROTTLING_CODES, Outcome
-from .protocol import Change, Result
+from .aws_api import ApiError, Ec2Api, ElastiCacheApi
+from .claims import (
+    PRE_EXISTING_KEY,
+    REVOKING_KEY,
+    Claim,
+    HeldRule,
+    claim_tags,
+    held_rule,
+    held_rules,
+    revoking_tags,
+)
+from .errors import CacheNotFound, CacheUnusable, InvalidProperties, ResourceError, ResourceFailure
+from .outcomes import THROTTLING_CODES
+from .protocol import Change, Instance, Result
 from .timing import Deadline, Sleep, pause, polls
 from .vpc_rules import CacheKind, CacheNetwork, RuleSet, VpcRequest
+
+#: How long a revoking mark outlives the Delete that wrote it, past that Delete's own deadline.
+REVOKING_MARK_GRACE_S = 5.0
 
 
 class VpcMode:
     """:class:`~cache_ingress.protocol.Mode` for caches in a VPC: the request resolves into EC2 ingress rules."""
 
-    def __init__(
-        self, elasticache: ElastiCacheApi, ec2: Ec2Api, stacks: StackRecords, sleep: Sleep = time.sleep
-    ) -> None:
+    def __init__(self, elasticache: ElastiCacheApi, ec2: Ec2Api, sleep: Sleep = time.sleep) -> None:
         self.elasticache = elasticache
         self.ec2 = ec2
-        self.stacks = stacks
         self.sleep = sleep
 
     def parse_properties(self, properties: Mapping[str, Any], *, stack_id: str, logical_id: str) -> VpcRequest:
@@ -40,19 +56,44 @@ class VpcMode:
     def resolve(self, request: VpcRequest, *, deadline: Deadline) -> RuleSet:
         return discover(self.elasticache, request, deadline, self.sleep)
 
-    def grant(self, granted: RuleSet, *, request: VpcRequest, deadline: Deadline, undo_on_failure: bool) -> Result:
-        return ensure_rules(self.ec2, granted, request.description, deadline, undo_on_failure, self.sleep)
+    def grant(
+        self, granted: RuleSet, *, request: VpcRequest, instance: Instance, deadline: Deadline, undo_on_failure: bool
+    ) -> Result:
+        """Claim every rule, making those that are missing.
 
-    def revoke(self, granted: RuleSet, *, deadline: Deadline, keep: RuleSet | None) -> Result:
-        return ensure_revoked(self.ec2, granted, deadline, self.sleep, keep=granted.shared_with(keep))
+        With ``undo_on_failure`` (a replacing Update), a failure first lets go
+        of this claim: a failed Update keeps its old id, so no Delete would
+        ever come for the new one.
+        """
+        work = _Ec2Work(self.ec2, deadline, self.sleep)
+        claim = Claim(instance.stack_id, instance.logical_id, granted.physical_id)
+        earlier = _EarlierRelease.of(instance, granted, request.description)
+        try:
+            rule_ids, created = claim_rules(work, granted, claim, request.description, earlier)
+        except ResourceError:
+            if undo_on_failure:
+                _let_go_quietly(work, granted, claim)
+            raise
+        data = {
+            **granted.attributes(),
+            "Description": request.description,
+            "SecurityGroupRuleIds": ",".join(rule_ids),
+        }
+        return Result(Change.AUTHORIZED if created else Change.ALREADY_PRESENT, data)
+
+    def revoke(self, granted: RuleSet, *, instance: Instance, deadline: Deadline) -> Result:
+        """Let go of this instance's claim; rules made by the release before claims count as it, for its own id."""
+        work = _Ec2Work(self.ec2, deadline, self.sleep)
+        claim = Claim(instance.stack_id, instance.logical_id, granted.physical_id)
+        own_id = granted.physical_id == instance.physical_id
+        earlier = vpc.default_description(instance.stack_id, instance.logical_id) if own_id else None
+        revoked = release_rules(work, granted, claim, earlier)
+        return Result(Change.REVOKED if revoked else Change.ALREADY_ABSENT)
 
     def left_by_failed_update(
         self, attempted: VpcRequest, *, request: VpcRequest | None, physical_id: str, deadline: Deadline
     ) -> RuleSet | None:
         return unrecorded_by_failed_update(self.elasticache, attempted, request, physical_id, deadline)
-
-    def still_declared(self, granted: RuleSet, *, stack_id: str, logical_id: str, physical_id: str) -> RuleSet | None:
-        return held_by_stack(self.stacks, stack_id, logical_id, physical_id)
 
 
 def discover(api: ElastiCacheApi, request: VpcRequest, deadline: Deadline, sleep: Sleep = time.sleep) -> RuleSet:
@@ -81,107 +122,234 @@ def _network(api: ElastiCacheApi, request: VpcRequest, deadline: Deadline, sleep
         return vpc.network_of_cache_cluster(describe(lambda: api.cache_cluster(cache.name)))
     group = describe(lambda: api.replication_group(cache.name))
     member = None
-    if request.targets is None:
-        # Every member carries the group's security groups; the first one still there tells them.
-        for cluster_id in group.get("MemberClusters") or []:
-            try:
-                member = _retrying(partial(api.cache_cluster, cluster_id), deadline, sleep)
-                break
-            except ApiError as err:
-                if err.code != "CacheClusterNotFound":
-                    raise ResourceFailure(str(err)) from err
+    # Every member carries the group's security groups; the first one still there tells them.
+    for cluster_id in group.get("MemberClusters") or []:
+        try:
+            member = _retrying(partial(api.cache_cluster, cluster_id), deadline, sleep)
+            break
+        except ApiError as err:
+            if err.code != "CacheClusterNotFound":
+                raise ResourceFailure(str(err)) from err
     return vpc.network_of_replication_group(group, member)
 
 
-def ensure_rules(
-    ec2: Ec2Api,
-    rule_set: RuleSet,
-    description: str,
-    deadline: Deadline,
-    undo_on_failure: bool = False,
-    sleep: Sleep = time.sleep,
-) -> Result:
-    """Authorize every rule; rules that already exist count as done and get ``description``.
+@dataclass(frozen=True)
+class _Ec2Work:
+    """The EC2 side of one request: the client, the deadline every wait respects, and how to wait."""
 
-    One call per target group in the usual case. With ``undo_on_failure``,
-    a failure takes back the rules this call added before it is reported:
-    a failed Update keeps its old id, so nothing else would ever revoke them.
-    """
-    created: list[tuple[str, int]] = []
-    try:
-        for target in rule_set.targets:
-            created += _authorize_group(ec2, rule_set, target, description, deadline, sleep)
-    except ResourceError:
-        if undo_on_failure and created:
-            _undo(ec2, rule_set, created, deadline, sleep)
-        raise
-    data = {**rule_set.attributes(), "Description": description}
-    return Result(Change.AUTHORIZED if created else Change.ALREADY_PRESENT, data)
+    ec2: Ec2Api
+    deadline: Deadline
+    sleep: Sleep
 
+    def call(self, call: Callable[[], Any]) -> Any:
+        return _retrying(call, self.deadline, self.sleep)
 
-def _authorize_group(
-    ec2: Ec2Api, rule_set: RuleSet, target: str, description: str, deadline: Deadline, sleep: Sleep
-) -> list[tuple[str, int]]:
-    """The rules into ``target`` this call created."""
-
-    def authorize(ports: list[int]) -> str | None:
-        permissions = vpc.ip_permissions(rule_set, ports, description)
-        return _attempt(lambda: ec2.authorize(target, permissions), vpc.authorize_outcome, target, deadline, sleep)
-
-    ports = list(rule_set.ports)
-    if authorize(ports) is None:
-        return [(target, p) for p in ports]
-    # EC2 refuses the whole call if one rule exists: take the ports one at a time.
-    created = [] if len(ports) == 1 else [p for p in ports if authorize([p]) is None]
-    existing = [p for p in ports if p not in created]
-    if existing:  # none, if they were all revoked between the two tries
-        # A rule made earlier (by hand, or with another description) is ours now: say so on it.
-        permissions = vpc.ip_permissions(rule_set, existing, description)
-        _attempt(lambda: ec2.describe_rules(target, permissions), vpc.authorize_outcome, target, deadline, sleep)
-    return [(target, p) for p in created]
-
-
-def ensure_revoked(
-    ec2: Ec2Api,
-    rule_set: RuleSet,
-    deadline: Deadline,
-    sleep: Sleep = time.sleep,
-    keep: frozenset[tuple[str, int]] = frozenset(),
-) -> Result:
-    """Revoke every rule but those in ``keep``; a rule or target group already gone counts as revoked."""
-    changed = False
-    for target in rule_set.targets:
-        ports = [p for p in rule_set.ports if (target, p) not in keep]
-        if ports:
-            changed |= _revoke_group(ec2, rule_set, target, ports, deadline, sleep)
-    return Result(Change.REVOKED if changed else Change.ALREADY_ABSENT)
-
-
-def _revoke_group(
-    ec2: Ec2Api, rule_set: RuleSet, target: str, ports: list[int], deadline: Deadline, sleep: Sleep
-) -> bool:
-    """Whether anything was revoked from ``target``."""
-
-    def revoke(ports: list[int]) -> str | None:
-        permissions = vpc.ip_permissions(rule_set, ports)
-        return _attempt(lambda: ec2.revoke(target, permissions), vpc.revoke_outcome, target, deadline, sleep)
-
-    answer = revoke(ports)
-    if answer is None:
-        return True
-    if answer != "InvalidPermission.NotFound" or len(ports) == 1:
-        return False  # the group is gone, or the one rule is
-    # In a non-default VPC one missing rule fails the whole call and revokes nothing.
-    return any([revoke([p]) is None for p in ports])
-
-
-def _undo(ec2: Ec2Api, rule_set: RuleSet, created: list[tuple[str, int]], deadline: Deadline, sleep: Sleep) -> None:
-    """Best effort: the failure being reported matters more than one that happens while cleaning up."""
-    for target in sorted({t for t, _ in created}):
+    def done_unless_gone(self, call: Callable[[], Any]) -> bool:
+        """Make a call on one rule: True once made, False if the rule (or its group) is gone."""
         try:
-            _revoke_group(ec2, rule_set, target, [p for t, p in created if t == target], deadline, sleep)
-        except ResourceError:
+            self.call(call)
+        except ApiError as err:
+            if err.code in vpc.RULE_GONE_CODES:
+                return False
+            raise ResourceFailure(str(err)) from err
+        return True
+
+    def held(self, rule_set: RuleSet, target: str) -> dict[int, HeldRule]:
+        answer = self.call(partial(self.ec2.rules, target))
+        return held_rules(answer, rule_set.source_group, rule_set.source_owner, rule_set.ports)
+
+    def read(self, rule_set: RuleSet, rule_id: str) -> HeldRule | None:
+        item = self.call(partial(self.ec2.rule, rule_id))
+        return None if item is None else held_rule(item, rule_set.source_group, rule_set.source_owner)
+
+
+@dataclass(frozen=True)
+class _EarlierRelease:
+    """Rules the release before claims made for the id CloudFormation holds now: untagged, with our description."""
+
+    claim: Claim
+    rules: frozenset[tuple[str, int]]
+    descriptions: frozenset[str]
+
+    @classmethod
+    def of(cls, instance: Instance, granted: RuleSet, description: str) -> _EarlierRelease | None:
+        held = vpc.parse_physical_id(instance.physical_id)
+        if held is None or (held.source_group, held.source_owner) != (granted.source_group, granted.source_owner):
+            return None
+        default = vpc.default_description(instance.stack_id, instance.logical_id)
+        claim = Claim(instance.stack_id, instance.logical_id, instance.physical_id)
+        return cls(claim, held.rules(), frozenset({description, default}))
+
+    def made(self, found: HeldRule) -> Claim | None:
+        """The claim that stands for the earlier release, if it made ``found``."""
+        made_here = (found.group_id, found.port) in self.rules
+        by_us = any(found.made_by_earlier_release(d) for d in self.descriptions)
+        return self.claim if made_here and by_us else None
+
+
+def claim_rules(
+    work: _Ec2Work, rule_set: RuleSet, claim: Claim, description: str, earlier: _EarlierRelease | None
+) -> tuple[list[str], bool]:
+    """The ids of the rules, now claimed, and whether any had to be made.
+
+    One call per target group in the usual case: the rules are made with the
+    claim on them. EC2 refuses the whole call if one rule exists, and then
+    each port is claimed on its own.
+    """
+    rule_ids: list[str] = []
+    created = False
+    for target in rule_set.targets:
+        made = _authorize(work, rule_set, target, rule_set.ports, description, claim)
+        if made is not None:
+            rule_ids += made
+            created = True
             continue
+        held = work.held(rule_set, target)
+        for port in rule_set.ports:
+            rule_id, made_now = _claim_rule(work, rule_set, target, port, held.get(port), claim, description, earlier)
+            rule_ids.append(rule_id)
+            created |= made_now
+    return rule_ids, created
+
+
+def _claim_rule(
+    work: _Ec2Work,
+    rule_set: RuleSet,
+    target: str,
+    port: int,
+    found: HeldRule | None,
+    claim: Claim,
+    description: str,
+    earlier: _EarlierRelease | None,
+) -> tuple[str, bool]:
+    """Claim the one rule into ``target`` on ``port``, making it if it is missing: its id, and whether it was made.
+
+    ``found`` is the rule as the group's rules were last read.
+    """
+    waits = polls()
+    while True:
+        if found is None:
+            made = _authorize(work, rule_set, target, (port,), description, claim)
+            if made:
+                return made[0], True
+        elif _claimed(work, rule_set, found, claim, description, earlier):
+            return found.rule_id, False
+        # Made or revoked by someone else meanwhile, or a Delete is revoking it: look again.
+        pause(
+            waits,
+            work.deadline,
+            work.sleep,
+            f"the rule into {target} on port {port} kept changing under another resource's operation "
+            "until the function's deadline. Retry the stack operation",
+        )
+        found = work.held(rule_set, target).get(port)
+
+
+def _claimed(
+    work: _Ec2Work,
+    rule_set: RuleSet,
+    found: HeldRule,
+    claim: Claim,
+    description: str,
+    earlier: _EarlierRelease | None,
+) -> bool:
+    """Put the claim on a rule that exists; False when it went or is being revoked, to be looked at again.
+
+    The claim is written before the rule is read again; a Delete writes its
+    revoking mark before it reads the claims. So either that Delete sees
+    this claim and leaves the rule, or this reading sees its mark.
+    """
+    if found.revoking(time.time()):
+        return False
+    added = {} if found.claimed_by(claim) else claim_tags(claim, found, earlier.made(found) if earlier else None)
+    if added and not work.done_unless_gone(partial(work.ec2.tag, found.rule_id, added)):
+        return False
+    now = work.read(rule_set, found.rule_id)
+    if now is None:
+        return False
+    if now.revoking(time.time()):
+        # It was being revoked, not made by hand: the pre-existing mark we just put on it would be wrong.
+        if PRE_EXISTING_KEY in added:
+            work.done_unless_gone(partial(work.ec2.untag, found.rule_id, [PRE_EXISTING_KEY]))
+        return False
+    others = now.claims - {claim.key} - ({earlier.claim.key} if earlier else set())
+    if now.description != description and not now.pre_existing and not others:
+        # Ours alone: the Description property is ours to set. A shared or pre-existing rule keeps its own.
+        return work.done_unless_gone(partial(work.ec2.describe, now.group_id, now.rule_id, description))
+    return True
+
+
+def _authorize(
+    work: _Ec2Work, rule_set: RuleSet, target: str, ports: tuple[int, ...], description: str, claim: Claim
+) -> list[str] | None:
+    """Make the rules, claimed: their ids, or None if one of them exists already (EC2 then makes none)."""
+    permissions = vpc.ip_permissions(rule_set, ports, description)
+    try:
+        made = work.call(partial(work.ec2.authorize, target, permissions, claim.tags()))
+    except ApiError as err:
+        if err.code == "InvalidPermission.Duplicate":
+            return None
+        if err.code == "InvalidGroup.NotFound":
+            raise ResourceFailure(
+                f"{err.operation} failed: a security group does not exist ({err.message}). "
+                "Check SourceSecurityGroupId, and TargetSecurityGroupIds or the cache's security groups"
+            ) from err
+        raise ResourceFailure(f"{err} (target security group {target})") from err
+    return [str(rule.get("SecurityGroupRuleId", "")) for rule in made]
+
+
+def release_rules(work: _Ec2Work, rule_set: RuleSet, claim: Claim, earlier_description: str | None) -> bool:
+    """Take the claim off each rule; revoke those it was the last to hold. Whether anything was revoked.
+
+    A rule without this claim is left alone (another resource's, made by hand,
+    or never made), unless ``earlier_description`` says the release before
+    claims made it for this very id. A rule or group already gone counts as
+    let go, so a repeated Delete is harmless.
+    """
+    revoked = False
+    for target in rule_set.targets:
+        try:
+            held = work.held(rule_set, target)
+        except ApiError as err:
+            if err.code not in vpc.RULE_GONE_CODES:
+                raise ResourceFailure(str(err)) from err
+            continue
+        for found in held.values():
+            made_earlier = earlier_description is not None and found.made_by_earlier_release(earlier_description)
+            if not (found.claimed_by(claim) or made_earlier):
+                continue
+            if found.unclaimed_once(claim):
+                revoked |= _revoke_unclaimed(work, rule_set, found, claim)
+            else:
+                work.done_unless_gone(partial(work.ec2.untag, found.rule_id, [claim.key]))
+    return revoked
+
+
+def _revoke_unclaimed(work: _Ec2Work, rule_set: RuleSet, found: HeldRule, claim: Claim) -> bool:
+    """Mark the rule revoking, read it again, and revoke it if still nothing else holds it: whether it was revoked.
+
+    The claim being let go stays on until the rule goes with it, so a
+    Create that reads the rule meanwhile sees both it and the mark.
+    """
+    until = time.time() + max(work.deadline.remaining(), 0.0) + REVOKING_MARK_GRACE_S
+    if not work.done_unless_gone(partial(work.ec2.tag, found.rule_id, revoking_tags(until))):
+        return False
+    now = work.read(rule_set, found.rule_id)
+    if now is None:
+        return False
+    if not now.unclaimed_once(claim):
+        # A Create claimed it meanwhile: it stays, without our mark or our claim.
+        work.done_unless_gone(partial(work.ec2.untag, found.rule_id, [REVOKING_KEY, claim.key]))
+        return False
+    return work.done_unless_gone(partial(work.ec2.revoke, now.group_id, [now.rule_id]))
+
+
+def _let_go_quietly(work: _Ec2Work, rule_set: RuleSet, claim: Claim) -> None:
+    """Best effort: the failure being reported matters more than one that happens while cleaning up."""
+    try:
+        release_rules(work, rule_set, claim, None)
+    except ResourceError:
+        return
 
 
 def unrecorded_by_failed_update(
@@ -195,59 +363,17 @@ def unrecorded_by_failed_update(
     properties as OldResourceProperties (``attempted``). In every other Update
     they resolve to the rules the id names, unless the cache's groups changed
     since; a request for the same rules as this one (``request``) is not even
-    looked up, so most Updates pay nothing. The event does not say which kind
-    of Update it is, so in that drift case (the cache gained a group, and the
-    new properties pin the old groups) a rule into the new group is revoked
-    too: README, Limits.
+    looked up, so most Updates pay nothing. What is taken back is only what
+    that attempt's claim holds: rules the id CloudFormation kept also names
+    carry that id's claim too, and stay.
     """
     if request is not None and vpc.same_rules_asked(attempted, request):
         return None
     try:
         rule_set = discover(api, attempted, deadline)
-    except (CacheNotFound, CacheUnusable):
+    except (CacheNotFound, CacheUnusable, InvalidProperties):
         return None  # that attempt could not have authorized anything either
     return None if rule_set.physical_id == physical_id else rule_set
-
-
-def held_by_stack(records: StackRecords, stack_id: str, logical_id: str, physical_id: str) -> RuleSet | None:
-    """The rules the stack's current resource for this logical id names, when that is another id of this mode.
-
-    After a replacement, CloudFormation deletes the old id while the new one,
-    already recorded for the same logical id, may name some of the same rules
-    (the cache kept a group, or only the port changed). Those stay. When the
-    record cannot be read (a stack in another account, say), nothing is kept
-    and everything is revoked: access left behind is the worse error.
-    """
-    try:
-        current = records.physical_id(stack_id, logical_id)
-    except ApiError:
-        return None
-    return None if current == physical_id else vpc.parse_physical_id(current)
-
-
-def _attempt(
-    call: Callable[[], bool | None],
-    outcome_of: Callable[[str], Outcome],
-    target: str,
-    deadline: Deadline,
-    sleep: Sleep,
-) -> str | None:
-    """Make the call: None if it changed something, else the code of the answer saying it was already so.
-
-    Busy answers are retried with the usual backoff while the deadline allows.
-    """
-    try:
-        changed = _retrying(call, deadline, sleep)
-    except ApiError as err:
-        if outcome_of(err.code) is Outcome.DONE:
-            return err.code
-        if err.code == "InvalidGroup.NotFound":
-            raise ResourceFailure(
-                f"{err.operation} failed: a security group does not exist ({err.message}). "
-                "Check SourceSecurityGroupId, and TargetSecurityGroupIds or the cache's security groups"
-            ) from err
-        raise ResourceFailure(f"{err} (target security group {target})") from err
-    return None if changed is not False else "UnknownIpPermissions"
 
 
 def _retrying(call: Callable[[], Any], deadline: Deadline, sleep: Sleep) -> Any:

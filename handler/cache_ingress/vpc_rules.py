@@ -21,7 +21,6 @@ from itertools import product
 from typing import Any
 
 from .errors import CacheUnusable, InvalidProperties
-from .outcomes import THROTTLING_CODES, Outcome
 from .properties import check_known, check_map, kind_of, owner_account, required_string
 
 ID_PREFIX = "cache-vpc-ingress"
@@ -200,9 +199,7 @@ def _targets(value: Any) -> tuple[str, ...] | None:
 
 def _description(value: Any, stack_id: str, logical_id: str) -> str:
     if value is None:
-        match = _STACK_NAME.match(stack_id) if isinstance(stack_id, str) else None
-        stack = match.group(1) if match else "unknown-stack"
-        return f"cache-sg-ingress: stack {stack}, resource {logical_id}"[:MAX_DESCRIPTION]
+        return default_description(stack_id, logical_id)
     if not isinstance(value, str):
         raise InvalidProperties(f"Description must be a string, got {kind_of(value)}")
     if len(value) > MAX_DESCRIPTION:
@@ -217,19 +214,49 @@ def _description(value: Any, stack_id: str, logical_id: str) -> str:
 
 
 def resolve(request: VpcRequest, network: CacheNetwork) -> RuleSet:
-    """The exact rules: the properties where given, what the cache has where not."""
-    ports = (request.port,) if request.port is not None else network.ports
-    if not ports:
+    """The exact rules: what the cache has, narrowed by the properties where given.
+
+    An explicit ``Port`` must be one of the cache's endpoint ports and
+    ``TargetSecurityGroupIds`` groups attached to it: otherwise naming any
+    cache would open any port into any group (SSH into a bastion's, say).
+    """
+    if not network.ports:
         raise CacheUnusable(
-            f"{request.cache} has no endpoint port yet (is it still being created?); set Port to the port to open"
+            f"{request.cache} has no endpoint port yet (is it still being created?); retry once it is available"
         )
-    targets = request.targets if request.targets is not None else network.security_groups
-    if not targets:
+    if not network.security_groups:
         raise CacheUnusable(
-            f"{request.cache} has no VPC security groups (a cache outside a VPC, or on the default group only); "
-            "set TargetSecurityGroupIds to the groups that guard it"
+            f"{request.cache} has no VPC security groups (a cache outside a VPC?); attach one to the cache first"
         )
+    ports = network.ports
+    if request.port is not None:
+        if request.port not in network.ports:
+            raise InvalidProperties(
+                f"Port {request.port} is not an endpoint port of {request.cache}, "
+                f"which has {_listed(str(p) for p in network.ports)}"
+            )
+        ports = (request.port,)
+    targets = network.security_groups
+    if request.targets is not None:
+        foreign = [t for t in request.targets if t not in network.security_groups]
+        if foreign:
+            raise InvalidProperties(
+                f"TargetSecurityGroupIds {_listed(foreign)} are not attached to {request.cache}, "
+                f"which has {_listed(network.security_groups)}"
+            )
+        targets = request.targets
     return RuleSet.of(request.source_group, request.source_owner, ports, targets)
+
+
+def _listed(items: Iterable[str]) -> str:
+    return ", ".join(items)
+
+
+def default_description(stack_id: str, logical_id: str) -> str:
+    """The rule description when the Description property is not set: which stack and resource made the rule."""
+    match = _STACK_NAME.match(stack_id) if isinstance(stack_id, str) else None
+    stack = match.group(1) if match else "unknown-stack"
+    return f"cache-sg-ingress: stack {stack}, resource {logical_id}"[:MAX_DESCRIPTION]
 
 
 def parse_physical_id(physical_id: Any) -> RuleSet | None:
@@ -304,26 +331,13 @@ CACHE_NOT_FOUND_CODES = frozenset(
 )
 
 
-def authorize_outcome(code: str) -> Outcome:
-    """A rule that already exists is success: EC2 knows rules by protocol, port and source only."""
-    if code == "InvalidPermission.Duplicate":
-        return Outcome.DONE
-    return Outcome.BUSY if code in THROTTLING_CODES else Outcome.FAILED
+#: Answers meaning a rule, or its whole group, is no longer there: letting go of it is done.
+RULE_GONE_CODES = frozenset(
+    {"InvalidPermission.NotFound", "InvalidGroup.NotFound", "InvalidSecurityGroupRuleId.NotFound"}
+)
 
 
-def revoke_outcome(code: str) -> Outcome:
-    """A rule, or a whole target group, that is gone is success: a repeated Delete is harmless."""
-    if code in ("InvalidPermission.NotFound", "InvalidGroup.NotFound"):
-        return Outcome.DONE
-    return Outcome.BUSY if code in THROTTLING_CODES else Outcome.FAILED
-
-
-def ip_permissions(rule_set: RuleSet, ports: Iterable[int], description: str | None = None) -> list[dict[str, Any]]:
-    """EC2 IpPermissions for ``ports`` of the rule set: TCP, one port each, from the source group.
-
-    Revokes pass no description: EC2 matches rules without it.
-    """
-    pair: dict[str, str] = {"GroupId": rule_set.source_group, "UserId": rule_set.source_owner}
-    if description:
-        pair["Description"] = description
+def ip_permissions(rule_set: RuleSet, ports: Iterable[int], description: str) -> list[dict[str, Any]]:
+    """EC2 IpPermissions for ``ports`` of the rule set: TCP, one port each, from the source group."""
+    pair = {"GroupId": rule_set.source_group, "UserId": rule_set.source_owner, "Description": description}
     return [{"IpProtocol": "tcp", "FromPort": p, "ToPort": p, "UserIdGroupPairs": [dict(pair)]} for p in ports]

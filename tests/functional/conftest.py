@@ -55,11 +55,3 @@ def ec2_stubber(servers: Servers) -> Iterator[Stubber]:
     with Stubber(app.ec2().client) as stub:
         yield stub
         stub.assert_no_pending_responses()
-
-
-@pytest.fixture
-def stacks_stubber(servers: Servers) -> Iterator[Stubber]:
-    """botocore's Stubber on the handler's CloudFormation client."""
-    with Stubber(app.stacks().client) as stub:
-        yield stub
-        stub.assert_no_pending_responses()

@@ -1,19 +1,30 @@
-"""VPC mode through lambda_handler where moto has no data: cache clusters' groups, serverless caches, and
-EC2's rarer answers. ElastiCache, EC2 and CloudFormation are botocore Stubbers; the answer goes over https."""
+"""VPC mode through lambda_handler, call by call: ElastiCache and EC2 are botocore Stubbers.
+
+Each test spells out the calls EC2 sees, claims included, so what a rule
+carries and when the resource reads before it writes is pinned exactly; the
+answer goes over https to the receiver.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from botocore.stub import Stubber
+from botocore.stub import ANY, Stubber
 
+from cache_ingress.claims import PRE_EXISTING_KEY, PRE_EXISTING_VALUE, REVOKING_KEY, Claim
 from tests.support import assert_failed, assert_success, invoke, load_event
 
 SOURCE = "sg-0a1b2c3d4e5f60718"
 A, B = "sg-0000000000000000a", "sg-0000000000000000b"
 ACCOUNT = "123456789012"
 STACK = "arn:aws:cloudformation:us-east-1:123456789012:stack/cache-access/5b6a8e10-0c1d-11ef-9a0b-0a1b2c3d4e5f"
+LOGICAL = "AppCacheAccess"
 DESCRIPTION = "cache-sg-ingress: stack cache-access, resource AppCacheAccess"
+SESSIONS_ID = f"cache-vpc-ingress:{SOURCE}@{ACCOUNT}:6379,6380:{A}"
+
+
+def claim(physical_id: str = SESSIONS_ID, logical: str = LOGICAL) -> Claim:
+    return Claim(STACK, logical, physical_id)
 
 
 def vpc_event(request_type: str = "Create", **properties: Any) -> dict[str, Any]:
@@ -22,25 +33,80 @@ def vpc_event(request_type: str = "Create", **properties: Any) -> dict[str, Any]
     return event
 
 
-def permissions(*ports: int, description: str | None = DESCRIPTION, owner: str = ACCOUNT) -> list[dict[str, Any]]:
-    pair = {"GroupId": SOURCE, "UserId": owner, **({"Description": description} if description else {})}
+def permissions(*ports: int, owner: str = ACCOUNT) -> list[dict[str, Any]]:
+    pair = {"GroupId": SOURCE, "UserId": owner, "Description": DESCRIPTION}
     return [{"IpProtocol": "tcp", "FromPort": p, "ToPort": p, "UserIdGroupPairs": [pair]} for p in ports]
 
 
-def authorize(ec2: Stubber, group: str, *ports: int, error: str | None = None, **kwargs: Any) -> None:
-    params = {"GroupId": group, "IpPermissions": permissions(*ports, **kwargs)}
+def rule(rule_id: str, group: str, port: int, tags: dict[str, str], description: str = DESCRIPTION) -> dict[str, Any]:
+    """A rule as DescribeSecurityGroupRules shows it."""
+    return {
+        "SecurityGroupRuleId": rule_id,
+        "GroupId": group,
+        "GroupOwnerId": ACCOUNT,
+        "IsEgress": False,
+        "IpProtocol": "tcp",
+        "FromPort": port,
+        "ToPort": port,
+        "ReferencedGroupInfo": {"GroupId": SOURCE, "UserId": ACCOUNT},
+        "Description": description,
+        "Tags": [{"Key": k, "Value": v} for k, v in tags.items()],
+    }
+
+
+def tag_list(tags: dict[str, str]) -> list[dict[str, str]]:
+    return [{"Key": k, "Value": v} for k, v in sorted(tags.items())]
+
+
+def authorize(
+    ec2: Stubber, group: str, *ports: int, physical_id: str = SESSIONS_ID, error: str | None = None, **kwargs: Any
+) -> list[str]:
+    """Expect one Authorize carrying the claim; the rule ids it makes."""
+    params = {
+        "GroupId": group,
+        "IpPermissions": permissions(*ports, **kwargs),
+        "TagSpecifications": [{"ResourceType": "security-group-rule", "Tags": tag_list(claim(physical_id).tags())}],
+    }
     if error:
         ec2.add_client_error("authorize_security_group_ingress", error, error, 400, expected_params=params)
-    else:
-        ec2.add_response("authorize_security_group_ingress", {"Return": True}, params)
+        return []
+    made = [rule(f"sgr-{group[-1]}{p}", group, p, claim(physical_id).tags()) for p in ports]
+    ec2.add_response("authorize_security_group_ingress", {"Return": True, "SecurityGroupRules": made}, params)
+    return [r["SecurityGroupRuleId"] for r in made]
 
 
-def revoke(ec2: Stubber, group: str, *ports: int, error: str | None = None) -> None:
-    params = {"GroupId": group, "IpPermissions": permissions(*ports, description=None)}
-    if error:
-        ec2.add_client_error("revoke_security_group_ingress", error, error, 400, expected_params=params)
+def rules_of(ec2: Stubber, group: str, *rules: dict[str, Any]) -> None:
+    params = {"Filters": [{"Name": "group-id", "Values": [group]}], "MaxResults": 1000}
+    ec2.add_response("describe_security_group_rules", {"SecurityGroupRules": list(rules)}, params)
+
+
+def read(ec2: Stubber, found: dict[str, Any] | None, rule_id: str = "") -> None:
+    params = {"SecurityGroupRuleIds": [found["SecurityGroupRuleId"] if found else rule_id]}
+    if found is None:
+        ec2.add_client_error(
+            "describe_security_group_rules", "InvalidSecurityGroupRuleId.NotFound", "gone", 400, expected_params=params
+        )
     else:
-        ec2.add_response("revoke_security_group_ingress", {"Return": True}, params)
+        ec2.add_response("describe_security_group_rules", {"SecurityGroupRules": [found]}, params)
+
+
+def tag(ec2: Stubber, rule_id: str, tags: dict[str, str]) -> None:
+    ec2.add_response("create_tags", {}, {"Resources": [rule_id], "Tags": tag_list(tags)})
+
+
+def untag(ec2: Stubber, rule_id: str, *keys: str) -> None:
+    ec2.add_response("delete_tags", {}, {"Resources": [rule_id], "Tags": [{"Key": k} for k in keys]})
+
+
+def mark(ec2: Stubber, rule_id: str) -> None:
+    """Expect the revoking mark, whatever time it expires at."""
+    ec2.add_response("create_tags", {}, {"Resources": [rule_id], "Tags": [{"Key": REVOKING_KEY, "Value": ANY}]})
+
+
+def revoke(ec2: Stubber, group: str, *rule_ids: str) -> None:
+    ec2.add_response(
+        "revoke_security_group_ingress", {"Return": True}, {"GroupId": group, "SecurityGroupRuleIds": list(rule_ids)}
+    )
 
 
 def serverless(stubber: Stubber, groups: list[str], name: str = "sessions") -> None:
@@ -54,7 +120,18 @@ def serverless(stubber: Stubber, groups: list[str], name: str = "sessions") -> N
     stubber.add_response("describe_serverless_caches", {"ServerlessCaches": [cache]}, {"ServerlessCacheName": name})
 
 
-def test_a_cache_cluster_is_found_by_id_with_its_groups_and_node_port(stubber: Stubber, ec2_stubber: Stubber) -> None:
+def delete_event(physical_id: str) -> dict[str, Any]:
+    event = vpc_event("Delete", ServerlessCacheName="sessions")
+    event["PhysicalResourceId"] = physical_id
+    return event
+
+
+# -- Create ---------------------------------------------------------------------------
+
+
+def test_a_cache_cluster_is_found_by_id_and_its_rules_are_made_with_the_claim_on_them(
+    stubber: Stubber, ec2_stubber: Stubber
+) -> None:
     cluster = {
         "CacheClusterId": "memo",
         "Engine": "memcached",
@@ -65,13 +142,13 @@ def test_a_cache_cluster_is_found_by_id_with_its_groups_and_node_port(stubber: S
     stubber.add_response(
         "describe_cache_clusters", {"CacheClusters": [cluster]}, {"CacheClusterId": "memo", "ShowCacheNodeInfo": True}
     )
-    authorize(ec2_stubber, A, 11211)
-    authorize(ec2_stubber, B, 11211)
+    physical_id = f"cache-vpc-ingress:{SOURCE}@{ACCOUNT}:11211:{A},{B}"
+    made = authorize(ec2_stubber, A, 11211, physical_id=physical_id)
+    made += authorize(ec2_stubber, B, 11211, physical_id=physical_id)
     answer = invoke(vpc_event(CacheClusterId="memo"))
-    assert (answer["Status"], answer["PhysicalResourceId"]) == (
-        "SUCCESS",
-        f"cache-vpc-ingress:{SOURCE}@{ACCOUNT}:11211:{A},{B}",
-    )
+    assert_success(answer)
+    assert answer["PhysicalResourceId"] == physical_id
+    assert answer["Data"]["SecurityGroupRuleIds"] == ",".join(made)
 
 
 def test_a_serverless_cache_opens_both_endpoint_ports_in_one_call_per_group(
@@ -80,30 +157,86 @@ def test_a_serverless_cache_opens_both_endpoint_ports_in_one_call_per_group(
     serverless(stubber, [A])
     authorize(ec2_stubber, A, 6379, 6380)
     answer = invoke(vpc_event(ServerlessCacheName="sessions"))
-    assert answer["Status"] == "SUCCESS"
+    assert_success(answer)
     assert answer["Data"]["Ports"] == "6379,6380"
 
 
 def test_a_cross_account_source_group_is_named_with_its_owner(stubber: Stubber, ec2_stubber: Stubber) -> None:
     serverless(stubber, [A])
-    authorize(ec2_stubber, A, 6379, 6380, owner="210987654321")
+    physical_id = f"cache-vpc-ingress:{SOURCE}@210987654321:6379,6380:{A}"
+    authorize(ec2_stubber, A, 6379, 6380, physical_id=physical_id, owner="210987654321")
     answer = invoke(vpc_event(ServerlessCacheName="sessions", SourceSecurityGroupOwnerId="2109-8765-4321"))
-    assert answer["PhysicalResourceId"] == f"cache-vpc-ingress:{SOURCE}@210987654321:6379,6380:{A}"
+    assert answer["PhysicalResourceId"] == physical_id
 
 
-def test_when_some_rules_exist_the_rest_are_added_one_port_at_a_time_and_the_existing_get_our_description(
+def test_a_rule_made_by_hand_is_claimed_and_marked_pre_existing_and_keeps_its_description(
     stubber: Stubber, ec2_stubber: Stubber
 ) -> None:
     serverless(stubber, [A])
     authorize(ec2_stubber, A, 6379, 6380, error="InvalidPermission.Duplicate")
-    authorize(ec2_stubber, A, 6379, error="InvalidPermission.Duplicate")
+    by_hand = rule("sgr-hand", A, 6379, {}, description="opened by the on-call")
+    rules_of(ec2_stubber, A, by_hand)
+    tag(ec2_stubber, "sgr-hand", {**claim().tags(), PRE_EXISTING_KEY: PRE_EXISTING_VALUE})
+    read(ec2_stubber, {**by_hand, "Tags": tag_list({**claim().tags(), PRE_EXISTING_KEY: PRE_EXISTING_VALUE})})
+    (made,) = authorize(ec2_stubber, A, 6380)
+    answer = invoke(vpc_event(ServerlessCacheName="sessions"))
+    assert_success(answer)
+    assert answer["Data"]["SecurityGroupRuleIds"] == f"sgr-hand,{made}"
+
+
+def test_a_rule_another_resource_claims_gets_this_claim_beside_it_and_no_mark(
+    stubber: Stubber, ec2_stubber: Stubber
+) -> None:
+    serverless(stubber, [A])
+    other = claim(logical="OtherAccess").tags()
+    theirs = [rule("sgr-1", A, 6379, other, "theirs"), rule("sgr-2", A, 6380, other, "theirs")]
+    authorize(ec2_stubber, A, 6379, 6380, error="InvalidPermission.Duplicate")
+    rules_of(ec2_stubber, A, *theirs)
+    for found in theirs:
+        tag(ec2_stubber, found["SecurityGroupRuleId"], claim().tags())
+        read(ec2_stubber, {**found, "Tags": tag_list({**other, **claim().tags()})})
+    answer = invoke(vpc_event(ServerlessCacheName="sessions"))
+    assert_success(answer)
+    assert answer["Data"]["SecurityGroupRuleIds"] == "sgr-1,sgr-2"
+
+
+def test_a_rule_a_delete_is_revoking_is_waited_for_and_then_made_afresh(stubber: Stubber, ec2_stubber: Stubber) -> None:
+    serverless(stubber, [A])
+    far = {REVOKING_KEY: "9999999999"}
+    going = rule("sgr-going", A, 6379, {**claim(logical="OtherAccess").tags(), **far})
+    authorize(ec2_stubber, A, 6379, 6380, error="InvalidPermission.Duplicate")
+    rules_of(ec2_stubber, A, going)
+    rules_of(ec2_stubber, A)  # the Delete revoked it meanwhile
+    authorize(ec2_stubber, A, 6379)
     authorize(ec2_stubber, A, 6380)
-    ec2_stubber.add_response(
-        "update_security_group_rule_descriptions_ingress",
-        {"Return": True},
-        {"GroupId": A, "IpPermissions": permissions(6379)},
-    )
-    assert invoke(vpc_event(ServerlessCacheName="sessions"))["Status"] == "SUCCESS"
+    assert_success(invoke(vpc_event(ServerlessCacheName="sessions")))
+
+
+def test_a_claim_that_lands_while_a_delete_marks_the_rule_waits_for_that_delete(
+    stubber: Stubber, ec2_stubber: Stubber
+) -> None:
+    serverless(stubber, [A])
+    found = rule("sgr-1", A, 6379, claim(logical="OtherAccess").tags())
+    authorize(ec2_stubber, A, 6379, 6380, error="InvalidPermission.Duplicate")
+    rules_of(ec2_stubber, A, found)
+    tag(ec2_stubber, "sgr-1", claim().tags())
+    # Read again after the claim: a Delete marked the rule meanwhile; it will see this claim and back off.
+    read(ec2_stubber, {**found, "Tags": tag_list({**claim().tags(), REVOKING_KEY: "9999999999"})})
+    rules_of(ec2_stubber, A, {**found, "Tags": tag_list(claim().tags())})  # it did: mark and its claim gone
+    read(ec2_stubber, {**found, "Tags": tag_list(claim().tags())})
+    authorize(ec2_stubber, A, 6380)
+    assert_success(invoke(vpc_event(ServerlessCacheName="sessions")))
+
+
+def test_when_the_existing_rule_vanishes_before_it_is_read_it_is_made_alone(
+    stubber: Stubber, ec2_stubber: Stubber
+) -> None:
+    serverless(stubber, [A])
+    authorize(ec2_stubber, A, 6379, 6380, error="InvalidPermission.Duplicate")
+    rules_of(ec2_stubber, A)  # revoked by hand in between: both ports go in one at a time
+    authorize(ec2_stubber, A, 6379)
+    authorize(ec2_stubber, A, 6380)
+    assert_success(invoke(vpc_event(ServerlessCacheName="sessions")))
 
 
 def test_a_missing_serverless_cache_fails_without_touching_ec2(stubber: Stubber, ec2_stubber: Stubber) -> None:
@@ -115,23 +248,29 @@ def test_a_missing_serverless_cache_fails_without_touching_ec2(stubber: Stubber,
         expected_params={"ServerlessCacheName": "nope"},
     )
     answer = invoke(vpc_event(ServerlessCacheName="nope"))
-    assert answer["Status"] == "FAILED"
+    assert_failed(answer)
     assert answer["Reason"].startswith("ServerlessCacheName 'nope' not found")
 
 
-def test_a_cache_without_groups_or_port_asks_for_the_property_without_touching_ec2(
-    stubber: Stubber, ec2_stubber: Stubber
-) -> None:
+def test_a_cache_without_groups_or_port_says_so_without_touching_ec2(stubber: Stubber, ec2_stubber: Stubber) -> None:
     serverless(stubber, [])
-    answer = invoke(vpc_event(ServerlessCacheName="sessions"))
-    assert_failed(answer, "set TargetSecurityGroupIds")
+    assert_failed(invoke(vpc_event(ServerlessCacheName="sessions")), "has no VPC security groups")
     creating = {"CacheClusterId": "new", "CacheClusterStatus": "creating", "SecurityGroups": [{"SecurityGroupId": A}]}
     stubber.add_response(
         "describe_cache_clusters", {"CacheClusters": [creating]}, {"CacheClusterId": "new", "ShowCacheNodeInfo": True}
     )
-    answer = invoke(vpc_event(CacheClusterId="new"))
-    assert "has no endpoint port yet" in answer["Reason"]
-    assert "set Port" in answer["Reason"]
+    assert_failed(invoke(vpc_event(CacheClusterId="new", Port="6379")), "has no endpoint port yet")
+
+
+def test_a_port_or_group_the_cache_does_not_have_fails_naming_it_without_touching_ec2(
+    stubber: Stubber, ec2_stubber: Stubber
+) -> None:
+    serverless(stubber, [A])
+    answer = invoke(vpc_event(ServerlessCacheName="sessions", Port="22"))
+    assert_failed(answer, "Port 22 is not an endpoint port of ServerlessCacheName 'sessions', which has 6379, 6380")
+    serverless(stubber, [A])
+    answer = invoke(vpc_event(ServerlessCacheName="sessions", TargetSecurityGroupIds=[A, B]))
+    assert_failed(answer, f"TargetSecurityGroupIds {B} are not attached to ServerlessCacheName 'sessions'")
 
 
 def test_ec2_refusing_names_the_target_group_in_the_reason(stubber: Stubber, ec2_stubber: Stubber) -> None:
@@ -146,58 +285,71 @@ def test_ec2_throttling_is_waited_out(stubber: Stubber, ec2_stubber: Stubber) ->
     serverless(stubber, [A])
     authorize(ec2_stubber, A, 6379, 6380, error="RequestLimitExceeded")
     authorize(ec2_stubber, A, 6379, 6380)
-    assert invoke(vpc_event(ServerlessCacheName="sessions"))["Status"] == "SUCCESS"
+    assert_success(invoke(vpc_event(ServerlessCacheName="sessions")))
 
 
-def delete_event(physical_id: str) -> dict[str, Any]:
-    event = vpc_event("Delete", ServerlessCacheName="sessions")
-    event["PhysicalResourceId"] = physical_id
-    return event
+# -- Delete ---------------------------------------------------------------------------
 
 
-def record(stacks: Stubber, physical_id: str | None) -> None:
-    params = {"StackName": STACK, "LogicalResourceId": "AppCacheAccess"}
-    if physical_id is None:
-        stacks.add_client_error("describe_stack_resource", "AccessDenied", "not yours", 403, expected_params=params)
-    else:
-        detail = {
-            "LogicalResourceId": "AppCacheAccess",
-            "PhysicalResourceId": physical_id,
-            "ResourceType": "Custom::CacheIngress",
-            "LastUpdatedTimestamp": "2026-01-01T00:00:00Z",
-            "ResourceStatus": "UPDATE_COMPLETE",
-        }
-        stacks.add_response("describe_stack_resource", {"StackResourceDetail": detail}, params)
+def test_delete_revokes_a_rule_only_this_claim_holds_after_marking_and_reading_it(ec2_stubber: Stubber) -> None:
+    ours = rule("sgr-1", A, 6379, claim().tags())
+    gone_already = rule("sgr-2", A, 6380, claim().tags())
+    rules_of(ec2_stubber, A, ours, gone_already)
+    mark(ec2_stubber, "sgr-1")
+    read(ec2_stubber, ours)
+    revoke(ec2_stubber, A, "sgr-1")
+    mark(ec2_stubber, "sgr-2")
+    read(ec2_stubber, None, "sgr-2")  # revoked by hand meanwhile: nothing left to do
+    answer = invoke(delete_event(SESSIONS_ID))
+    assert (answer["Status"], answer["PhysicalResourceId"]) == ("SUCCESS", SESSIONS_ID)
 
 
-def test_delete_with_one_rule_already_gone_revokes_the_other_port_alone(
-    ec2_stubber: Stubber, stacks_stubber: Stubber
-) -> None:
-    physical_id = f"cache-vpc-ingress:{SOURCE}@{ACCOUNT}:6379,6380:{A}"
-    record(stacks_stubber, physical_id)
-    revoke(ec2_stubber, A, 6379, 6380, error="InvalidPermission.NotFound")
-    revoke(ec2_stubber, A, 6379, error="InvalidPermission.NotFound")
-    revoke(ec2_stubber, A, 6380)
-    answer = invoke(delete_event(physical_id))
-    assert (answer["Status"], answer["PhysicalResourceId"]) == ("SUCCESS", physical_id)
+def test_delete_takes_only_its_claim_off_a_rule_another_resource_or_a_person_holds(ec2_stubber: Stubber) -> None:
+    shared = rule("sgr-1", A, 6379, {**claim().tags(), **claim(logical="OtherAccess").tags()})
+    by_hand = rule("sgr-2", A, 6380, {**claim().tags(), PRE_EXISTING_KEY: PRE_EXISTING_VALUE})
+    rules_of(ec2_stubber, A, shared, by_hand)
+    untag(ec2_stubber, "sgr-1", claim().key)
+    untag(ec2_stubber, "sgr-2", claim().key)
+    assert_success(invoke(delete_event(SESSIONS_ID)))
 
 
-def test_delete_leaves_the_rules_the_recorded_replacement_names(ec2_stubber: Stubber, stacks_stubber: Stubber) -> None:
-    old_id = f"cache-vpc-ingress:{SOURCE}@{ACCOUNT}:6379,6380:{A},{B}"
-    record(stacks_stubber, f"cache-vpc-ingress:{SOURCE}@{ACCOUNT}:6379:{A},{B}")
-    revoke(ec2_stubber, A, 6380)
-    revoke(ec2_stubber, B, 6380)
-    assert invoke(delete_event(old_id))["Status"] == "SUCCESS"
+def test_delete_leaves_alone_rules_its_claim_is_not_on(ec2_stubber: Stubber) -> None:
+    rules_of(
+        ec2_stubber,
+        A,
+        rule("sgr-1", A, 6379, claim(logical="OtherAccess").tags()),
+        rule("sgr-2", A, 6380, {}, description="opened by the on-call"),
+    )
+    assert_success(invoke(delete_event(SESSIONS_ID)))
 
 
-def test_delete_that_cannot_read_the_stack_record_revokes_everything(
-    ec2_stubber: Stubber, stacks_stubber: Stubber
-) -> None:
-    physical_id = f"cache-vpc-ingress:{SOURCE}@{ACCOUNT}:6379:{A},{B}"
-    record(stacks_stubber, None)
-    revoke(ec2_stubber, A, 6379)
-    revoke(ec2_stubber, B, 6379, error="InvalidGroup.NotFound")
-    assert invoke(delete_event(physical_id))["Status"] == "SUCCESS"
+def test_delete_backs_off_when_a_claim_lands_between_its_mark_and_its_read(ec2_stubber: Stubber) -> None:
+    ours = rule("sgr-1", A, 6379, claim().tags())
+    rules_of(ec2_stubber, A, ours)
+    mark(ec2_stubber, "sgr-1")
+    read(ec2_stubber, {**ours, "Tags": tag_list({**claim().tags(), **claim(logical="OtherAccess").tags()})})
+    untag(ec2_stubber, "sgr-1", REVOKING_KEY, claim().key)
+    assert_success(invoke(delete_event(SESSIONS_ID)))
+
+
+def test_delete_revokes_a_rule_the_release_before_claims_made_for_this_id(ec2_stubber: Stubber) -> None:
+    earlier = rule("sgr-1", A, 6379, {})  # no tags, this resource's own description
+    rules_of(ec2_stubber, A, earlier)
+    mark(ec2_stubber, "sgr-1")
+    read(ec2_stubber, earlier)
+    revoke(ec2_stubber, A, "sgr-1")
+    assert_success(invoke(delete_event(SESSIONS_ID)))
+
+
+def test_delete_when_the_group_is_gone_is_success(ec2_stubber: Stubber) -> None:
+    ec2_stubber.add_client_error(
+        "describe_security_group_rules",
+        "InvalidGroup.NotFound",
+        "no such group",
+        400,
+        expected_params={"Filters": [{"Name": "group-id", "Values": [A]}], "MaxResults": 1000},
+    )
+    assert_success(invoke(delete_event(SESSIONS_ID)))
 
 
 def test_delete_of_a_foreign_id_for_a_missing_cache_has_nothing_to_revoke(stubber: Stubber) -> None:
@@ -210,14 +362,3 @@ def test_delete_of_a_foreign_id_for_a_missing_cache_has_nothing_to_revoke(stubbe
     )
     answer = invoke(delete_event("cache-access-AppCacheAccess-1A2B3C4D5E6F"))
     assert (answer["Status"], answer["PhysicalResourceId"]) == ("SUCCESS", "cache-access-AppCacheAccess-1A2B3C4D5E6F")
-
-
-def test_when_the_existing_rule_vanishes_between_tries_no_description_is_set(
-    stubber: Stubber, ec2_stubber: Stubber
-) -> None:
-    serverless(stubber, [A])
-    authorize(ec2_stubber, A, 6379, 6380, error="InvalidPermission.Duplicate")
-    authorize(ec2_stubber, A, 6379)  # revoked by hand in between: both ports go in one at a time
-    authorize(ec2_stubber, A, 6380)
-    answer = invoke(vpc_event(ServerlessCacheName="sessions"))
-    assert_success(answer)

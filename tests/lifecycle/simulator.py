@@ -9,8 +9,7 @@ invocation is checked as CloudFormation would take it: one answer, before the
 deadline, a non-empty id of at most 1 KB, a body of at most 4096 bytes.
 Where an answer never arrives, CloudFormation's own behaviour is modelled: it
 stops waiting, counts the request as failed and, for a Create, later sends
-Delete with an id it made up. What it holds for each logical id is kept in the
-stack-records stand-in, which VPC mode reads on Delete.
+Delete with an id it made up.
 """
 
 from __future__ import annotations
@@ -25,7 +24,6 @@ from hypothesis import HealthCheck, settings
 
 from cache_ingress import classic_rules
 from cache_ingress.errors import InvalidProperties
-from offline.cloudformation import StackRecordsStandIn
 from offline.receiver import ResponseReceiver
 from offline.standin import ElastiCacheStandIn
 from tests.support import OFFLINE_MODES, handle, parse_request
@@ -82,12 +80,10 @@ class CloudFormation:
         standin: ElastiCacheStandIn,
         budget: float = 10.0,
         before_each: Callable[[dict[str, Any]], float | None] | None = None,
-        records: StackRecordsStandIn | None = None,
     ) -> None:
         """``before_each`` sees every event before it is sent and may return a shorter Lambda budget."""
         self.receiver = receiver
         self.standin = standin
-        self.records = records
         self.budget = budget
         self.before_each = before_each
         self.log: list[Invocation] = []
@@ -221,9 +217,6 @@ class CloudFormation:
             event["PhysicalResourceId"] = physical_id
         if old_properties is not None:
             event["OldResourceProperties"] = {"ServiceToken": TOKEN, **old_properties}
-        if self.records is not None:
-            held = stack.resources.get(logical)
-            self.records.record(stack.stack_id, logical, held.physical_id if held else None)
         answer = self._invoke(event)
         if self.duplicate_deliveries:
             # Delivered again, as an async retry would: CloudFormation acts on the first answer that arrives.

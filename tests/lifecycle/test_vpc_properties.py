@@ -57,12 +57,11 @@ class VpcStackHistory(RuleBasedStateMachine):
         servers().standin.reset()
         servers().standin.upstream = servers().moto.url
         servers().receiver.reset()
-        servers().records.reset()
         ids = build_vpc_example(servers().moto, servers().standin)
         app, cache, shared = ids.values()
         (batch,) = servers().moto.security_groups("batch").values()
         self.ids = {"app": app, "batch": batch, "cache": cache, "shared": shared}
-        self.cfn = CloudFormation(servers().receiver, servers().standin, budget=30.0, records=servers().records)
+        self.cfn = CloudFormation(servers().receiver, servers().standin, budget=30.0)
         self.stack: Stack | None = None
         self.last_status = "NONE"
         self.count = 0

@@ -2,24 +2,27 @@
 
 The world is the examples' (``offline.harness.build_vpc_example``): the
 replication group ``app-cache`` on 6379, guarded by ``app-cache`` and
-``shared-clients``; ``app-servers`` (and ``batch``) to let in.
+``shared-clients``; ``app-servers`` (and ``batch``) to let in; and a
+serverless cache ``sessions`` behind the same two groups, on 6379 and 6380.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from offline.cloudformation import StackRecordsStandIn
+import app as handler
 from offline.harness import build_vpc_example
 from offline.moto_backend import MotoBackend
 from offline.receiver import ResponseReceiver
-from offline.standin import ElastiCacheStandIn
+from offline.standin import Cache, ElastiCacheStandIn
 from tests.lifecycle.simulator import CloudFormation
 
 ACCOUNT = "123456789012"
+MISSING = "sg-0ffffffffffffffff"
 
 
 @dataclass
@@ -30,6 +33,7 @@ class Vpc:
     batch: str
     cache: str
     shared: str
+    ec2_calls: list[str]
 
     def rules(self) -> set[tuple[str, str, int]]:
         """(source name, target name, port) of every rule into the cache's groups."""
@@ -41,41 +45,79 @@ class Vpc:
             if owner == ACCOUNT
         }
 
+    def described(self) -> set[tuple[str, int, str]]:
+        """(target group id, port, description) of every rule from app-servers."""
+        return {
+            (target, port, description)
+            for target in (self.cache, self.shared)
+            for source, _, port, description in self.moto.ingress(target)
+            if source == self.app
+        }
+
     def access(self, source: str | None = None, **extra: Any) -> dict[str, Any]:
         return {"ReplicationGroupId": "app-cache", "SourceSecurityGroupId": source or self.app, **extra}
 
+    def sessions(self, **extra: Any) -> dict[str, Any]:
+        return {"ServerlessCacheName": "sessions", "SourceSecurityGroupId": self.app, **extra}
+
+    def by_hand(self, target: str, port: int = 6379, description: str = "opened by the on-call") -> None:
+        pair = {"GroupId": self.app, "UserId": ACCOUNT, "Description": description}
+        permission = {"IpProtocol": "tcp", "FromPort": port, "ToPort": port, "UserIdGroupPairs": [pair]}
+        self.moto.client("ec2").authorize_security_group_ingress(GroupId=target, IpPermissions=[permission])
+
+    def writes(self) -> list[str]:
+        """The EC2 calls the handler made that change something."""
+        return [c for c in self.ec2_calls if not c.startswith("Describe")]
+
 
 @pytest.fixture
-def world(
-    moto: MotoBackend,
-    standin: ElastiCacheStandIn,
-    records: StackRecordsStandIn,
-    receiver: ResponseReceiver,
-) -> Vpc:
+def world(moto: MotoBackend, standin: ElastiCacheStandIn, receiver: ResponseReceiver) -> Iterator[Vpc]:
     ids = build_vpc_example(moto, standin)
     (batch,) = moto.security_groups("batch").values()
     app, cache, shared = ids.values()
-    return Vpc(CloudFormation(receiver, standin, records=records), moto, app, batch, cache, shared)
+    standin.add_serverless_cache(Cache("sessions", (cache, shared), port=6379, reader_port=6380))
+    calls: list[str] = []
+
+    def record(model: Any, **_: Any) -> None:
+        calls.append(model.name)
+
+    events = handler.ec2().client.meta.events
+    events.register("before-call.ec2", record)
+    yield Vpc(CloudFormation(receiver, standin), moto, app, batch, cache, shared, calls)
+    events.unregister("before-call.ec2", record)
 
 
 BOTH = {("app", "cache", 6379), ("app", "shared", 6379)}
+BOTH_PORTS = BOTH | {("app", "cache", 6380), ("app", "shared", 6380)}
+
+
+# -- one stack ------------------------------------------------------------------------
 
 
 def test_create_narrow_widen_and_delete(world: Vpc) -> None:
-    stack = world.cfn.create_stack("app", {"Access": world.access()})
+    stack = world.cfn.create_stack("app", {"Access": world.sessions(Port="6379")})
     assert stack.status == "CREATE_COMPLETE"
     assert world.rules() == BOTH
 
-    world.cfn.update_stack(stack, {"Access": world.access(TargetSecurityGroupIds=[world.cache])})
+    world.cfn.update_stack(stack, {"Access": world.sessions(Port="6379", TargetSecurityGroupIds=[world.cache])})
     assert stack.status == "UPDATE_COMPLETE"
     assert world.rules() == {("app", "cache", 6379)}
 
-    world.cfn.update_stack(stack, {"Access": world.access(Port="6380")})
+    world.cfn.update_stack(stack, {"Access": world.sessions()})
     assert stack.status == "UPDATE_COMPLETE"
-    assert world.rules() == {("app", "cache", 6380), ("app", "shared", 6380)}
+    assert world.rules() == BOTH_PORTS
 
     world.cfn.delete_stack(stack)
     assert (stack.status, world.rules()) == ("DELETE_COMPLETE", set())
+
+
+def test_a_narrowing_replacement_and_its_cleanup_need_no_cloudformation_lookup(world: Vpc) -> None:
+    stack = world.cfn.create_stack("app", {"Access": world.access()})
+    world.cfn.update_stack(stack, {"Access": world.access(TargetSecurityGroupIds=[world.cache])})
+    # The cleanup Delete of the old id ran: the rule the new id also claims stays, the other went.
+    assert [i.event["RequestType"] for i in world.cfn.log] == ["Create", "Update", "Delete"]
+    assert (stack.status, world.rules()) == ("UPDATE_COMPLETE", {("app", "cache", 6379)})
+    assert not hasattr(handler, "stacks")
 
 
 def test_a_description_change_keeps_the_id_and_the_rules(world: Vpc) -> None:
@@ -83,8 +125,7 @@ def test_a_description_change_keeps_the_id_and_the_rules(world: Vpc) -> None:
     first = stack.resources["Access"].physical_id
     world.cfn.update_stack(stack, {"Access": world.access(Description="sessions")})
     assert (stack.status, stack.resources["Access"].physical_id) == ("UPDATE_COMPLETE", first)
-    assert world.rules() == BOTH
-    assert all(d == "sessions" for g in (world.cache, world.shared) for *_, d in world.moto.ingress(g))
+    assert world.described() == {(world.cache, 6379, "sessions"), (world.shared, 6379, "sessions")}
 
 
 def test_another_resource_failing_after_a_narrowing_replacement_restores_every_rule(world: Vpc) -> None:
@@ -97,18 +138,32 @@ def test_another_resource_failing_after_a_narrowing_replacement_restores_every_r
 
 
 def test_another_resource_failing_after_a_widening_replacement_takes_back_the_new_port(world: Vpc) -> None:
-    stack = world.cfn.create_stack("app", {"Access": world.access()})
-    world.cfn.update_stack(stack, {"Access": world.access(Port="6380")}, another_resource_fails=True)
+    stack = world.cfn.create_stack("app", {"Access": world.sessions(Port="6379")})
+    world.cfn.update_stack(stack, {"Access": world.sessions()}, another_resource_fails=True)
     assert stack.status == "UPDATE_ROLLBACK_COMPLETE"
     assert world.rules() == BOTH
 
 
-def test_a_failing_replacement_rolls_back_to_exactly_the_old_rules(world: Vpc) -> None:
+def test_a_replacement_refused_for_a_port_the_cache_lacks_rolls_back_to_exactly_the_old_rules(world: Vpc) -> None:
     stack = world.cfn.create_stack("app", {"Access": world.access()})
-    bad_targets = [world.cache, "sg-fffffffffffffffff"]
-    world.cfn.update_stack(stack, {"Access": world.access(Port="7000", TargetSecurityGroupIds=bad_targets)})
+    sent: list[int] = []
+
+    def count(event: dict[str, Any]) -> None:
+        sent.append(len(world.ec2_calls))
+
+    world.cfn.before_each = count
+    world.cfn.update_stack(stack, {"Access": world.access(Port="22")})
     assert stack.status == "UPDATE_ROLLBACK_COMPLETE"
+    assert "Port 22 is not an endpoint port of ReplicationGroupId 'app-cache'" in world.cfn.log[1].answer.reason  # type: ignore[union-attr]
+    assert world.ec2_calls[sent[0] : sent[1]] == []  # the refused Update made no EC2 call at all
     assert world.rules() == BOTH
+
+
+def test_a_create_naming_groups_the_cache_is_not_in_fails_before_any_ec2_write(world: Vpc) -> None:
+    stack = world.cfn.create_stack("app", {"Access": world.access(TargetSecurityGroupIds=[world.cache, MISSING])})
+    assert stack.status == "ROLLBACK_COMPLETE"
+    assert f"TargetSecurityGroupIds {MISSING} are not attached" in world.cfn.log[0].answer.reason  # type: ignore[union-attr]
+    assert (world.writes(), world.rules()) == ([], set())
 
 
 def test_a_create_for_a_missing_cache_rolls_back_cleanly(world: Vpc) -> None:
@@ -128,17 +183,14 @@ def test_a_create_whose_answer_is_lost_is_taken_back_by_the_invented_id_delete(
     assert world.rules() == set()
 
 
-def test_two_resources_sharing_a_rule_each_own_it_until_deleted(world: Vpc) -> None:
-    """One rule, one owner (see Limits): deleting either resource revokes the shared rule."""
-    stack = world.cfn.create_stack(
-        "app",
-        {"Access": world.access(), "Batch": world.access(world.batch, TargetSecurityGroupIds=[world.cache])},
-    )
-    assert world.rules() == BOTH | {("batch", "cache", 6379)}
-    world.cfn.update_stack(stack, {"Access": world.access()})
+def test_a_replacement_whose_answer_is_lost_is_taken_back_by_the_rollback_update(
+    world: Vpc, receiver: ResponseReceiver
+) -> None:
+    stack = world.cfn.create_stack("app", {"Access": world.sessions(Port="6379")})
+    receiver.fail_next(5)  # the Update goes through, but CloudFormation never hears of its new id
+    world.cfn.update_stack(stack, {"Access": world.sessions()})
+    assert stack.status == "UPDATE_ROLLBACK_COMPLETE"
     assert world.rules() == BOTH
-    world.cfn.delete_stack(stack)
-    assert world.rules() == set()
 
 
 def test_moving_from_a_cache_security_group_to_vpc_mode_replaces_the_resource(
@@ -153,16 +205,6 @@ def test_moving_from_a_cache_security_group_to_vpc_mode_replaces_the_resource(
     assert (standin.authorized(), world.rules()) == (set(), BOTH)
 
 
-def test_a_replacement_whose_answer_is_lost_is_taken_back_by_the_rollback_update(
-    world: Vpc, receiver: ResponseReceiver
-) -> None:
-    stack = world.cfn.create_stack("app", {"Access": world.access()})
-    receiver.fail_next(5)  # the Update goes through, but CloudFormation never hears of its new id
-    world.cfn.update_stack(stack, {"Access": world.access(Port="6380")})
-    assert stack.status == "UPDATE_ROLLBACK_COMPLETE"
-    assert world.rules() == BOTH
-
-
 def test_a_move_to_vpc_mode_whose_answer_is_lost_is_taken_back_by_the_rollback(
     world: Vpc, standin: ElastiCacheStandIn, receiver: ResponseReceiver
 ) -> None:
@@ -173,3 +215,72 @@ def test_a_move_to_vpc_mode_whose_answer_is_lost_is_taken_back_by_the_rollback(
     world.cfn.update_stack(stack, {"Access": world.access()})
     assert stack.status == "UPDATE_ROLLBACK_COMPLETE"
     assert (standin.authorized(), world.rules()) == ({("app-cache-sg", "app-servers", ACCOUNT)}, set())
+
+
+# -- several stacks, and people --------------------------------------------------------
+
+
+def test_two_stacks_sharing_a_rule_each_keep_it_until_both_are_deleted(world: Vpc) -> None:
+    x = world.cfn.create_stack("x", {"Access": world.access()})
+    y = world.cfn.create_stack("y", {"Access": world.access(TargetSecurityGroupIds=[world.cache])})
+    world.cfn.delete_stack(x)
+    assert world.rules() == {("app", "cache", 6379)}  # Y still declares it
+    world.cfn.delete_stack(y)
+    assert world.rules() == set()
+
+
+def test_deleting_the_later_of_two_sharing_stacks_leaves_the_first_its_access(world: Vpc) -> None:
+    x = world.cfn.create_stack("x", {"Access": world.access()})
+    y = world.cfn.create_stack("y", {"Access": world.access()})
+    world.cfn.delete_stack(y)
+    assert world.rules() == BOTH
+    world.cfn.delete_stack(x)
+    assert world.rules() == set()
+
+
+def test_two_resources_of_one_stack_sharing_a_rule_each_hold_it(world: Vpc) -> None:
+    stack = world.cfn.create_stack(
+        "app", {"Access": world.access(), "Again": world.access(TargetSecurityGroupIds=[world.cache])}
+    )
+    world.cfn.update_stack(stack, {"Again": world.access(TargetSecurityGroupIds=[world.cache])})  # Access removed
+    assert world.rules() == {("app", "cache", 6379)}
+    world.cfn.delete_stack(stack)
+    assert world.rules() == set()
+
+
+def test_a_failed_create_in_another_stack_leaves_the_first_stacks_rule(world: Vpc) -> None:
+    x = world.cfn.create_stack("x", {"Access": world.access()})
+    y = world.cfn.create_stack("y", {"Access": world.access(TargetSecurityGroupIds=[MISSING, world.cache])})
+    assert (x.status, y.status) == ("CREATE_COMPLETE", "ROLLBACK_COMPLETE")
+    assert world.rules() == BOTH
+
+
+def test_a_create_failing_in_discovery_rolls_back_without_touching_another_stacks_rule(
+    world: Vpc, standin: ElastiCacheStandIn
+) -> None:
+    x = world.cfn.create_stack("x", {"Access": world.access()})
+    world.cfn.before_each = lambda event: standin.fail_next(1, status=403) if event["RequestType"] == "Create" else None
+    y = world.cfn.create_stack("y", {"Access": world.access()})
+    assert (x.status, y.status) == ("CREATE_COMPLETE", "ROLLBACK_COMPLETE")
+    assert world.cfn.log[-1].event["RequestType"] == "Delete"  # the rollback rediscovered the same rules
+    assert world.rules() == BOTH
+
+
+def test_a_rule_made_by_hand_survives_a_create_and_delete_with_its_description(world: Vpc) -> None:
+    world.by_hand(world.cache)
+    stack = world.cfn.create_stack("app", {"Access": world.access()})
+    assert world.rules() == BOTH
+    world.cfn.delete_stack(stack)
+    assert world.described() == {(world.cache, 6379, "opened by the on-call")}
+
+
+def test_a_delete_with_a_crafted_id_revokes_nothing_it_did_not_claim(world: Vpc) -> None:
+    x = world.cfn.create_stack("x", {"Access": world.access()})
+    world.by_hand(world.shared, 6380)
+    crafted = f"cache-vpc-ingress:{world.app}@{ACCOUNT}:6379,6380:{','.join(sorted((world.cache, world.shared)))}"
+    intruder = world.cfn.create_stack("intruder", {})
+    answer = world.cfn._send("Delete", intruder, "Access", world.access(), physical_id=crafted)
+    assert answer is not None
+    assert answer.status == "SUCCESS"
+    assert world.rules() == BOTH | {("app", "shared", 6380)}
+    assert x.status == "CREATE_COMPLETE"

@@ -4,7 +4,7 @@ The world is the one the ``events/vpc-*.json`` examples assume (see
 ``offline.harness.build_vpc_example``): the replication group ``app-cache``
 on port 6379, guarded by security groups ``app-cache`` and ``shared-clients``,
 and ``app-servers`` to let in. CloudFormation's side is the https receiver (read
-through ``tests.support.invoke``) and the stack-records stand-in.
+through ``tests.support.invoke``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 
-from offline.cloudformation import StackRecordsStandIn
 from offline.harness import EXAMPLE_GROUPS, ROOT, build_vpc_example
 from offline.moto_backend import MotoBackend
 from offline.standin import Cache, ElastiCacheStandIn
@@ -30,7 +29,6 @@ MISSING_GROUP = "sg-fffffffffffffffff"  # sorts after every id moto makes
 class World:
     moto: MotoBackend
     standin: ElastiCacheStandIn
-    records: StackRecordsStandIn
     ids: dict[str, str]
 
     @property
@@ -65,9 +63,7 @@ class World:
         }
         return event
 
-    def send(self, event: dict[str, Any], recorded: str | None = None) -> dict[str, Any]:
-        """Invoke as CloudFormation would, holding ``recorded`` (default: the event's own id) for the logical id."""
-        self.records.record(event["StackId"], event["LogicalResourceId"], recorded or event.get("PhysicalResourceId"))
+    def send(self, event: dict[str, Any]) -> dict[str, Any]:
         return invoke(event)
 
     def rules(self) -> set[tuple[str, int, str]]:
@@ -88,8 +84,8 @@ class World:
 
 
 @pytest.fixture
-def world(moto: MotoBackend, standin: ElastiCacheStandIn, records: StackRecordsStandIn) -> World:
-    return World(moto, standin, records, build_vpc_example(moto, standin))
+def world(moto: MotoBackend, standin: ElastiCacheStandIn) -> World:
+    return World(moto, standin, build_vpc_example(moto, standin))
 
 
 def test_a_cache_named_alone_gets_its_port_opened_on_each_of_its_groups(world: World) -> None:
@@ -121,7 +117,7 @@ def test_full_lifecycle_with_a_narrowing_replacement_leaves_the_shared_rule_to_t
     assert world.rules() == {("app-cache", 6379, described), ("shared-clients", 6379, described)}
 
     # CloudFormation now holds the new id, and deletes the old one.
-    cleanup = world.send(world.event("vpc-delete.json"), recorded=new_id)
+    cleanup = world.send(world.event("vpc-delete.json"))
     assert (cleanup["Status"], cleanup["PhysicalResourceId"]) == ("SUCCESS", old_id)
     assert world.rules() == {("app-cache", 6379, described)}
 
@@ -147,7 +143,7 @@ def test_rolling_back_a_replacement_keeps_the_old_rules_and_takes_back_only_the_
     )
     back["OldResourceProperties"].update(widened)
     assert world.send(back)["PhysicalResourceId"] == old_id
-    cleanup = world.send(world.event("vpc-delete.json", PhysicalResourceId=new_id), recorded=old_id)
+    cleanup = world.send(world.event("vpc-delete.json", PhysicalResourceId=new_id))
     assert cleanup["Status"] == "SUCCESS"
     assert {(group, port) for group, port, _ in world.rules()} == {("app-cache", 6379), ("shared-clients", 6379)}
 

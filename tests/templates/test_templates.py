@@ -9,9 +9,11 @@ from typing import Any
 import pytest
 from cfnlint.decode import cfn_yaml
 
+from cache_ingress.claims import TAG_PREFIX
+
 ROOT = Path(__file__).resolve().parents[2]
 #: Each API class of handler/cache_ingress/aws_api.py, and the IAM service its client calls.
-API_SERVICES = {"ElastiCacheApi": "elasticache", "Ec2Api": "ec2", "StackRecords": "cloudformation"}
+API_SERVICES = {"ElastiCacheApi": "elasticache", "Ec2Api": "ec2"}
 #: The resources each action may touch: this account and region, and only the kind of resource it needs.
 SCOPES = {
     "elasticache:AuthorizeCacheSecurityGroupIngress": ["elasticache", "securitygroup:*"],
@@ -20,11 +22,14 @@ SCOPES = {
     "elasticache:DescribeReplicationGroups": ["elasticache", "replicationgroup:*", "cluster:*", "serverlesscache:*"],
     "elasticache:DescribeCacheClusters": ["elasticache", "replicationgroup:*", "cluster:*", "serverlesscache:*"],
     "elasticache:DescribeServerlessCaches": ["elasticache", "replicationgroup:*", "cluster:*", "serverlesscache:*"],
-    "ec2:AuthorizeSecurityGroupIngress": ["ec2", "security-group/*"],
-    "ec2:RevokeSecurityGroupIngress": ["ec2", "security-group/*"],
-    "ec2:UpdateSecurityGroupRuleDescriptionsIngress": ["ec2", "security-group/*"],
-    "cloudformation:DescribeStackResource": ["cloudformation", "stack/*"],
+    "ec2:AuthorizeSecurityGroupIngress": ["ec2", "security-group/*", "security-group-rule/*"],
+    "ec2:RevokeSecurityGroupIngress": ["ec2", "security-group/*", "security-group-rule/*"],
+    "ec2:UpdateSecurityGroupRuleDescriptionsIngress": ["ec2", "security-group/*", "security-group-rule/*"],
+    "ec2:CreateTags": ["ec2", "security-group-rule/*"],
+    "ec2:DeleteTags": ["ec2", "security-group-rule/*"],
 }
+#: Actions EC2 authorizes on no resource but "*" (the Service Authorization Reference lists no resource type).
+UNSCOPED = {"ec2:DescribeSecurityGroupRules"}
 
 
 def calls_the_function_makes() -> set[str]:
@@ -73,8 +78,8 @@ def test_the_timeout_leaves_room_to_wait_for_elasticache(template: dict[str, Any
 
 def test_the_role_grants_only_the_calls_the_function_makes(template: dict[str, Any]) -> None:
     actions = {a for s in statements(template) for a in as_list(s["Action"])}
-    assert calls_the_function_makes() == set(SCOPES)
-    assert actions == set(SCOPES) | {"logs:CreateLogStream", "logs:PutLogEvents"}
+    assert calls_the_function_makes() == set(SCOPES) | UNSCOPED
+    assert actions == set(SCOPES) | UNSCOPED | {"logs:CreateLogStream", "logs:PutLogEvents"}
     assert all(s["Effect"] == "Allow" for s in statements(template))
     assert not any("*" in a for a in actions)
 
@@ -82,7 +87,7 @@ def test_the_role_grants_only_the_calls_the_function_makes(template: dict[str, A
 def test_each_action_is_scoped_to_its_kind_of_resource_in_this_account_and_region(template: dict[str, Any]) -> None:
     for statement in statements(template):
         for action in as_list(statement["Action"]):
-            if action.startswith("logs:"):
+            if action.startswith("logs:") or action in UNSCOPED:
                 continue
             service, *kinds = SCOPES[action]
             prefix = f"arn:${{AWS::Partition}}:{service}:${{AWS::Region}}:${{AWS::AccountId}}:"
@@ -96,10 +101,11 @@ def test_logs_go_only_to_the_functions_own_log_group(template: dict[str, Any]) -
     assert function["LoggingConfig"]["LogGroup"] == {"Ref": "IngressLogGroup"}
 
 
-def test_no_resource_wildcard_and_no_managed_policies(template: dict[str, Any]) -> None:
+def test_no_resource_wildcard_but_where_ec2_allows_none_and_no_managed_policies(template: dict[str, Any]) -> None:
     role = template["Resources"]["IngressRole"]["Properties"]
     assert "ManagedPolicyArns" not in role
-    assert all(r != "*" for s in statements(template) for r in as_list(s["Resource"]))
+    wildcard = [s for s in statements(template) if "*" in as_list(s["Resource"])]
+    assert [as_list(s["Action"]) for s in wildcard] == [sorted(UNSCOPED)]
     assert "Policies" not in template["Resources"]["IngressFunction"]["Properties"]  # SAM would add a broad role
 
 
@@ -159,3 +165,14 @@ def test_the_vpc_consumer_names_the_cache_alone_and_reads_attributes_the_functio
     read = {o["Value"]["Fn::GetAtt"][1] for o in consumer["Outputs"].values() if "Fn::GetAtt" in o["Value"]}
     assert read
     assert read <= {"Port", "Ports", "TargetSecurityGroupIds", "SourceSecurityGroupId", "Description"}
+
+
+def test_claims_are_written_only_with_this_resources_tag_keys_and_only_while_authorizing(
+    template: dict[str, Any],
+) -> None:
+    (tagging,) = [s for s in statements(template) if "ec2:CreateTags" in as_list(s["Action"])]
+    assert sorted(as_list(tagging["Action"])) == ["ec2:CreateTags", "ec2:DeleteTags"]
+    assert tagging["Condition"] == {
+        "StringEqualsIfExists": {"ec2:CreateAction": "AuthorizeSecurityGroupIngress"},
+        "ForAllValues:StringLike": {"aws:TagKeys": f"{TAG_PREFIX}*"},
+    }

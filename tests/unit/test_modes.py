@@ -9,8 +9,8 @@ import pytest
 
 from cache_ingress.classic_rules import Ingress
 from cache_ingress.errors import InvalidProperties
-from cache_ingress.modes import Granted, Request
-from cache_ingress.protocol import Change, Result
+from cache_ingress.modes import Request
+from cache_ingress.protocol import Change, Instance, Result
 from cache_ingress.timing import Deadline
 from cache_ingress.vpc_rules import RuleSet
 from tests.support import OFFLINE_MODES
@@ -64,10 +64,9 @@ def test_an_id_no_mode_minted_grants_nothing(physical_id: str) -> None:
 
 
 class Recorder:
-    """A mode that only records what it is asked to keep, to see what crosses between modes."""
+    """A mode that only records what it is asked to compare with, to see what crosses between modes."""
 
     def __init__(self) -> None:
-        self.kept: list[Any] = []
         self.asked: list[Any] = []
 
     def parse_properties(self, properties: Mapping[str, Any], *, stack_id: str, logical_id: str) -> Any:
@@ -79,27 +78,17 @@ class Recorder:
     def resolve(self, request: Any, *, deadline: Deadline) -> Any:
         return request
 
-    def grant(self, granted: Any, *, request: Any, deadline: Deadline, undo_on_failure: bool) -> Result:
+    def grant(
+        self, granted: Any, *, request: Any, instance: Instance, deadline: Deadline, undo_on_failure: bool
+    ) -> Result:
         return Result(Change.AUTHORIZED)
 
-    def revoke(self, granted: Any, *, deadline: Deadline, keep: Any) -> Result:
-        self.kept.append(keep)
+    def revoke(self, granted: Any, *, instance: Instance, deadline: Deadline) -> Result:
         return Result(Change.REVOKED)
 
     def left_by_failed_update(self, attempted: Any, *, request: Any, physical_id: str, deadline: Deadline) -> Any:
         self.asked.append(request)
         return None
-
-    def still_declared(self, granted: Any, *, stack_id: str, logical_id: str, physical_id: str) -> Any:
-        return None
-
-
-def test_what_another_mode_grants_is_never_kept_back_from_a_revoke() -> None:
-    mode, other = Recorder(), Recorder()
-    deadline = Deadline(5)
-    Granted(mode, "mine").revoke(deadline=deadline, keep=Granted(other, "theirs"))
-    Granted(mode, "mine").revoke(deadline=deadline, keep=Granted(mode, "also mine"))
-    assert mode.kept == [None, "also mine"]
 
 
 def test_a_rollback_across_modes_compares_the_failed_attempt_with_nothing() -> None:

@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 from cache_ingress import classic_rules, vpc_rules
 from cache_ingress.classic_rules import Ingress
 from cache_ingress.errors import CacheUnusable, InvalidProperties
-from cache_ingress.outcomes import Outcome
 from cache_ingress.vpc_rules import CacheKind, CacheNetwork, CacheRef, RuleSet, VpcRequest
 from tests.support import parse_request
 
@@ -107,18 +106,38 @@ def test_ids_and_ports_are_read_as_cloudformation_sends_them() -> None:
     assert request.description == "app servers: sessions cache (port 6380)"
 
 
-def test_properties_fill_in_what_discovery_would() -> None:
+def test_properties_narrow_what_discovery_found() -> None:
+    network = CacheNetwork(ports=(6379, 6380), security_groups=("sg-0000000a", "sg-0000000c"))
+    everything = RuleSet(SOURCE, "123456789012", (6379, 6380), ("sg-0000000a", "sg-0000000c"))
+    assert vpc_rules.resolve(parse(), network) == everything
+    pinned = parse(Port="6380", TargetSecurityGroupIds=["sg-0000000c"])
+    assert vpc_rules.resolve(pinned, network) == RuleSet(SOURCE, "123456789012", (6380,), ("sg-0000000c",))
+
+
+def test_a_port_the_cache_does_not_serve_is_refused_naming_the_cache_and_its_ports() -> None:
     network = CacheNetwork(ports=(6379, 6380), security_groups=("sg-0000000a",))
-    assert vpc_rules.resolve(parse(), network) == RuleSet(SOURCE, "123456789012", (6379, 6380), ("sg-0000000a",))
-    pinned = parse(Port="7000", TargetSecurityGroupIds=["sg-0000000c"])
-    assert vpc_rules.resolve(pinned, network) == RuleSet(SOURCE, "123456789012", (7000,), ("sg-0000000c",))
+    with pytest.raises(InvalidProperties) as caught:
+        vpc_rules.resolve(parse(Port="22"), network)
+    assert str(caught.value) == (
+        "Port 22 is not an endpoint port of ReplicationGroupId 'app-cache', which has 6379, 6380"
+    )
 
 
-def test_a_cache_without_port_or_groups_asks_for_the_property() -> None:
-    with pytest.raises(CacheUnusable, match="set Port"):
-        vpc_rules.resolve(parse(), CacheNetwork((), ("sg-0000000a",)))
-    with pytest.raises(CacheUnusable, match="set TargetSecurityGroupIds"):
-        vpc_rules.resolve(parse(), CacheNetwork((6379,), ()))
+def test_target_groups_the_cache_is_not_in_are_refused_naming_the_cache_and_its_groups() -> None:
+    network = CacheNetwork(ports=(6379,), security_groups=("sg-0000000a", "sg-0000000b"))
+    with pytest.raises(InvalidProperties) as caught:
+        vpc_rules.resolve(parse(TargetSecurityGroupIds=["sg-0000000a", "sg-0000000c"]), network)
+    assert str(caught.value) == (
+        "TargetSecurityGroupIds sg-0000000c are not attached to ReplicationGroupId 'app-cache', "
+        "which has sg-0000000a, sg-0000000b"
+    )
+
+
+def test_a_cache_without_port_or_groups_is_unusable_whatever_the_properties() -> None:
+    with pytest.raises(CacheUnusable, match="no endpoint port yet"):
+        vpc_rules.resolve(parse(Port="6379"), CacheNetwork((), ("sg-0000000a",)))
+    with pytest.raises(CacheUnusable, match="no VPC security groups"):
+        vpc_rules.resolve(parse(TargetSecurityGroupIds=["sg-0000000a"]), CacheNetwork((6379,), ()))
 
 
 group_ids = st.from_regex(r"\Asg-([0-9a-f]{8}|[0-9a-f]{17})\Z")
@@ -199,19 +218,8 @@ def test_permissions_are_one_tcp_port_each_from_the_source_group() -> None:
     assert vpc_rules.ip_permissions(rule_set, [6379], "d") == [
         {"IpProtocol": "tcp", "FromPort": 6379, "ToPort": 6379, "UserIdGroupPairs": [{**pair, "Description": "d"}]}
     ]
-    assert [p["UserIdGroupPairs"] for p in vpc_rules.ip_permissions(rule_set, [6379, 6380])] == [[pair], [pair]]
-
-
-@pytest.mark.parametrize(
-    ("code", "on_authorize", "on_revoke"),
-    [
-        ("InvalidPermission.Duplicate", Outcome.DONE, Outcome.FAILED),
-        ("InvalidPermission.NotFound", Outcome.FAILED, Outcome.DONE),
-        ("InvalidGroup.NotFound", Outcome.FAILED, Outcome.DONE),
-        ("RequestLimitExceeded", Outcome.BUSY, Outcome.BUSY),
-        ("UnauthorizedOperation", Outcome.FAILED, Outcome.FAILED),
-        ("RulesPerSecurityGroupLimitExceeded", Outcome.FAILED, Outcome.FAILED),
-    ],
-)
-def test_what_ec2_answers_mean(code: str, on_authorize: Outcome, on_revoke: Outcome) -> None:
-    assert (vpc_rules.authorize_outcome(code), vpc_rules.revoke_outcome(code)) == (on_authorize, on_revoke)
+    both = vpc_rules.ip_permissions(rule_set, [6379, 6380], "d")
+    assert [(p["FromPort"], p["UserIdGroupPairs"]) for p in both] == [
+        (6379, [{**pair, "Description": "d"}]),
+        (6380, [{**pair, "Description": "d"}]),
+    ]
