@@ -1,34 +1,54 @@
-"""Random VPC-mode stack histories with random faults, against moto's EC2: the rules always match the stack.
+"""Random VPC-mode histories of several stacks, people and concurrent operations, against moto's EC2.
 
-Two resources with disjoint sources (``app`` and ``batch``) vary their ports,
-target groups and description at random; replacements that narrow, widen or
-keep rules, rollbacks, lost answers and repeated deliveries all occur. After
-every stack operation that settles, the rules in EC2 are exactly the ones the
-live resources declare, as the cache would resolve them.
+Two stacks, each with up to two resources whose sources (``app``,
+``batch``), ports and target groups are drawn so that resources of both
+stacks often declare the same rules; replacements, rollbacks, lost answers,
+repeated deliveries and throttling all occur. People add rules by hand. And
+another stack's resource is created or deleted in the middle of an
+operation, between two of its EC2 calls, as a second Lambda sandbox would.
+
+After every settled operation the rules in EC2 are exactly the union of what
+the live resources declare, as the cache would resolve them, and the rules
+made by hand; each rule made by hand keeps its own description.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+import app as handler
+from cache_ingress import aws_api
+from cache_ingress.errors import ResourceError
+from cache_ingress.protocol import Instance
+from cache_ingress.timing import Deadline
+from cache_ingress.vpc_lifecycle import VpcMode
+from cache_ingress.vpc_rules import RuleSet
 from offline.harness import build_vpc_example
+from offline.standin import Cache
 from tests.lifecycle.simulator import CloudFormation, Stack, history_settings
 from tests.support import servers
 
 SETTLED = {"CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE", "ROLLBACK_COMPLETE", "DELETE_COMPLETE"}
-SOURCES = {"Access": "app", "Batch": "batch"}
+SOURCES = ["app", "batch"]
 TARGETS = [None, ["cache"], ["shared"], ["cache", "shared"]]
-PORTS = [None, "6380", "7000"]
+PORTS = [None, "6379", "6380"]
 FAULTS = st.sampled_from(["throttling", "receiver-retried", "answer-lost", "none"])
+OTHER_STACK = "arn:aws:cloudformation:us-east-1:123456789012:stack/elsewhere/0d0e0f00-1111-2222-3333-444455556666"
+
+Rule = tuple[str, str, int]  # (source id, target id, port)
 
 
 @st.composite
-def access(draw: st.DrawFn, logical: str) -> dict[str, Any]:
+def access(draw: st.DrawFn) -> dict[str, Any]:
     """Properties with group names for ids: the world's ids are only known once it is built."""
-    properties: dict[str, Any] = {"ReplicationGroupId": "app-cache", "SourceSecurityGroupId": SOURCES[logical]}
+    properties: dict[str, Any] = {
+        "ServerlessCacheName": "sessions",
+        "SourceSecurityGroupId": draw(st.sampled_from(SOURCES)),
+    }
     targets, port = draw(st.sampled_from(TARGETS)), draw(st.sampled_from(PORTS))
     if targets is not None:
         properties["TargetSecurityGroupIds"] = targets
@@ -36,18 +56,20 @@ def access(draw: st.DrawFn, logical: str) -> dict[str, Any]:
         properties["Port"] = port
     if draw(st.booleans()):
         properties["Description"] = draw(st.sampled_from(["sessions", "sessions (v2)"]))
-    trouble = draw(st.integers(0, 11))
+    trouble = draw(st.integers(0, 13))
     if trouble == 0:
-        properties["ReplicationGroupId"] = "gone"  # a cache that does not exist
+        properties["ServerlessCacheName"] = "gone"  # a cache that does not exist
     elif trouble == 1:
         properties["Port"] = "not-a-port"  # input the function must refuse
+    elif trouble == 2:
+        properties["Port"] = "22"  # a port the cache does not serve
     return properties
 
 
 @st.composite
 def templates(draw: st.DrawFn) -> dict[str, dict[str, Any]]:
-    chosen = draw(st.lists(st.sampled_from(sorted(SOURCES)), min_size=1, max_size=2, unique=True))
-    return {logical: draw(access(logical)) for logical in chosen}
+    chosen = draw(st.lists(st.sampled_from(["Access", "Batch"]), min_size=1, max_size=2, unique=True))
+    return {logical: draw(access()) for logical in chosen}
 
 
 class VpcStackHistory(RuleBasedStateMachine):
@@ -60,11 +82,19 @@ class VpcStackHistory(RuleBasedStateMachine):
         ids = build_vpc_example(servers().moto, servers().standin)
         app, cache, shared = ids.values()
         (batch,) = servers().moto.security_groups("batch").values()
+        servers().standin.add_serverless_cache(Cache("sessions", (cache, shared), port=6379, reader_port=6380))
         self.ids = {"app": app, "batch": batch, "cache": cache, "shared": shared}
         self.cfn = CloudFormation(servers().receiver, servers().standin, budget=30.0)
-        self.stack: Stack | None = None
+        self.stacks: list[Stack | None] = [None, None]
         self.last_status = "NONE"
         self.count = 0
+        self.by_hand: dict[Rule, str] = {}
+        # Another stack's resource, run by another sandbox: its own clients, the same real code.
+        self.elsewhere = VpcMode(
+            aws_api.ElastiCacheApi(aws_api.make_client("elasticache")),
+            aws_api.Ec2Api(aws_api.make_client("ec2")),
+        )
+        self.elsewhere_held: tuple[RuleSet, dict[str, Any]] | None = None
 
     def _with_ids(self, template: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         def swap(value: Any) -> Any:
@@ -75,58 +105,148 @@ class VpcStackHistory(RuleBasedStateMachine):
         return {logical: {k: swap(v) for k, v in props.items()} for logical, props in template.items()}
 
     @rule(
+        which=st.integers(0, 1),
         action=st.sampled_from(["update", "update", "delete"]),
         template=templates(),
         fault=FAULTS,
         another_fails=st.booleans(),
         twice=st.booleans(),
+        meanwhile=st.none() | st.tuples(st.integers(1, 6), access()),
     )
     def stack_operation(
-        self, action: str, template: dict[str, dict[str, Any]], fault: str, another_fails: bool, twice: bool
+        self,
+        which: int,
+        action: str,
+        template: dict[str, dict[str, Any]],
+        fault: str,
+        another_fails: bool,
+        twice: bool,
+        meanwhile: tuple[int, dict[str, Any]] | None,
     ) -> None:
-        """As in the classic history: no stack, create; a failed state, delete; else as drawn."""
+        """No stack: create one; a failed state: delete; else as drawn. ``meanwhile``: the other sandbox's turn."""
         if fault == "throttling":
             servers().standin.throttle_next(2)
         elif fault in ("receiver-retried", "answer-lost"):
             servers().receiver.fail_next(2 if fault == "receiver-retried" else 5, 503)
         self.cfn.duplicate_deliveries = twice
-        concrete = self._with_ids(template)
-        if self.stack is None:
-            self.count += 1
-            stack = self.cfn.create_stack(f"stack{self.count}", concrete)
-            self.last_status = stack.status
-            self.stack = stack if stack.status == "CREATE_COMPLETE" or stack.resources else None
-        elif action == "delete" or self.stack.status not in SETTLED:
-            self.cfn.duplicate_deliveries = False
-            self.cfn.delete_stack(self.stack)
-            self.last_status = self.stack.status
-            if self.stack.status == "DELETE_COMPLETE":
-                self.stack = None
-        else:
-            self.cfn.update_stack(self.stack, concrete, another_resource_fails=another_fails)
-            self.last_status = self.stack.status if not self.stack.cleanup_failed else "CLEANUP_FAILED"
-        servers().standin.throttle_next(0)
-        servers().receiver.fail_next(0)
+        threads: list[threading.Thread] = []
+        hook = self._interleave(*meanwhile, threads) if meanwhile else None
+        events = handler.ec2().client.meta.events
+        if hook:
+            events.register("before-call.ec2", hook)
+        try:
+            self._operate(which, action, self._with_ids(template), another_fails)
+        finally:
+            if hook:
+                events.unregister("before-call.ec2", hook)
+            for thread in threads:
+                thread.join()
+            servers().standin.throttle_next(0)
+            servers().receiver.fail_next(0)
 
-    def declared(self) -> set[tuple[str, str, int]]:
-        """(source, target, port) the live resources declare, resolved as the cache would resolve them."""
-        rules = set()
-        for props in self.stack.declared().values() if self.stack else []:
+    def _operate(self, which: int, action: str, template: dict[str, dict[str, Any]], another_fails: bool) -> None:
+        stack = self.stacks[which]
+        if stack is None:
+            self.count += 1
+            stack = self.cfn.create_stack(f"stack{self.count}", template)
+            self.last_status = stack.status
+            self.stacks[which] = stack if stack.status == "CREATE_COMPLETE" or stack.resources else None
+        elif action == "delete" or stack.status not in SETTLED:
+            self.cfn.duplicate_deliveries = False
+            self.cfn.delete_stack(stack)
+            self.last_status = stack.status
+            if stack.status == "DELETE_COMPLETE":
+                self.stacks[which] = None
+        else:
+            self.cfn.update_stack(stack, template, another_resource_fails=another_fails)
+            self.last_status = stack.status if not stack.cleanup_failed else "CLEANUP_FAILED"
+
+    def _interleave(self, at: int, properties: dict[str, Any], threads: list[threading.Thread]) -> Any:
+        """A hook that, at the handler's ``at``-th EC2 call, starts the other stack's operation beside it.
+
+        The call waits a moment, so the other operation's first calls come
+        between two of the handler's, then both run on at once.
+        """
+        seen = [0]
+
+        def hook(**_: Any) -> None:
+            seen[0] += 1
+            if seen[0] == at:
+                thread = threading.Thread(target=self._elsewhere, args=(self._with_ids({"R": properties})["R"],))
+                threads.append(thread)
+                thread.start()
+                thread.join(timeout=0.3)
+
+        return hook
+
+    def _elsewhere(self, properties: dict[str, Any]) -> None:
+        """Create the other stack's resource, or delete it, as its own CloudFormation and sandbox would."""
+        if self.elsewhere_held is not None:
+            granted, _ = self.elsewhere_held
+            self.elsewhere.revoke(granted, instance=self._instance(granted.physical_id), deadline=Deadline(20.0))
+            self.elsewhere_held = None
+            return
+        deadline = Deadline(20.0)
+        try:
+            request = self.elsewhere.parse_properties(properties, stack_id=OTHER_STACK, logical_id="Elsewhere")
+            granted = self.elsewhere.resolve(request, deadline=deadline)
+        except ResourceError:
+            return  # refused before any change: nothing was granted
+        try:
+            self.elsewhere.grant(
+                granted, request=request, instance=self._instance(""), deadline=deadline, undo_on_failure=False
+            )
+        except ResourceError:  # the Create failed: its rollback Delete lets go of what it claimed
+            self.elsewhere.revoke(granted, instance=self._instance(granted.physical_id), deadline=Deadline(20.0))
+            return
+        self.elsewhere_held = (granted, properties)
+
+    @staticmethod
+    def _instance(physical_id: str) -> Instance:
+        return Instance(OTHER_STACK, "Elsewhere", physical_id)
+
+    @precondition(lambda self: len(self.by_hand) < 3)
+    @rule(
+        source=st.sampled_from(SOURCES), into=st.sampled_from(["cache", "shared"]), port=st.sampled_from([6379, 6380])
+    )
+    def a_person_adds_a_rule(self, source: str, into: str, port: int) -> None:
+        """Made by hand: counted only if it was new (adding an existing rule changes nothing in EC2)."""
+        key = (self.ids[source], self.ids[into], port)
+        if key in self._actual():
+            return
+        description = f"by hand {len(self.by_hand)}"
+        pair = {"GroupId": key[0], "UserId": "123456789012", "Description": description}
+        permission = {"IpProtocol": "tcp", "FromPort": port, "ToPort": port, "UserIdGroupPairs": [pair]}
+        servers().moto.client("ec2").authorize_security_group_ingress(GroupId=key[1], IpPermissions=[permission])
+        self.by_hand[key] = description
+
+    def _declared(self) -> set[Rule]:
+        """What the live resources declare, resolved as the sessions cache would resolve them."""
+        rules: set[Rule] = set()
+        live = [p for s in self.stacks if s for p in s.declared().values()]
+        if self.elsewhere_held is not None:
+            live.append(self.elsewhere_held[1])
+        for props in live:
             targets = props.get("TargetSecurityGroupIds") or [self.ids["cache"], self.ids["shared"]]
-            port = int(props.get("Port", "6379"))
-            rules |= {(props["SourceSecurityGroupId"], target, port) for target in targets}
+            ports = [int(props["Port"])] if "Port" in props else [6379, 6380]
+            rules |= {(props["SourceSecurityGroupId"], t, p) for t in targets for p in ports}
         return rules
 
+    def _actual(self) -> dict[Rule, str]:
+        return {
+            (source, target, port): description
+            for target in (self.ids["cache"], self.ids["shared"])
+            for source, _owner, port, description in servers().moto.ingress(target)
+        }
+
     @invariant()
-    def rules_are_what_the_live_resources_declare(self) -> None:
+    def rules_are_what_live_resources_declare_plus_what_people_made(self) -> None:
         if self.last_status not in SETTLED:
             return  # a failed operation leaves work for the next one (CloudFormation's *_FAILED states)
-        actual = {
-            (source, target, port)
-            for target in (self.ids["cache"], self.ids["shared"])
-            for source, _owner, port, _description in servers().moto.ingress(target)
-        }
-        assert actual == self.declared()
+        actual = self._actual()
+        assert set(actual) == self._declared() | set(self.by_hand)
+        for key, description in self.by_hand.items():
+            assert actual[key] == description, f"the rule made by hand {key} was rewritten"
 
 
 VpcStackHistory.TestCase.settings = history_settings(10)
