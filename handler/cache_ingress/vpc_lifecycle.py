@@ -155,11 +155,21 @@ class _Ec2Work:
         return True
 
     def held(self, rule_set: RuleSet, target: str) -> dict[int, HeldRule]:
-        answer = self.call(partial(self.ec2.rules, target))
+        """The rule set's rules into ``target`` as EC2 holds them now; none if the group is gone."""
+        try:
+            answer = self.call(partial(self.ec2.rules, target))
+        except ApiError as err:
+            if err.code in vpc.RULE_GONE_CODES:
+                return {}
+            raise ResourceFailure(f"{err} (target security group {target})") from err
         return held_rules(answer, rule_set.source_group, rule_set.source_owner, rule_set.ports)
 
     def read(self, rule_set: RuleSet, rule_id: str) -> HeldRule | None:
-        item = self.call(partial(self.ec2.rule, rule_id))
+        """One rule as EC2 holds it now, None once it is gone."""
+        try:
+            item = self.call(partial(self.ec2.rule, rule_id))
+        except ApiError as err:
+            raise ResourceFailure(str(err)) from err
         return None if item is None else held_rule(item, rule_set.source_group, rule_set.source_owner)
 
 
@@ -308,13 +318,7 @@ def release_rules(work: _Ec2Work, rule_set: RuleSet, claim: Claim, earlier_descr
     """
     revoked = False
     for target in rule_set.targets:
-        try:
-            held = work.held(rule_set, target)
-        except ApiError as err:
-            if err.code not in vpc.RULE_GONE_CODES:
-                raise ResourceFailure(str(err)) from err
-            continue
-        for found in held.values():
+        for found in work.held(rule_set, target).values():
             made_earlier = earlier_description is not None and found.made_by_earlier_release(earlier_description)
             if not (found.claimed_by(claim) or made_earlier):
                 continue

@@ -362,3 +362,18 @@ def test_delete_of_a_foreign_id_for_a_missing_cache_has_nothing_to_revoke(stubbe
     )
     answer = invoke(delete_event("cache-access-AppCacheAccess-1A2B3C4D5E6F"))
     assert (answer["Status"], answer["PhysicalResourceId"]) == ("SUCCESS", "cache-access-AppCacheAccess-1A2B3C4D5E6F")
+
+
+def test_ec2_refusing_to_show_the_groups_rules_fails_naming_the_group(stubber: Stubber, ec2_stubber: Stubber) -> None:
+    serverless(stubber, [A])
+    authorize(ec2_stubber, A, 6379, 6380, error="InvalidPermission.Duplicate")
+    ec2_stubber.add_client_error(
+        "describe_security_group_rules",
+        "UnauthorizedOperation",
+        "not allowed",
+        403,
+        expected_params={"Filters": [{"Name": "group-id", "Values": [A]}], "MaxResults": 1000},
+    )
+    answer = invoke(vpc_event(ServerlessCacheName="sessions"))
+    assert_failed(answer, "DescribeSecurityGroupRules failed with UnauthorizedOperation")
+    assert A in answer["Reason"]
