@@ -1,13 +1,30 @@
 """moto's server on loopback: EC2 security groups and rules, and ElastiCache replication groups.
 
 moto runs in this process, in a thread, so it starts in about a second and
-leaves nothing behind. One correction is applied to it when it starts (not at
-import, so that importing this module changes nothing), to match EC2 as its
-API reference describes it: a rule's description is not part of what
-identifies the rule (authorizing the same rule with another description is
-``InvalidPermission.Duplicate``; revoking needs no description). moto
-compares descriptions too, which would hide exactly the bugs this project
-must not have.
+leaves nothing behind. Where moto 5.2.5 differs from EC2 as the EC2 API
+Reference describes it, it is corrected here, when the server starts (not at
+import, so that importing this module changes nothing; starting twice changes
+nothing more). Each correction has a test in ``tests/offline/test_moto_corrections.py``
+that fails on plain moto:
+
+1. A rule's description is not part of what identifies the rule: authorizing
+   the same rule with another description is ``InvalidPermission.Duplicate``,
+   and revoking needs no description. moto compares descriptions too, which
+   would hide exactly the bugs this project must not have.
+2. AuthorizeSecurityGroupIngress is all or nothing: if one of the rules it
+   names fails (one already exists, say), the call adds none of them and
+   tags none. moto adds the rules before the failing one, with their tags,
+   and then answers the error.
+3. UpdateSecurityGroupRuleDescriptionsIngress answers
+   ``InvalidPermission.NotFound`` for a rule (named by IpPermissions) the
+   group does not have, and ``InvalidSecurityGroupRuleId.NotFound`` for an
+   unknown rule id in SecurityGroupRuleDescriptions; it changes nothing
+   unless every rule it names exists. moto ignores unknown rules silently,
+   and ignores SecurityGroupRuleDescriptions altogether.
+4. A SecurityGroupRule's Description (DescribeSecurityGroupRules, and the
+   rules AuthorizeSecurityGroupIngress returns) is the rule's description
+   whatever its source; moto reports it only for CIDR rules, not for rules
+   from a security group, whose description DescribeSecurityGroups does show.
 """
 
 from __future__ import annotations
@@ -15,13 +32,25 @@ from __future__ import annotations
 import copy
 import http.client
 import logging
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import boto3
-from moto.ec2.models.security_groups import SecurityGroupRule
+from moto.core.responses import ActionResult
+from moto.ec2.exceptions import (
+    InvalidPermissionNotFoundError,
+    InvalidSecurityGroupNotFoundError,
+    InvalidSecurityGroupRuleIdNotFoundError,
+)
+from moto.ec2.models.security_groups import SecurityGroupBackend, SecurityGroupRule
+from moto.ec2.responses.security_groups import SecurityGroups
 from moto.server import ThreadedMotoServer
 
 _moto_equality = SecurityGroupRule.__eq__
+_moto_rules_named = SecurityGroupBackend._iterate_security_rules
+_moto_authorize_ingress = SecurityGroups.authorize_security_group_ingress
+_moto_update_ingress_descriptions = SecurityGroups.update_security_group_rule_descriptions_ingress
 
 
 def _without_description(rule: SecurityGroupRule) -> SecurityGroupRule:
@@ -37,10 +66,92 @@ def _rule_identity(self: SecurityGroupRule, other: object) -> bool:
     return bool(_moto_equality(_without_description(self), _without_description(other)))
 
 
+# The rules moto has made (and tagged) so far for the AuthorizeSecurityGroupIngress served in this thread.
+_made = threading.local()
+
+
+def _rules_named(self: SecurityGroupBackend, *args: Any, **kwargs: Any) -> Iterator[SecurityGroupRule]:
+    journal: list[SecurityGroupRule] | None = getattr(_made, "rules", None)
+    for rule in _moto_rules_named(self, *args, **kwargs):
+        if journal is not None:
+            journal.append(rule)
+        yield rule
+
+
+def _authorize_ingress(self: SecurityGroups) -> ActionResult:
+    """moto's AuthorizeSecurityGroupIngress, whose failure takes back the rules it added, and every tag it made."""
+    journal: list[SecurityGroupRule] = []
+    _made.rules = journal
+    try:
+        return _moto_authorize_ingress(self)
+    except Exception:
+        for rule in journal:  # the one that failed was tagged too, though never added
+            group = self.ec2_backend.get_security_group_from_id(rule.group_id)
+            if group is not None:  # by identity: an equal rule may have been there before
+                group.ingress_rules = [kept for kept in group.ingress_rules if kept is not rule]
+            self.ec2_backend.tags.pop(rule.id, None)
+        raise
+    finally:
+        _made.rules = None
+
+
+def _update_ingress_descriptions(self: SecurityGroups) -> ActionResult:
+    """moto's UpdateSecurityGroupRuleDescriptionsIngress, once every rule it names is known to exist."""
+    backend = self.ec2_backend
+    name_or_id = self._get_param("GroupName") or self._get_param("GroupId")
+    group = backend.get_security_group_by_name_or_id(name_or_id)
+    if group is None:
+        raise InvalidSecurityGroupNotFoundError(name_or_id)
+    by_id: list[tuple[SecurityGroupRule, str | None]] = []
+    for entry in self._get_param("SecurityGroupRuleDescriptions", []):
+        rule = next((r for r in group.ingress_rules if r.id == entry["SecurityGroupRuleId"]), None)
+        if rule is None:
+            raise InvalidSecurityGroupRuleIdNotFoundError(entry["SecurityGroupRuleId"])
+        by_id.append((rule, entry.get("Description")))
+    if "IpPermissions" in self._get_params():
+        for kwargs in self._process_rules_from_querystring():
+            named = backend._iterate_security_rules(
+                kwargs["ip_protocol"],
+                group.group_id,
+                kwargs["from_port"],
+                kwargs["to_port"],
+                kwargs["ip_ranges"],
+                backend._add_source_group(kwargs["source_groups"], None),
+                kwargs["prefix_list_ids"],
+                is_egress=False,
+            )
+            # Found whatever its description (correction 1): this is how a rule's description is changed.
+            if any(rule not in group.ingress_rules for rule in named):
+                raise InvalidPermissionNotFoundError()
+    result = _moto_update_ingress_descriptions(self)  # IpPermissions; it ignores SecurityGroupRuleDescriptions
+    for rule, description in by_id:
+        where = rule.source_group if rule.source_group else rule.ip_range
+        if description is None:
+            where.pop("Description", None)  # no description: the rule has none any more
+        else:
+            where["Description"] = description
+    return result
+
+
+def _rule_description(self: SecurityGroupRule) -> str | None:
+    return self.ip_range.get("Description") or self.source_group.get("Description")
+
+
+_description = property(_rule_description)
+
+
 def _correct_moto() -> None:
-    """Make moto's rules equal regardless of their descriptions; doing it again changes nothing."""
+    """Apply the corrections listed at the top of this module; doing it again changes nothing."""
     if SecurityGroupRule.__eq__ is not _rule_identity:
         SecurityGroupRule.__eq__ = _rule_identity  # type: ignore[method-assign]
+    if SecurityGroupBackend._iterate_security_rules is not _rules_named:
+        SecurityGroupBackend._iterate_security_rules = _rules_named  # type: ignore[method-assign]
+    if SecurityGroups.authorize_security_group_ingress is not _authorize_ingress:
+        SecurityGroups.authorize_security_group_ingress = _authorize_ingress  # type: ignore[method-assign]
+    if SecurityGroups.update_security_group_rule_descriptions_ingress is not _update_ingress_descriptions:
+        SecurityGroups.update_security_group_rule_descriptions_ingress = _update_ingress_descriptions  # type: ignore[method-assign]
+    if vars(SecurityGroupRule)["description"] is not _description:
+        SecurityGroupRule.description = _description  # type: ignore[method-assign, assignment]
 
 
 class MotoBackend:

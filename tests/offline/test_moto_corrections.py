@@ -1,0 +1,233 @@
+"""moto, as ``offline/moto_backend.py`` corrects it, answers as the EC2 API Reference describes.
+
+Every test here drives moto's server over HTTP with boto3, and fails on plain
+moto 5.2.5 (without the correction it names). The pages cited are in the
+Amazon EC2 API Reference, https://docs.aws.amazon.com/AWSEC2/latest/APIReference/:
+the action's page, the data type's page, and "Error codes for the Amazon EC2
+API" (errors-overview.html) for the error codes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+from moto.ec2.models.security_groups import SecurityGroupBackend, SecurityGroupRule
+from moto.ec2.responses.security_groups import SecurityGroups
+
+from offline import moto_backend
+from offline.moto_backend import MotoBackend
+
+OWNER = "123456789012"
+PORT = 6379
+SUBNET = "10.0.0.0/24"
+TAGS = [{"ResourceType": "security-group-rule", "Tags": [{"Key": "stack", "Value": "s1"}]}]
+
+
+@pytest.fixture
+def ec2(moto: MotoBackend) -> Any:
+    return moto.client("ec2")
+
+
+def from_group(source: str, port: int = PORT, description: str | None = None) -> dict[str, Any]:
+    pair = {"GroupId": source, **({"Description": description} if description else {})}
+    return {"IpProtocol": "tcp", "FromPort": port, "ToPort": port, "UserIdGroupPairs": [pair]}
+
+
+def from_cidr(cidr: str = SUBNET, port: int = PORT, description: str | None = None) -> dict[str, Any]:
+    ip_range = {"CidrIp": cidr, **({"Description": description} if description else {})}
+    return {"IpProtocol": "tcp", "FromPort": port, "ToPort": port, "IpRanges": [ip_range]}
+
+
+def error_of(excinfo: pytest.ExceptionInfo[ClientError]) -> tuple[str, int]:
+    response = excinfo.value.response
+    return response["Error"]["Code"], response["ResponseMetadata"]["HTTPStatusCode"]
+
+
+def ingress_rules(ec2: Any, group_id: str) -> list[dict[str, Any]]:
+    """DescribeSecurityGroupRules: the group's ingress rules."""
+    rules = ec2.describe_security_group_rules(Filters=[{"Name": "group-id", "Values": [group_id]}])
+    return [rule for rule in rules["SecurityGroupRules"] if not rule["IsEgress"]]
+
+
+def rule_tags(ec2: Any) -> list[dict[str, str]]:
+    tags: list[dict[str, str]] = ec2.describe_tags(
+        Filters=[{"Name": "resource-type", "Values": ["security-group-rule"]}]
+    )["Tags"]
+    return tags
+
+
+def descriptions_by_rules(ec2: Any, group_id: str) -> dict[str, str | None]:
+    """DescribeSecurityGroupRules: source (group id or CIDR) -> the rule's Description."""
+    return {
+        rule.get("ReferencedGroupInfo", {}).get("GroupId") or rule["CidrIpv4"]: rule.get("Description")
+        for rule in ingress_rules(ec2, group_id)
+    }
+
+
+def descriptions_by_group(ec2: Any, group_id: str) -> dict[str, str | None]:
+    """DescribeSecurityGroups: source (group id or CIDR) -> the description its entry in IpPermissions shows."""
+    group = ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0]
+    described: dict[str, str | None] = {}
+    for permission in group["IpPermissions"]:
+        for pair in permission.get("UserIdGroupPairs", []):
+            described[pair["GroupId"]] = pair.get("Description")
+        for ip_range in permission.get("IpRanges", []):
+            described[ip_range["CidrIp"]] = ip_range.get("Description")
+    return described
+
+
+# AuthorizeSecurityGroupIngress (API_AuthorizeSecurityGroupIngress.html): the call adds the rules its
+# IpPermissions name, tagged per TagSpecifications; a rule that already exists is InvalidPermission.Duplicate
+# (errors-overview.html), and then EC2 adds none of them. Plain moto adds those before the duplicate, tagged.
+
+
+@pytest.mark.parametrize("shape", ["two permissions", "two pairs in one permission"])
+def test_authorize_naming_one_existing_rule_adds_and_tags_none(moto: MotoBackend, ec2: Any, shape: str) -> None:
+    groups = moto.security_groups("cache", "web", "api")
+    cache, web, api = groups["cache"], groups["web"], groups["api"]
+    ec2.authorize_security_group_ingress(GroupId=cache, IpPermissions=[from_group(web)])
+    before = ingress_rules(ec2, cache)
+    if shape == "two permissions":
+        permissions = [from_group(api), from_group(web)]
+    else:
+        permissions = [{**from_group(api), "UserIdGroupPairs": [{"GroupId": api}, {"GroupId": web}]}]
+
+    with pytest.raises(ClientError) as excinfo:
+        ec2.authorize_security_group_ingress(GroupId=cache, IpPermissions=permissions, TagSpecifications=TAGS)
+
+    assert error_of(excinfo) == ("InvalidPermission.Duplicate", 400)
+    assert ingress_rules(ec2, cache) == before
+    assert moto.ingress(cache) == {(web, OWNER, PORT, "")}
+    assert rule_tags(ec2) == []
+
+
+def test_authorize_that_fails_leaves_the_same_call_free_to_succeed_later(moto: MotoBackend, ec2: Any) -> None:
+    """Nothing of the failed call is left behind: once the duplicate is revoked, the same call adds both, tagged."""
+    groups = moto.security_groups("cache", "web", "api")
+    cache, web, api = groups["cache"], groups["web"], groups["api"]
+    ec2.authorize_security_group_ingress(GroupId=cache, IpPermissions=[from_group(web)])
+    permissions = [from_group(api, description="api"), from_group(web, description="web")]
+    with pytest.raises(ClientError):
+        ec2.authorize_security_group_ingress(GroupId=cache, IpPermissions=permissions, TagSpecifications=TAGS)
+    ec2.revoke_security_group_ingress(GroupId=cache, IpPermissions=[from_group(web)])
+
+    ec2.authorize_security_group_ingress(GroupId=cache, IpPermissions=permissions, TagSpecifications=TAGS)
+
+    assert moto.ingress(cache) == {(api, OWNER, PORT, "api"), (web, OWNER, PORT, "web")}
+    rule_ids = {rule["SecurityGroupRuleId"] for rule in ingress_rules(ec2, cache)}
+    assert {tag["ResourceId"] for tag in rule_tags(ec2)} == rule_ids
+
+
+# UpdateSecurityGroupRuleDescriptionsIngress (API_UpdateSecurityGroupRuleDescriptionsIngress.html) updates the
+# description of existing rules, named by IpPermissions or by id in SecurityGroupRuleDescriptions. A rule the
+# group does not have is InvalidPermission.NotFound, an unknown rule id InvalidSecurityGroupRuleId.NotFound
+# (errors-overview.html). Plain moto answers success for both and changes nothing; it ignores
+# SecurityGroupRuleDescriptions altogether.
+
+
+@pytest.mark.parametrize("missing", ["another port", "another source", "one of two"])
+def test_update_description_of_a_rule_not_there_is_not_found(moto: MotoBackend, ec2: Any, missing: str) -> None:
+    groups = moto.security_groups("cache", "web", "api")
+    cache, web, api = groups["cache"], groups["web"], groups["api"]
+    ec2.authorize_security_group_ingress(GroupId=cache, IpPermissions=[from_group(web, description="old")])
+    permissions = {
+        "another port": [from_group(web, PORT + 1, "new")],
+        "another source": [from_group(api, PORT, "new")],
+        "one of two": [from_group(web, PORT, "new"), from_group(web, PORT + 1, "new")],
+    }[missing]
+
+    with pytest.raises(ClientError) as excinfo:
+        ec2.update_security_group_rule_descriptions_ingress(GroupId=cache, IpPermissions=permissions)
+
+    assert error_of(excinfo) == ("InvalidPermission.NotFound", 400)
+    assert moto.ingress(cache) == {(web, OWNER, PORT, "old")}  # the call changed nothing
+
+
+@pytest.mark.parametrize("known_too", [False, True])
+def test_update_description_of_an_unknown_rule_id_is_not_found(moto: MotoBackend, ec2: Any, known_too: bool) -> None:
+    groups = moto.security_groups("cache", "web")
+    cache, web = groups["cache"], groups["web"]
+    ec2.authorize_security_group_ingress(GroupId=cache, IpPermissions=[from_group(web, description="old")])
+    (known,) = ingress_rules(ec2, cache)
+    descriptions = [{"SecurityGroupRuleId": "sgr-0123456789abcdef0", "Description": "new"}]
+    if known_too:
+        descriptions.insert(0, {"SecurityGroupRuleId": known["SecurityGroupRuleId"], "Description": "new"})
+
+    with pytest.raises(ClientError) as excinfo:
+        ec2.update_security_group_rule_descriptions_ingress(GroupId=cache, SecurityGroupRuleDescriptions=descriptions)
+
+    assert error_of(excinfo) == ("InvalidSecurityGroupRuleId.NotFound", 400)
+    assert moto.ingress(cache) == {(web, OWNER, PORT, "old")}
+
+
+def test_update_description_by_rule_id_changes_what_both_describes_report(moto: MotoBackend, ec2: Any) -> None:
+    groups = moto.security_groups("cache", "web")
+    cache, web = groups["cache"], groups["web"]
+    ec2.authorize_security_group_ingress(
+        GroupId=cache, IpPermissions=[from_group(web, description="old"), from_cidr(description="subnet")]
+    )
+    (web_rule,) = [r for r in ingress_rules(ec2, cache) if r.get("ReferencedGroupInfo", {}).get("GroupId") == web]
+
+    ec2.update_security_group_rule_descriptions_ingress(
+        GroupId=cache,
+        SecurityGroupRuleDescriptions=[{"SecurityGroupRuleId": web_rule["SecurityGroupRuleId"], "Description": "new"}],
+    )
+
+    expected = {web: "new", SUBNET: "subnet"}
+    assert descriptions_by_rules(ec2, cache) == expected
+    assert descriptions_by_group(ec2, cache) == expected
+
+
+def test_update_description_by_ip_permissions_changes_it(moto: MotoBackend, ec2: Any) -> None:
+    """The form the handler uses: the rule is named without its old description (not part of what identifies it)."""
+    groups = moto.security_groups("cache", "web")
+    cache, web = groups["cache"], groups["web"]
+    ec2.authorize_security_group_ingress(GroupId=cache, IpPermissions=[from_group(web, description="old")])
+
+    ec2.update_security_group_rule_descriptions_ingress(GroupId=cache, IpPermissions=[from_group(web, PORT, "new")])
+
+    assert moto.ingress(cache) == {(web, OWNER, PORT, "new")}
+    assert descriptions_by_rules(ec2, cache) == {web: "new"}
+
+
+# DescribeSecurityGroupRules (API_DescribeSecurityGroupRules.html) answers SecurityGroupRule items
+# (API_SecurityGroupRule.html), whose Description is the rule's description, whatever its source. Plain moto
+# reports it for CIDR rules only; DescribeSecurityGroups (API_DescribeSecurityGroups.html) shows it for both.
+
+
+def test_describe_security_group_rules_reports_each_rules_description(moto: MotoBackend, ec2: Any) -> None:
+    groups = moto.security_groups("cache", "web", "api")
+    cache, web, api = groups["cache"], groups["web"], groups["api"]
+    ec2.authorize_security_group_ingress(
+        GroupId=cache,
+        IpPermissions=[
+            {**from_group(web), "UserIdGroupPairs": [{"GroupId": web, "Description": "from web"}, {"GroupId": api}]},
+            from_cidr(description="from the subnet"),
+        ],
+    )
+
+    expected = {web: "from web", api: None, SUBNET: "from the subnet"}
+    assert descriptions_by_rules(ec2, cache) == expected
+    assert descriptions_by_group(ec2, cache) == expected
+
+
+def corrected() -> list[object]:
+    """What the corrections replace in moto."""
+    return [
+        SecurityGroupRule.__eq__,
+        vars(SecurityGroupRule)["description"],
+        SecurityGroupBackend._iterate_security_rules,
+        SecurityGroups.authorize_security_group_ingress,
+        SecurityGroups.update_security_group_rule_descriptions_ingress,
+    ]
+
+
+def test_the_corrections_apply_once(moto: MotoBackend) -> None:
+    """MotoBackend.start() has applied them; applying them again wraps nothing twice."""
+    applied = corrected()
+    moto_backend._correct_moto()
+    assert corrected() == applied
+    assert applied[0] is moto_backend._rule_identity
+    assert applied[3] is moto_backend._authorize_ingress
