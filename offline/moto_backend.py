@@ -21,6 +21,9 @@ that fails on plain moto:
    unknown rule id in SecurityGroupRuleDescriptions; it changes nothing
    unless every rule it names exists. moto ignores unknown rules silently,
    and ignores SecurityGroupRuleDescriptions altogether.
+5. AuthorizeSecurityGroupIngress answers with every rule it added
+   (SecurityGroupRules, one per permission and source); moto lists only the
+   rules of the last permission it was given.
 4. A SecurityGroupRule's Description (DescribeSecurityGroupRules, and the
    rules AuthorizeSecurityGroupIngress returns) is the rule's description
    whatever its source; moto reports it only for CIDR rules, not for rules
@@ -79,11 +82,15 @@ def _rules_named(self: SecurityGroupBackend, *args: Any, **kwargs: Any) -> Itera
 
 
 def _authorize_ingress(self: SecurityGroups) -> ActionResult:
-    """moto's AuthorizeSecurityGroupIngress, whose failure takes back the rules it added, and every tag it made."""
+    """moto's AuthorizeSecurityGroupIngress, whose failure takes back the rules it added, and every tag it made.
+
+    On success it answers with all of them, not only the last permission's.
+    """
     journal: list[SecurityGroupRule] = []
     _made.rules = journal
     try:
-        return _moto_authorize_ingress(self)
+        _moto_authorize_ingress(self)
+        return ActionResult({"Return": True, "SecurityGroupRules": journal})
     except Exception:
         for rule in journal:  # the one that failed was tagged too, though never added
             group = self.ec2_backend.get_security_group_from_id(rule.group_id)

@@ -120,6 +120,19 @@ def test_authorize_that_fails_leaves_the_same_call_free_to_succeed_later(moto: M
     assert {tag["ResourceId"] for tag in rule_tags(ec2)} == rule_ids
 
 
+def test_authorize_answers_with_every_rule_it_added(moto: MotoBackend, ec2: Any) -> None:
+    """API_AuthorizeSecurityGroupIngress.html: SecurityGroupRules, "information about the inbound (ingress)
+    security group rules that were added"; plain moto lists only the last permission's."""
+    groups = moto.security_groups("cache", "web")
+    cache, web = groups["cache"], groups["web"]
+    permissions = [from_group(web, port=6379), from_group(web, port=6380)]
+    answer = ec2.authorize_security_group_ingress(GroupId=cache, IpPermissions=permissions, TagSpecifications=TAGS)
+    added = {(rule["FromPort"], rule["SecurityGroupRuleId"]) for rule in answer["SecurityGroupRules"]}
+    held = {(rule["FromPort"], rule["SecurityGroupRuleId"]) for rule in ingress_rules(ec2, cache)}
+    assert added == held
+    assert {port for port, _ in added} == {6379, 6380}
+
+
 # UpdateSecurityGroupRuleDescriptionsIngress (API_UpdateSecurityGroupRuleDescriptionsIngress.html) updates the
 # description of existing rules, named by IpPermissions or by id in SecurityGroupRuleDescriptions. A rule the
 # group does not have is InvalidPermission.NotFound, an unknown rule id InvalidSecurityGroupRuleId.NotFound
