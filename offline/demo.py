@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from offline.harness import EXAMPLE_GROUPS, ROOT, STACK_ACCOUNT, OfflineAws, load_event
+from offline.harness import CLAIM_TAG_PREFIX, EXAMPLE_GROUPS, ROOT, STACK_ACCOUNT, OfflineAws, load_event
 
 EVENTS = ROOT / "events"
 
@@ -171,11 +171,20 @@ def run_vpc(aws: OfflineAws) -> int:
             for source, _owner, port, description in aws.vpc_rules(group)
             if source == app
         }
+        holders = {
+            (names[group], port): sorted(v for k, v in tags.items() if k.startswith(CLAIM_TAG_PREFIX))
+            for group in names
+            for (source, port), tags in aws.vpc_rule_tags(group).items()
+            if source == app
+        }
         problems = _check_answer(answer, step.expect_id)
         if set(rules) != step.expect_rules:
             problems.append(f"the rules are {sorted(rules)}, expected {sorted(step.expect_rules)}")
         failures += bool(problems)
-        rows = [f"{group} <- app-servers, tcp/{port}: {text!r}" for (group, port), text in sorted(rules.items())]
+        rows = [
+            f"{group} <- app-servers, tcp/{port}: {text!r}, claimed by {'; '.join(holders.get((group, port), []))}"
+            for (group, port), text in sorted(rules.items())
+        ]
         _show(number, event["RequestType"], step.title, answer, "EC2 ingress rules", rows, took, problems)
     return failures
 

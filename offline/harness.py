@@ -43,6 +43,11 @@ OFFLINE_ENV = {
 }
 
 
+#: The tag keys of claims on EC2 rules, as the handler writes them (the demo may run a built
+#: package, so it does not import the handler's own constant; a unit test holds the two equal).
+CLAIM_TAG_PREFIX = "cache-ingress:claim:"
+
+
 class LambdaContext:
     """The parts of the Lambda context the handler reads, counting down from ``seconds``."""
 
@@ -115,6 +120,12 @@ class OfflineAws:
         if self.moto is None:
             raise RuntimeError("VPC mode needs OfflineAws(vpc=True)")
         return self.moto.ingress(group_id)
+
+    def vpc_rule_tags(self, group_id: str) -> dict[tuple[str, int], dict[str, str]]:
+        """The tags on each TCP rule into ``group_id``, by (source group, port): the claims on it."""
+        if self.moto is None:
+            raise RuntimeError("VPC mode needs OfflineAws(vpc=True)")
+        return self.moto.rule_tags(group_id)
 
     def invoke(self, event: dict[str, Any], seconds: float = 60.0) -> dict[str, Any]:
         """Send the event to the real lambda_handler; return the body CloudFormation received."""

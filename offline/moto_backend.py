@@ -199,6 +199,17 @@ class MotoBackend:
             for name in names
         }
 
+    def rule_tags(self, group_id: str) -> dict[tuple[str, int], dict[str, str]]:
+        """The tags on each TCP rule from a security group into ``group_id``, by (source group, port)."""
+        answer = self.client("ec2").describe_security_group_rules(Filters=[{"Name": "group-id", "Values": [group_id]}])
+        return {
+            (rule["ReferencedGroupInfo"]["GroupId"], rule["FromPort"]): {
+                t["Key"]: t["Value"] for t in rule.get("Tags", [])
+            }
+            for rule in answer["SecurityGroupRules"]
+            if not rule["IsEgress"] and rule.get("IpProtocol") == "tcp" and rule.get("ReferencedGroupInfo")
+        }
+
     def ingress(self, group_id: str) -> set[tuple[str, str, int, str]]:
         """Every TCP rule from a security group into ``group_id``: (source, owner, port, description)."""
         group = self.client("ec2").describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0]

@@ -322,10 +322,16 @@ def release_rules(work: _Ec2Work, rule_set: RuleSet, claim: Claim, earlier_descr
             made_earlier = earlier_description is not None and found.made_by_earlier_release(earlier_description)
             if not (found.claimed_by(claim) or made_earlier):
                 continue
-            if found.unclaimed_once(claim):
-                revoked |= _revoke_unclaimed(work, rule_set, found, claim)
-            else:
-                work.done_unless_gone(partial(work.ec2.untag, found.rule_id, [claim.key]))
+            if not found.unclaimed_once(claim):
+                # Others hold it too: take this claim off, then look again, since they may be letting go
+                # at the same moment, each seeing the other's claim; whoever looks last finds none left.
+                if not work.done_unless_gone(partial(work.ec2.untag, found.rule_id, [claim.key])):
+                    continue
+                now = work.read(rule_set, found.rule_id)
+                if now is None or not now.unclaimed_once(claim):
+                    continue
+                found = now
+            revoked |= _revoke_unclaimed(work, rule_set, found, claim)
     return revoked
 
 

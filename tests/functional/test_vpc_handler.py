@@ -305,11 +305,27 @@ def test_delete_revokes_a_rule_only_this_claim_holds_after_marking_and_reading_i
 
 
 def test_delete_takes_only_its_claim_off_a_rule_another_resource_or_a_person_holds(ec2_stubber: Stubber) -> None:
-    shared = rule("sgr-1", A, 6379, {**claim().tags(), **claim(logical="OtherAccess").tags()})
+    other = claim(logical="OtherAccess").tags()
+    shared = rule("sgr-1", A, 6379, {**claim().tags(), **other})
     by_hand = rule("sgr-2", A, 6380, {**claim().tags(), PRE_EXISTING_KEY: PRE_EXISTING_VALUE})
     rules_of(ec2_stubber, A, shared, by_hand)
     untag(ec2_stubber, "sgr-1", claim().key)
+    read(ec2_stubber, {**shared, "Tags": tag_list(other)})
     untag(ec2_stubber, "sgr-2", claim().key)
+    read(ec2_stubber, {**by_hand, "Tags": tag_list({PRE_EXISTING_KEY: PRE_EXISTING_VALUE})})
+    assert_success(invoke(delete_event(SESSIONS_ID)))
+
+
+def test_two_deletes_letting_go_at_once_leave_no_unclaimed_rule_behind(ec2_stubber: Stubber) -> None:
+    """Each read the other's claim before either took its own off: the one that looks last revokes."""
+    shared = rule("sgr-1", A, 6379, {**claim().tags(), **claim(logical="OtherAccess").tags()})
+    rules_of(ec2_stubber, A, shared)
+    untag(ec2_stubber, "sgr-1", claim().key)
+    unclaimed = {**shared, "Tags": []}
+    read(ec2_stubber, unclaimed)  # the other Delete took its claim off meanwhile
+    mark(ec2_stubber, "sgr-1")
+    read(ec2_stubber, unclaimed)
+    revoke(ec2_stubber, A, "sgr-1")
     assert_success(invoke(delete_event(SESSIONS_ID)))
 
 

@@ -17,6 +17,7 @@ from cache_ingress.claims import (
     held_rules,
     revoking_tags,
 )
+from offline.harness import CLAIM_TAG_PREFIX
 
 STACK = "arn:aws:cloudformation:us-east-1:123456789012:stack/cache-access/5b6a8e10-0c1d-11ef-9a0b-0a1b2c3d4e5f"
 SOURCE = "sg-0a1b2c3d4e5f60718"
@@ -113,3 +114,7 @@ def test_only_tcp_ingress_on_one_port_from_the_source_group_and_owner_is_the_rul
     found = held_rules(answer, SOURCE, "123456789012", range(6379, 6386))
     assert list(found) == [6379]
     assert found[6379].tags == (("k", "v"),)
+
+
+def test_the_demo_reads_claims_by_the_prefix_the_handler_writes() -> None:
+    assert CLAIM_TAG_PREFIX == CLAIM_PREFIX
