@@ -182,11 +182,19 @@ def run_vpc(aws: OfflineAws) -> int:
             problems.append(f"the rules are {sorted(rules)}, expected {sorted(step.expect_rules)}")
         failures += bool(problems)
         rows = [
-            f"{group} <- app-servers, tcp/{port}: {text!r}, claimed by {'; '.join(holders.get((group, port), []))}"
+            f"{group} <- app-servers, tcp/{port}: {text!r}; {_claims(holders.get((group, port), []))}"
             for (group, port), text in sorted(rules.items())
         ]
         _show(number, event["RequestType"], step.title, answer, "EC2 ingress rules", rows, took, problems)
     return failures
+
+
+def _claims(values: list[str]) -> str:
+    """The claims on a rule as a person reads them: how many, and whose (a replacement's old and new id are two)."""
+    if not values:
+        return "no claim"
+    counts = {value: values.count(value) for value in values}
+    return f"{len(values)} claim(s): " + "; ".join(f"{v} (x{n})" if n > 1 else v for v, n in counts.items())
 
 
 def _check_answer(answer: dict[str, Any], expect_id: str) -> list[str]:
