@@ -7,6 +7,8 @@ SAM := $(SAM_VENV)/bin/sam
 SCAN_VENV := .venv-scan
 EVENT ?= events/create.json
 HYPOTHESIS_PROFILE ?= ci
+# The SAM CLI otherwise prints a telemetry notice on first use and reports usage; every sam call below inherits this.
+export SAM_CLI_TELEMETRY := 0
 
 .PHONY: help demo invoke bench bench-smoke test test-runtime lint typecheck templates scan pytest thorough build validate sam-check lock clean
 
@@ -27,7 +29,7 @@ define make_venv
 	touch $(1)/.installed
 endef
 
-$(BIN)/.installed: requirements-pip.txt requirements-dev.txt handler/requirements.txt
+$(VENV)/.installed: requirements-pip.txt requirements-dev.txt handler/requirements.txt
 	$(call make_venv,$(VENV),requirements-dev.txt)
 
 $(SAM_VENV)/.installed: requirements-pip.txt requirements-sam.txt
@@ -36,30 +38,30 @@ $(SAM_VENV)/.installed: requirements-pip.txt requirements-sam.txt
 $(SCAN_VENV)/.installed: requirements-pip.txt requirements-scan.txt
 	$(call make_venv,$(SCAN_VENV),requirements-scan.txt)
 
-demo: $(BIN)/.installed
+demo: $(VENV)/.installed
 	$(BIN)/python -m offline.demo
 
-invoke: $(BIN)/.installed
+invoke: $(VENV)/.installed
 	$(BIN)/python -m offline.invoke $(EVENT)
 
 test: lint typecheck templates scan pytest
 
-lint: $(BIN)/.installed
+lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-typecheck: $(BIN)/.installed
+typecheck: $(VENV)/.installed
 	$(BIN)/mypy
 
-templates: $(BIN)/.installed
+templates: $(VENV)/.installed
 	$(BIN)/cfn-lint template.yaml examples/*.yaml
 
 # Security scanners: bandit on the code, checkov on the templates (suppressions carry their reason inline).
-scan: $(BIN)/.installed $(SCAN_VENV)/.installed
+scan: $(VENV)/.installed $(SCAN_VENV)/.installed
 	$(BIN)/bandit --quiet --recursive handler offline
 	$(SCAN_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation --file template.yaml --file examples/consumer.yaml --file examples/vpc-consumer.yaml
 
-pytest: $(BIN)/.installed
+pytest: $(VENV)/.installed
 	HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE) $(BIN)/python -m pytest --cov --cov-report=term
 
 # The handler's tests again on the Lambda runtime's Python (3.13), when this machine has it (pyenv or PATH).
@@ -82,10 +84,10 @@ thorough: HYPOTHESIS_PROFILE=thorough
 thorough: pytest
 
 # Speed, each figure against a floor measured in the same run (README, Performance).
-bench: $(BIN)/.installed $(SAM_VENV)/.installed
+bench: $(VENV)/.installed $(SAM_VENV)/.installed
 	$(BIN)/python -m benchmarks.bench
 
-bench-smoke: $(BIN)/.installed $(SAM_VENV)/.installed
+bench-smoke: $(VENV)/.installed $(SAM_VENV)/.installed
 	$(BIN)/python -m benchmarks.bench --smoke
 
 build: $(SAM_VENV)/.installed
@@ -96,7 +98,7 @@ validate: $(SAM_VENV)/.installed
 
 sam-check: validate build
 
-lock: $(BIN)/.installed
+lock: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet pip-tools
 	$(BIN)/pip-compile -q --generate-hashes --allow-unsafe --strip-extras --no-header --no-emit-index-url --no-emit-find-links -o handler/requirements.txt handler/requirements.in
 	$(BIN)/pip-compile -q --generate-hashes --allow-unsafe --strip-extras --no-header --no-emit-index-url --no-emit-find-links -o requirements-dev.txt requirements-dev.in
