@@ -7,14 +7,17 @@ SAM := $(SAM_VENV)/bin/sam
 SCAN_VENV := .venv-scan
 EVENT ?= events/create.json
 HYPOTHESIS_PROFILE ?= ci
+# pytest workers for `make test`: the slow tiers mostly wait (retries, backoff), so three per core, at most 8.
+PYTEST_WORKERS ?= $(shell $(PYTHON) -c 'import os; print(min(8, 3 * (os.cpu_count() or 1)))')
 # The SAM CLI otherwise prints a telemetry notice on first use and reports usage; every sam call below inherits this.
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help demo invoke bench bench-smoke test test-runtime lint typecheck templates scan pytest thorough build validate sam-check lock clean
+.PHONY: help demo invoke bench bench-smoke check test test-runtime lint typecheck templates scan pytest thorough build validate sam-check lock clean
 
 help:
 	@echo "make demo     - full create/update/delete lifecycle against the offline stand-in"
-	@echo "make test     - lint, type check, template checks and every test tier"
+	@echo "make check    - the fast loop: lint, type check, the unit and functional tiers (well under a minute)"
+	@echo "make test     - lint, type check, template checks, scanners and every test tier, in parallel"
 	@echo "make invoke EVENT=events/create.json - one event through the handler, offline"
 	@echo "make test-runtime - the tests again on python3.13, the Lambda runtime (if installed)"
 	@echo "make build    - sam build (no Docker needed); make validate - sam validate --lint"
@@ -44,25 +47,38 @@ demo: $(VENV)/.installed
 invoke: $(VENV)/.installed
 	$(BIN)/python -m offline.invoke $(EVENT)
 
+# The fast loop while editing: no scanners, no servers beyond the session's, no slow tiers.
+check: lint typecheck
+	@echo "== pytest: unit and functional tiers"
+	HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE) $(BIN)/python -m pytest -q -p no:cacheprovider tests/unit tests/functional
+
 test: lint typecheck templates scan pytest
 
 lint: $(VENV)/.installed
+	@echo "== lint: ruff"
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
 typecheck: $(VENV)/.installed
+	@echo "== types: mypy --strict"
 	$(BIN)/mypy
 
 templates: $(VENV)/.installed
+	@echo "== templates: cfn-lint"
 	$(BIN)/cfn-lint template.yaml examples/*.yaml
 
 # Security scanners: bandit on the code, checkov on the templates (suppressions carry their reason inline).
 scan: $(VENV)/.installed $(SCAN_VENV)/.installed
+	@echo "== scanners: bandit, checkov"
 	$(BIN)/bandit --quiet --recursive handler offline
 	$(SCAN_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation --file template.yaml --file examples/consumer.yaml --file examples/vpc-consumer.yaml
 
+# Every tier, on $(PYTEST_WORKERS) workers (each starts its own servers, lazily); the history shards go first
+# (tests/conftest.py), one per worker. PYTEST_WORKERS=0 runs them in this process.
 pytest: $(VENV)/.installed
-	HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE) $(BIN)/python -m pytest --cov --cov-report=term
+	@echo "== pytest: every tier, $(PYTEST_WORKERS) workers"
+	HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE) $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist load --maxschedchunk 1 \
+		--durations=5 --cov --cov-report=term
 
 # The handler's tests again on the Lambda runtime's Python (3.13), when this machine has it (pyenv or PATH).
 RUNTIME_PYTHON ?= $(shell PYENV_VERSION=3.13.0 python3.13 -c 'import sys; print(sys.executable)' 2>/dev/null)

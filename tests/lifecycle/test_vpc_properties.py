@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
 from offline.harness import build_vpc_example
-from tests.lifecycle.simulator import CloudFormation, Stack, history_settings
+from tests.lifecycle.simulator import CloudFormation, Stack, history_settings, history_shards
 from tests.support import servers
 
 SETTLED = {"CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE", "ROLLBACK_COMPLETE", "DELETE_COMPLETE"}
@@ -130,5 +131,11 @@ class VpcStackHistory(RuleBasedStateMachine):
         assert actual == self.declared()
 
 
-VpcStackHistory.TestCase.settings = history_settings(10)
-TestVpcStackHistory = VpcStackHistory.TestCase
+#: Its examples drawn by this many tests, run at once under pytest -n (see history_shards).
+SHARDS = 3
+
+
+@pytest.mark.parametrize("shard", history_shards("vpc-history", SHARDS))
+def test_random_vpc_stack_histories_keep_the_invariants(shard: int) -> None:
+    """Ten random VPC-mode stack histories with faults in all, split across the shards."""
+    run_state_machine_as_test(VpcStackHistory, settings=history_settings(10, SHARDS))
