@@ -24,12 +24,14 @@ help:
 	@echo "make bench    - benchmarks with ratios against floors measured in the same run"
 	@echo "make lock     - re-pin requirements after editing a *.in file"
 
-# A virtualenv from hashed pins: $(1) is its folder, $(2) its requirements file.
+# A virtualenv from hashed pins: $(1) is its folder, $(2) its requirements file. Its output goes to stderr,
+# so that a first `make invoke` still prints nothing but the JSON body on stdout.
 define make_venv
-	$(PYTHON) -m venv $(1)
-	$(1)/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements-pip.txt
-	$(1)/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes -r $(2)
-	touch $(1)/.installed
+	@echo "== making $(1) from $(2)" >&2
+	@$(PYTHON) -m venv $(1) >&2
+	@$(1)/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements-pip.txt >&2
+	@$(1)/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes -r $(2) >&2
+	@touch $(1)/.installed
 endef
 
 $(VENV)/.installed: requirements-pip.txt requirements-dev.txt handler/requirements.txt
@@ -44,8 +46,9 @@ $(SCAN_VENV)/.installed: requirements-pip.txt requirements-scan.txt
 demo: $(VENV)/.installed
 	$(BIN)/python -m offline.demo
 
+# stdout is the JSON body alone (the recipe is not echoed); exits non-zero when the body says FAILED.
 invoke: $(VENV)/.installed
-	$(BIN)/python -m offline.invoke $(EVENT)
+	@$(BIN)/python -m offline.invoke $(EVENT)
 
 # The fast loop while editing: no scanners, no servers beyond the session's, no slow tiers.
 check: lint typecheck
