@@ -444,7 +444,7 @@ def package() -> list[Figure]:
     return [
         Figure(
             "package (zip)",
-            f"{size / 1024:.0f} KiB, {sum(1 for _ in built.rglob('*'))} files",
+            f"{size / 1024:.0f} KiB, {sum(1 for p in built.rglob('*') if p.is_file())} files",
             ", ".join(n for n in top if not n.endswith(".dist-info"))[:34],
             None,
             "no boto3, bin/, caches; demo runs on it",

@@ -60,6 +60,24 @@ def receiver(servers: support.Servers) -> Iterator[ResponseReceiver]:
     servers.receiver.reset()
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The shards of the long stateful histories first, each followed by one short test.
+
+    ``make test`` runs ``pytest -n N --dist load --maxschedchunk 1``: xdist
+    hands each worker two consecutive tests to start with, then one at a time.
+    So each history shard starts at once on a worker of its own, and the short
+    tests fill the other workers around them. Without xdist only the order changes.
+    """
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    rest = [item for item in items if not item.get_closest_marker("slow")]
+    ordered: list[pytest.Item] = []
+    for item in slow:
+        ordered.append(item)
+        if rest:
+            ordered.append(rest.pop(0))
+    items[:] = ordered + rest
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     support.stop_servers()
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -46,7 +47,9 @@ __all__ = [
     "handle",
     "invoke",
     "load_event",
+    "make",
     "parse_request",
+    "run_make",
     "run_module",
     "servers",
     "stop_servers",
@@ -168,6 +171,27 @@ def run_module(module: str, *args: str, timeout: float = 120) -> subprocess.Comp
     return subprocess.run(
         [sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False
     )
+
+
+def make(*args: str, env: Mapping[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """``make args`` from the project's root, output captured. The variables of an enclosing ``make test``
+    are left out, so make behaves (and prints) as it does at a prompt; ``env`` adds variables."""
+    clean = {key: value for key, value in os.environ.items() if not key.startswith("MAKE")}
+    return subprocess.run(
+        [shutil.which("make") or "/usr/bin/make", "--no-print-directory", *args],
+        cwd=ROOT,
+        env={**clean, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def run_make(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """``make args`` as a user types it, with this interpreter's virtualenv as the Makefile's ``BIN`` and
+    ``.venv`` taken as built (``-o``): the recipe runs, never a pip install."""
+    return make("-o", ".venv/.installed", f"BIN={Path(sys.executable).parent}", *args, timeout=timeout)
 
 
 #: Both modes without clients: enough to parse properties and ids, which makes no call.

@@ -152,8 +152,11 @@ def _common_outcome(code: str, message: str) -> Outcome:
 
 
 def not_permitted_reason(api_message: str) -> str:
+    """Names this resource's own VPC-mode properties: the fix is a change of properties, not of resource type."""
     return (
         "Cache security groups only serve EC2-Classic, which AWS retired in August 2023, and this account "
-        "cannot use them. Caches in a VPC are reached through VPC security groups instead "
-        f"(AWS::EC2::SecurityGroupIngress on the cache's security group). ElastiCache said: {api_message}"
+        "cannot use them. Use this resource's VPC mode, which opens the cache's VPC security groups: set "
+        "ReplicationGroupId, CacheClusterId or ServerlessCacheName (the cache) and SourceSecurityGroupId "
+        "(the group to let in) instead of CacheSecurityGroupName and EC2SecurityGroupName. "
+        f"ElastiCache said: {api_message}"
     )

@@ -101,7 +101,8 @@ def test_accounts_without_ec2_classic_get_a_reason_that_explains(stubber: Stubbe
     error(stubber, "authorize_cache_security_group_ingress", "InvalidParameterValue", 400, message=message)
     answer = invoke(load_event("create.json"))
     assert_failed(answer, "EC2-Classic, which AWS retired in August 2023")
-    assert "VPC security groups" in answer["Reason"]
+    assert "set ReplicationGroupId, CacheClusterId or ServerlessCacheName" in answer["Reason"]
+    assert "SourceSecurityGroupId" in answer["Reason"]
 
 
 def test_other_api_errors_fail_with_the_code_and_message(stubber: Stubber) -> None:

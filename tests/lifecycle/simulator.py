@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 from cache_ingress import classic_rules
@@ -263,11 +264,26 @@ class CloudFormation:
         return answer
 
 
-def history_settings(ci_examples: int) -> settings:
-    """Stateful histories: a few in CI, many more with HYPOTHESIS_PROFILE=thorough (make thorough)."""
+def history_shards(name: str, shards: int) -> list[Any]:
+    """One stateful history as ``shards`` pytest parameters that draw its examples between them.
+
+    Under ``pytest -n`` the shards run on separate workers at once, so the
+    longest test is a fraction of the history. Each is marked ``slow``, which
+    the conftest schedules first, and is its own ``xdist_group``.
+    """
+    return [
+        pytest.param(shard, marks=[pytest.mark.slow, pytest.mark.xdist_group(f"{name}-{shard}")], id=f"shard{shard}")
+        for shard in range(shards)
+    ]
+
+
+def history_settings(examples: int, shards: int) -> settings:
+    """One shard's settings, for a history that draws ``examples`` in all in CI, 60 with
+    HYPOTHESIS_PROFILE=thorough (make thorough); rounded up, so the shards never draw fewer in all."""
     thorough = os.environ.get("HYPOTHESIS_PROFILE") == "thorough"
+    total = 60 if thorough else examples
     return settings(
-        max_examples=60 if thorough else ci_examples,
+        max_examples=-(-total // shards),
         stateful_step_count=8 if thorough else 5,
         deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],

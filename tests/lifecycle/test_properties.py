@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
-from tests.lifecycle.simulator import CloudFormation, Stack, declared_ingress, history_settings
+from tests.lifecycle.simulator import CloudFormation, Stack, declared_ingress, history_settings, history_shards
 from tests.support import servers
 
 POOLS = {
@@ -155,5 +156,11 @@ class StackHistory(RuleBasedStateMachine):
         assert all(row["Status"] == "authorized" for row in servers().standin.ingress_table())
 
 
-StackHistory.TestCase.settings = history_settings(10)
-TestStackHistory = StackHistory.TestCase
+#: Its examples drawn by this many tests, run at once under pytest -n (see history_shards).
+SHARDS = 2
+
+
+@pytest.mark.parametrize("shard", history_shards("classic-history", SHARDS))
+def test_random_classic_stack_histories_keep_the_invariants(shard: int) -> None:
+    """Ten random EC2-Classic stack histories with faults in all, split across the shards."""
+    run_state_machine_as_test(StackHistory, settings=history_settings(10, SHARDS))

@@ -17,8 +17,9 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import pytest
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
 import app as handler
 from cache_ingress import aws_api
@@ -29,7 +30,7 @@ from cache_ingress.vpc_lifecycle import VpcMode
 from cache_ingress.vpc_rules import RuleSet
 from offline.harness import build_vpc_example
 from offline.standin import Cache
-from tests.lifecycle.simulator import CloudFormation, Stack, history_settings
+from tests.lifecycle.simulator import CloudFormation, Stack, history_settings, history_shards
 from tests.support import servers
 
 SETTLED = {"CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE", "ROLLBACK_COMPLETE", "DELETE_COMPLETE"}
@@ -253,5 +254,11 @@ class VpcStackHistory(RuleBasedStateMachine):
             assert actual[key] == description, f"the rule made by hand {key} was rewritten"
 
 
-VpcStackHistory.TestCase.settings = history_settings(10)
-TestVpcStackHistory = VpcStackHistory.TestCase
+#: Its examples drawn by this many tests, run at once under pytest -n (see history_shards).
+SHARDS = 3
+
+
+@pytest.mark.parametrize("shard", history_shards("vpc-history", SHARDS))
+def test_random_vpc_stack_histories_keep_the_invariants(shard: int) -> None:
+    """Ten random VPC-mode histories of two stacks, people and concurrent operations, split across the shards."""
+    run_state_machine_as_test(VpcStackHistory, settings=history_settings(10, SHARDS))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 
 from offline.receiver import ResponseReceiver
 from offline.standin import ElastiCacheStandIn
-from tests.support import assert_failed, assert_success, handle, invoke, load_event, run_module
+from tests.support import assert_failed, assert_success, handle, invoke, load_event, run_make, run_module
 
 ROOT = Path(__file__).resolve().parents[2]
 OLD = ("app-cache-sg", "app-servers", "123456789012")
@@ -237,7 +238,20 @@ def test_make_demo_runs_the_whole_lifecycle() -> None:
 def test_make_invoke_prints_the_answer_and_fails_on_failed() -> None:
     ok = run_module("offline.invoke", "events/create.json", "--settle", "0")
     assert ok.returncode == 0, ok.stderr
-    assert '"PhysicalResourceId": "cache-sg-ingress:app-cache-sg:123456789012:app-servers"' in ok.stdout
+    assert json.loads(ok.stdout)["PhysicalResourceId"] == "cache-sg-ingress:app-cache-sg:123456789012:app-servers"
     bad = run_module("offline.invoke", "events/create-bad-input.json")
     assert bad.returncode == 1
-    assert "did you mean EC2SecurityGroupOwnerId?" in bad.stdout
+    assert "did you mean EC2SecurityGroupOwnerId?" in json.loads(bad.stdout)["Reason"]
+
+
+def test_make_invoke_stdout_is_the_body_alone_so_it_pipes_into_a_json_tool() -> None:
+    """As in the README: ``make invoke EVENT=events/create-bad-input.json 2>/dev/null | python -m json.tool``."""
+    result = run_make("invoke", "EVENT=events/create-bad-input.json")
+    answer = json.loads(result.stdout)  # the whole of stdout, not a line of it
+    assert (answer["Status"], answer["PhysicalResourceId"]) == (
+        "FAILED",
+        "AppCacheIngress-6c1e1b6e-0006-4b4e-9a51-badinput0006",
+    )
+    assert "did you mean EC2SecurityGroupOwnerId?" in answer["Reason"]
+    assert '"message":"request failed"' in result.stderr  # the function's own log line, kept off stdout
+    assert result.returncode == 2  # make's status when the recipe exits 1, as the README says

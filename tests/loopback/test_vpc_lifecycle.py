@@ -10,6 +10,7 @@ through ``tests.support.invoke``).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -279,12 +280,19 @@ def test_throttled_describes_are_retried(world: World) -> None:
     assert world.send(world.event("vpc-create.json"))["Status"] == "SUCCESS"
 
 
-def test_make_invoke_runs_a_vpc_event_in_the_example_world() -> None:
+def test_make_invoke_runs_a_vpc_event_in_the_example_world_and_shows_the_ids_it_swapped() -> None:
     result = run_module("offline.invoke", "events/vpc-update.json")
     assert result.returncode == 0, result.stdout + result.stderr
     answer = json.loads(result.stdout)
     assert answer["Data"]["Description"] == "app servers: sessions cache"
-    assert answer["PhysicalResourceId"].startswith("cache-vpc-ingress:")
+    swapped = dict(re.findall(r"^  (sg-[0-9a-f]+) -> (sg-[0-9a-f]+)  \(", result.stderr, re.MULTILINE))
+    assert sorted(swapped) == sorted(EXAMPLE_GROUPS)
+    # "Same rules, same id" can be read off the output: the id names the swapped-in groups.
+    source, targets = (
+        swapped["sg-0a1b2c3d4e5f60718"],
+        sorted(swapped[example] for example in ("sg-0c0c0c0c0c0c0c0c1", "sg-0d0d0d0d0d0d0d0d2")),
+    )
+    assert answer["PhysicalResourceId"] == f"cache-vpc-ingress:{source}@123456789012:6379:{','.join(targets)}"
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "events").glob("vpc-*.json")))

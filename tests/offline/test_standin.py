@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 import urllib.request
 from typing import Any
@@ -133,13 +134,17 @@ def test_throttling_and_server_errors_are_served_as_aws_does(client: Any, standi
 def test_the_rate_limit_throttles_calls_beyond_it(client: Any, standin: ElastiCacheStandIn) -> None:
     standin.set_rate_limit(5)
     outcomes = []
-    for _ in range(8):
+    started = time.monotonic()
+    for _ in range(12):
         try:
             client.describe_cache_security_groups()
             outcomes.append("ok")
         except ClientError as err:
             outcomes.append(err.response["Error"]["Code"])
-    assert outcomes.count("ok") in (5, 6)  # a bucket of 5, refilled at 5 per second while the loop runs
+    took = time.monotonic() - started
+    # A bucket of 5, refilled at 5 per second while the loop runs: how many more got through depends on how
+    # long the loop took, which on a busy machine (make test runs several workers per core) is not a constant.
+    assert 5 <= outcomes.count("ok") <= 5 + math.ceil(took * 5)
     assert "Throttling" in outcomes
 
 

@@ -145,8 +145,10 @@ def test_what_each_error_code_means(code: str, message: str, authorize: Outcome,
     assert classic_rules.revoke_outcome(code, message) is revoke
 
 
-def test_the_retired_classic_reason_points_to_vpc_security_groups() -> None:
+def test_the_retired_classic_reason_points_to_this_resources_vpc_mode() -> None:
     reason = classic_rules.not_permitted_reason("Use of cache security groups is not permitted")
-    assert "EC2-Classic" in reason
-    assert "2023" in reason
-    assert "VPC security groups" in reason
+    assert "EC2-Classic, which AWS retired in August 2023" in reason
+    for name in ("ReplicationGroupId", "CacheClusterId", "ServerlessCacheName", "SourceSecurityGroupId"):
+        assert name in reason
+    assert "AWS::EC2::SecurityGroupIngress" not in reason  # another resource type would lose the cache lookup
+    assert reason.endswith("ElastiCache said: Use of cache security groups is not permitted")

@@ -1,0 +1,100 @@
+"""What the README says about the project's files and answers, held to the files and the handler.
+
+The tree under "How it is built" is the newcomer's map: every path it names
+must exist, and every Python module of the deployed package (``handler/``) and
+of the offline tools (``offline/``) must be on it. New modules are added to
+these folders all the time, so the failure names exactly what to add.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from cache_ingress.errors import InvalidProperties
+from cache_ingress.response_body import physical_id_or_fallback
+from tests.support import parse_request
+
+ROOT = Path(__file__).resolve().parents[2]
+README = (ROOT / "README.md").read_text()
+#: The folders whose every module the tree must list (package markers excepted: they hold no logic).
+LISTED_IN_FULL = ("handler", "offline")
+STACK_ID = "arn:aws:cloudformation:us-east-1:123456789012:stack/cache-access/5b6a8e10-0c1d-11ef-9a0b-0a1b2c3d4e5f"
+
+
+def tree() -> list[str]:
+    """Every path the tree names, relative to the root.
+
+    An entry line is a path at the margin (``tests/support.py``, ``handler/``),
+    or, two spaces in, a path inside the last folder at the margin; several
+    names may lead a line, joined by ", ". Deeper lines continue a description.
+    """
+    block = re.search(r"^## How it is built\n+```\n(.*?)^```", README, re.MULTILINE | re.DOTALL)
+    assert block, "README.md has no code block under '## How it is built'"
+    paths: list[str] = []
+    folder = ""
+    for line in block.group(1).splitlines():
+        indent = len(line) - len(line.lstrip(" "))
+        names = re.match(r"(?:[\w./-]+, )*[\w./-]+", line.strip())
+        if names is None or indent > 2:
+            continue
+        for name in names.group(0).split(", "):
+            if indent == 0:
+                folder = name if name.endswith("/") else folder
+                paths.append(name.rstrip("/"))
+            else:
+                paths.append(folder + name)
+    return paths
+
+
+def modules() -> list[str]:
+    """The Python modules of handler/ and offline/: those git tracks, or, outside a git checkout, those on disk."""
+    found = subprocess.run(
+        ["git", "ls-files", "--", *(f"{folder}/*.py" for folder in LISTED_IN_FULL)],  # noqa: S607 - git from PATH
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if found.returncode == 0 and found.stdout.strip():
+        names = found.stdout.split()
+    else:
+        names = [str(p.relative_to(ROOT)) for folder in LISTED_IN_FULL for p in (ROOT / folder).rglob("*.py")]
+    return sorted(name for name in names if Path(name).name != "__init__.py")
+
+
+def test_the_tree_lists_many_paths() -> None:
+    """The parser reads the tree: a broken parse would make the checks below pass on nothing."""
+    assert {"handler", "handler/app.py", "offline/loopback.py", "tests/support.py", "tests/unit"} <= set(tree())
+
+
+def test_every_path_in_the_tree_exists() -> None:
+    missing = [path for path in tree() if not (ROOT / path).exists()]
+    assert not missing, f"README.md 'How it is built' names paths that do not exist: {', '.join(missing)}"
+
+
+def test_every_module_of_handler_and_offline_is_in_the_tree() -> None:
+    unlisted = sorted(set(modules()) - set(tree()))
+    assert not unlisted, (
+        "README.md 'How it is built' leaves out these modules; add a line for each, saying what it is for: "
+        + ", ".join(unlisted)
+    )
+
+
+@pytest.mark.parametrize("event", [{}, {"ResourceProperties": None}])
+def test_the_reason_for_missing_properties_is_the_one_the_readme_quotes(event: dict[str, object]) -> None:
+    quoted = re.search(r"`ResourceProperties` missing or null: FAILED, \"([^\"]+)\"", README)
+    assert quoted, "README.md no longer quotes the reason for missing ResourceProperties"
+    with pytest.raises(InvalidProperties) as refused:
+        parse_request(event.get("ResourceProperties"), STACK_ID)
+    assert str(refused.value) == quoted.group(1)
+
+
+def test_the_bad_input_id_is_named_as_the_handler_makes_it() -> None:
+    """The lifecycle table names the id a Create refused on bad input reports (it has no id of its own)."""
+    row = next(line for line in README.splitlines() if line.startswith("| create with bad input |"))
+    made = physical_id_or_fallback(None, {"LogicalResourceId": "<LogicalId>", "RequestId": "<RequestId>"})
+    assert f"`{made}`" in row
