@@ -79,3 +79,11 @@ class Mode(Protocol[RequestT, GrantT]):
     def still_declared(self, granted: GrantT, *, stack_id: str, logical_id: str, physical_id: str) -> GrantT | None:
         """What the stack's resource for this logical id grants now, when a Delete must leave that in place."""
         ...
+
+    def could_name(self, request: RequestT, granted: GrantT) -> bool:
+        """Whether the request, once resolved, could grant exactly ``granted``; no API call."""
+        ...
+
+    def same_asked(self, one: RequestT, other: RequestT) -> bool:
+        """Whether two requests must grant the same: they differ at most in what the grant's id does not hold."""
+        ...

@@ -1,7 +1,8 @@
 """What each request does in VPC mode: find the cache, then add or take back EC2 ingress rules.
 
 EC2 rule changes take effect at once (unlike cache security groups), so there
-is nothing to wait for but throttling, which is retried until the deadline.
+is nothing to wait for but transient failures, which :mod:`cache_ingress.retry`
+retries until the deadline; every EC2 change goes through :func:`cache_ingress.retry.change`.
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
+from . import retry
 from . import vpc_rules as vpc
 from .aws_api import ApiError, Ec2Api, ElastiCacheApi, StackRecords
-from .errors import CacheNotFound, CacheUnusable, ResourceError, ResourceFailure
-from .outcomes import THROTTLING_CODES, Outcome
+from .errors import AccessRefused, CacheNotFound, CacheUnusable, ResourceError, ResourceFailure
+from .outcomes import Outcome
 from .protocol import Change, Result
-from .timing import Deadline, Sleep, pause, polls
+from .timing import Deadline, Sleep
 from .vpc_rules import CacheKind, CacheNetwork, RuleSet, VpcRequest
 
 
@@ -54,6 +56,12 @@ class VpcMode:
     def still_declared(self, granted: RuleSet, *, stack_id: str, logical_id: str, physical_id: str) -> RuleSet | None:
         return held_by_stack(self.stacks, stack_id, logical_id, physical_id)
 
+    def could_name(self, request: VpcRequest, granted: RuleSet) -> bool:
+        return vpc.could_resolve_to(request, granted)
+
+    def same_asked(self, one: VpcRequest, other: VpcRequest) -> bool:
+        return vpc.same_rules_asked(one, other)
+
 
 def discover(api: ElastiCacheApi, request: VpcRequest, deadline: Deadline, sleep: Sleep = time.sleep) -> RuleSet:
     """The rules the request means, reading from ElastiCache what the properties leave out."""
@@ -65,13 +73,15 @@ def _network(api: ElastiCacheApi, request: VpcRequest, deadline: Deadline, sleep
 
     def describe(call: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         try:
-            found: dict[str, Any] = _retrying(call, deadline, sleep)
+            found: dict[str, Any] = retry.read(call, deadline, sleep)
         except ApiError as err:
             if err.code in vpc.CACHE_NOT_FOUND_CODES:
                 raise CacheNotFound(
                     f"{cache} not found: no such cache in this account and region ({err.message}). "
                     "Check the name, or that the cache is in the function's own account and region"
                 ) from err
+            if err.code in vpc.ACCESS_DENIED_CODES:
+                raise AccessRefused(f"{err}: the function's role may not look up {cache}") from err
             raise ResourceFailure(str(err)) from err
         return found
 
@@ -85,9 +95,11 @@ def _network(api: ElastiCacheApi, request: VpcRequest, deadline: Deadline, sleep
         # Every member carries the group's security groups; the first one still there tells them.
         for cluster_id in group.get("MemberClusters") or []:
             try:
-                member = _retrying(partial(api.cache_cluster, cluster_id), deadline, sleep)
+                member = retry.read(partial(api.cache_cluster, cluster_id), deadline, sleep)
                 break
             except ApiError as err:
+                if err.code in vpc.ACCESS_DENIED_CODES:
+                    raise AccessRefused(f"{err}: the function's role may not look up {cache}") from err
                 if err.code != "CacheClusterNotFound":
                     raise ResourceFailure(str(err)) from err
     return vpc.network_of_replication_group(group, member)
@@ -234,10 +246,10 @@ def _attempt(
 ) -> str | None:
     """Make the call: None if it changed something, else the code of the answer saying it was already so.
 
-    Busy answers are retried with the usual backoff while the deadline allows.
+    Transient failures are retried by the one policy while the deadline allows.
     """
     try:
-        changed = _retrying(call, deadline, sleep)
+        changed = retry.change(call, deadline, sleep)
     except ApiError as err:
         if outcome_of(err.code) is Outcome.DONE:
             return err.code
@@ -248,15 +260,3 @@ def _attempt(
             ) from err
         raise ResourceFailure(f"{err} (target security group {target})") from err
     return None if changed is not False else "UnknownIpPermissions"
-
-
-def _retrying(call: Callable[[], Any], deadline: Deadline, sleep: Sleep) -> Any:
-    """The call's answer; throttling is waited out with the polls' backoff while the deadline allows."""
-    waits = polls()
-    while True:
-        try:
-            return call()
-        except ApiError as err:
-            if err.code not in THROTTLING_CODES:
-                raise
-            pause(waits, deadline, sleep, f"{err}: still refused at the function's deadline. Retry the stack operation")

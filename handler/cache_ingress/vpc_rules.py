@@ -162,6 +162,15 @@ def same_rules_asked(one: VpcRequest, other: VpcRequest) -> bool:
     return replace(one, description=other.description) == other
 
 
+def could_resolve_to(request: VpcRequest, rule_set: RuleSet) -> bool:
+    """Whether the request could resolve to exactly these rules, whatever the cache says: what it sets matches."""
+    return (
+        (request.source_group, request.source_owner) == (rule_set.source_group, rule_set.source_owner)
+        and (request.port is None or rule_set.ports == (request.port,))
+        and (request.targets is None or rule_set.targets == request.targets)
+    )
+
+
 def group_id(name: str, value: Any) -> str:
     """A security group id (``sg-`` and 8 or 17 hex digits), lower-cased: ids are case-insensitive in EC2."""
     wanted = f"{name} must be a security group id such as sg-0123456789abcdef0"
@@ -302,6 +311,9 @@ def _cluster_groups(cluster: Mapping[str, Any]) -> tuple[str, ...]:
 CACHE_NOT_FOUND_CODES = frozenset(
     {"ReplicationGroupNotFoundFault", "CacheClusterNotFound", "ServerlessCacheNotFoundFault"}
 )
+
+#: Lookups refused for lack of permission (an IAM policy, an SCP): nothing was looked up.
+ACCESS_DENIED_CODES = frozenset({"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"})
 
 
 def authorize_outcome(code: str) -> Outcome:

@@ -84,7 +84,8 @@ def test_create_fails_when_the_entry_never_settles_but_still_reports_its_id(stub
     authorize_ok(stubber, "authorizing")
     for _ in range(3):
         describe(stubber, ("app-servers", "123456789012", "authorizing"))
-    answer = invoke(load_event("create.json"), seconds=2.4)  # deadline 1.8 s: polls at 0.2, 0.6, 1.4 s
+    # Deadline 2.4 s; a poll needs 0.6 s left for its Describe: polls at 0.2, 0.6, 1.4 s, not 2.2 s.
+    answer = invoke(load_event("create.json"), seconds=3.2)
     assert_failed(answer, "still reads 'authorizing'")
     # The rollback Delete must name the authorization that may have gone through.
     assert answer["PhysicalResourceId"] == OUR_ID
@@ -171,7 +172,7 @@ def test_a_replacement_that_does_not_settle_fails_and_keeps_the_old_id(stubber: 
     authorize_ok(stubber, "authorizing", NEW_PARAMS)
     for _ in range(3):
         describe(stubber, ("batch workers / nightly", "210987654321", "authorizing"))
-    answer = invoke(load_event("update-replace.json"), seconds=2.4)
+    answer = invoke(load_event("update-replace.json"), seconds=3.2)
     assert answer["Status"] == "FAILED"
     assert answer["PhysicalResourceId"] == OUR_ID  # CloudFormation keeps the old id after a failed update
 
