@@ -32,6 +32,7 @@ from offline.harness import OFFLINE_ENV, LambdaContext, load_event
 
 if TYPE_CHECKING:
     from offline.cloudformation import StackRecordsStandIn
+    from offline.ec2_front import Ec2Front
     from offline.moto_backend import MotoBackend
     from offline.receiver import Put, ResponseReceiver
     from offline.standin import ElastiCacheStandIn
@@ -71,6 +72,7 @@ class Servers:
     standin: ElastiCacheStandIn
     records: StackRecordsStandIn
     receiver: ResponseReceiver
+    ec2: Ec2Front  # the function's EC2 endpoint: moto, behind a front that takes faults and logs calls
 
 
 @functools.cache
@@ -84,14 +86,17 @@ def servers() -> Servers:
     calls it never imports moto.
     """
     from offline.cloudformation import StackRecordsStandIn
+    from offline.ec2_front import Ec2Front
     from offline.moto_backend import MotoBackend
     from offline.receiver import ResponseReceiver
     from offline.standin import ElastiCacheStandIn
 
-    started = Servers(MotoBackend(), ElastiCacheStandIn(settle_delay=0.0), StackRecordsStandIn(), ResponseReceiver())
-    started.moto.start()
+    started = Servers(
+        MotoBackend(), ElastiCacheStandIn(settle_delay=0.0), StackRecordsStandIn(), ResponseReceiver(), Ec2Front()
+    )
+    started.ec2.upstream = started.moto.start()
     os.environ["AWS_ENDPOINT_URL_ELASTICACHE"] = started.standin.start()
-    os.environ["AWS_ENDPOINT_URL_EC2"] = started.moto.url
+    os.environ["AWS_ENDPOINT_URL_EC2"] = started.ec2.start()
     os.environ["AWS_ENDPOINT_URL_CLOUDFORMATION"] = started.records.start()
     started.receiver.start()
     # CloudFormation's ResponseURL is https; the sender trusts the receiver's self-signed certificate this way.
@@ -107,6 +112,7 @@ def stop_servers() -> None:
     running.standin.stop()
     running.receiver.stop()
     running.records.stop()
+    running.ec2.stop()
     running.moto.stop()
     servers.cache_clear()
 

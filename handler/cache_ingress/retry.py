@@ -14,14 +14,18 @@ capped at :data:`MAX_BACKOFF_S`). There is no retry quota shared across calls
 or invocations: a warm sandbox under sustained errors retries its hundredth
 request as it retried its first; the deadline alone ends the retrying.
 
-Every attempt first passes the deadline's guard (:meth:`~cache_ingress.timing.Deadline.check_open`):
-none starts once the invocation has answered (the backstop may answer while
-the work goes on) or without time for a connect and a read before the
-deadline; and each attempt's read timeout is the time left
-(:func:`cache_ingress.aws_api.time_limit`). So after the answer nothing
-changes, and no call outlives the deadline. The guard is one for both kinds
-of call; :func:`change` is the name every changing call goes through, so a
-reader can check that none bypasses it.
+Every attempt first passes the deadline's guard: none starts once the
+invocation has answered (the backstop may answer while the work goes on) or
+without time for a connect and a read before the deadline
+(:meth:`~cache_ingress.timing.Deadline.check_open`; for a change
+:meth:`~cache_ingress.timing.Deadline.start_change`, which also counts it in
+flight). Each attempt's read timeout is the time left
+(:func:`cache_ingress.aws_api.time_limit`): until the deadline for a lookup;
+for a change, until the deadline plus half the answer's reserve, and the
+answer waits for a change in flight. So nothing changes after the answer, and
+whatever a change did has happened before CloudFormation hears the answer.
+:func:`change` is the one name every changing call goes through, so a reader
+can check that none bypasses it.
 
 Any other error answer (a refusal, not found, a duplicate) is raised at once as
 :class:`~cache_ingress.aws_api.ApiError`, for the caller's rules to read; the
@@ -39,7 +43,7 @@ from typing import TypeVar
 from .aws_api import ApiError, time_limit
 from .errors import OutOfTime
 from .outcomes import THROTTLING_CODES
-from .timing import CONNECT_TIMEOUT_S, MIN_ATTEMPT_S, Deadline, Sleep
+from .timing import MIN_ATTEMPT_S, Deadline, Sleep
 
 T = TypeVar("T")
 
@@ -53,13 +57,19 @@ SERVER_ERROR_CODES = frozenset(
 
 
 def read(call: Callable[[], T], deadline: Deadline, sleep: Sleep = time.sleep) -> T:
-    """A call that only looks, under the retry policy."""
-    return _with_retries(call, deadline, sleep, "a lookup")
+    """A call that only looks, under the retry policy; each attempt's read ends by the deadline."""
+    return _with_retries(call, deadline, sleep, _lookup)
 
 
 def change(call: Callable[[], T], deadline: Deadline, sleep: Sleep = time.sleep) -> T:
-    """A call that changes something, under the retry policy; no attempt starts once the invocation answered."""
-    return _with_retries(call, deadline, sleep, "a change")
+    """A call that changes something, under the retry policy and the guard.
+
+    No attempt starts once the invocation has answered or the deadline has
+    passed. An attempt in flight at the deadline may read on into the first
+    half of the answer's reserve, and the answer waits for it, so what it
+    did has happened before CloudFormation acts on the answer.
+    """
+    return _with_retries(call, deadline, sleep, _change)
 
 
 def transient(err: ApiError) -> bool:
@@ -72,19 +82,34 @@ def backoff(retry: int, jitter: Callable[[], float] = random.random) -> float:
     return jitter() * min(MAX_BACKOFF_S, FIRST_BACKOFF_S * 2.0**retry)
 
 
-def _with_retries(call: Callable[[], T], deadline: Deadline, sleep: Sleep, what: str) -> T:
+def _lookup(call: Callable[[], T], deadline: Deadline) -> T:
+    deadline.check_open("a lookup", needs=MIN_ATTEMPT_S)
+    with time_limit(deadline.remaining()):
+        return call()
+
+
+def _change(call: Callable[[], T], deadline: Deadline) -> T:
+    deadline.start_change("a change", needs=MIN_ATTEMPT_S)
+    try:
+        with time_limit(deadline.change_time_left()):
+            return call()
+    finally:
+        deadline.end_change()
+
+
+def _with_retries(
+    call: Callable[[], T], deadline: Deadline, sleep: Sleep, attempt: Callable[[Callable[[], T], Deadline], T]
+) -> T:
     retries = 0
     while True:
-        deadline.check_open(what, needs=MIN_ATTEMPT_S)
         try:
-            # The read may take what is left once a connect has had its time.
-            with time_limit(deadline.remaining() - CONNECT_TIMEOUT_S):
-                return call()
+            return attempt(call, deadline)
         except ApiError as err:
             if not transient(err):
                 raise
-            wait = backoff(retries)
-            if deadline.closed or deadline.remaining() < wait + MIN_ATTEMPT_S:
+            # The last wait is cut short, so the last attempt still starts before the deadline.
+            spare = deadline.remaining() - MIN_ATTEMPT_S
+            if deadline.closed or spare <= 0:
                 raise OutOfTime(f"{err}; {deadline.late_reason()}") from err
-            sleep(wait)
+            sleep(min(backoff(retries), spare))
             retries += 1

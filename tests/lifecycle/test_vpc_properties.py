@@ -22,7 +22,11 @@ SETTLED = {"CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE", "RO
 SOURCES = {"Access": "app", "Batch": "batch"}
 TARGETS = [None, ["cache"], ["shared"], ["cache", "shared"]]
 PORTS = [None, "6380", "7000"]
-FAULTS = st.sampled_from(["throttling", "receiver-retried", "answer-lost", "none"])
+FAULTS = st.sampled_from(
+    ["throttling", "ec2-throttling", "ec2-errors", "hang", "ec2-hang", "receiver-retried", "answer-lost", "none"]
+)
+#: CloudFormation's own wait: with "3", the function's deadline is 2.25 s, shorter than a hang.
+SERVICE_TIMEOUTS = [None, None, "300", "3"]
 
 
 @st.composite
@@ -36,6 +40,9 @@ def access(draw: st.DrawFn, logical: str) -> dict[str, Any]:
         properties["Port"] = port
     if draw(st.booleans()):
         properties["Description"] = draw(st.sampled_from(["sessions", "sessions (v2)"]))
+    service_timeout = draw(st.sampled_from(SERVICE_TIMEOUTS))
+    if service_timeout is not None:
+        properties["ServiceTimeout"] = service_timeout
     trouble = draw(st.integers(0, 11))
     if trouble == 0:
         properties["ReplicationGroupId"] = "gone"  # a cache that does not exist
@@ -54,6 +61,7 @@ class VpcStackHistory(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         servers().moto.reset()
+        servers().ec2.reset()
         servers().standin.reset()
         servers().standin.upstream = servers().moto.url
         servers().receiver.reset()
@@ -87,7 +95,16 @@ class VpcStackHistory(RuleBasedStateMachine):
     ) -> None:
         """As in the classic history: no stack, create; a failed state, delete; else as drawn."""
         if fault == "throttling":
-            servers().standin.throttle_next(2)
+            servers().standin.throttle_next(3)
+        elif fault == "ec2-throttling":
+            servers().ec2.throttle_next(3)
+        elif fault == "ec2-errors":
+            servers().ec2.fail_next(1, 500)
+            servers().ec2.throttle_next(1)
+        elif fault == "hang":  # a Describe held 3 s, then dropped
+            servers().standin.stall_next(1, 3.0)
+        elif fault == "ec2-hang":  # an EC2 call held 3 s, then dropped unapplied
+            servers().ec2.stall_next(1, 3.0)
         elif fault in ("receiver-retried", "answer-lost"):
             servers().receiver.fail_next(2 if fault == "receiver-retried" else 5, 503)
         self.cfn.duplicate_deliveries = twice
@@ -106,7 +123,8 @@ class VpcStackHistory(RuleBasedStateMachine):
         else:
             self.cfn.update_stack(self.stack, concrete, another_resource_fails=another_fails)
             self.last_status = self.stack.status if not self.stack.cleanup_failed else "CLEANUP_FAILED"
-        servers().standin.throttle_next(0)
+        servers().standin.clear_faults()
+        servers().ec2.clear_faults()
         servers().receiver.fail_next(0)
 
     def declared(self) -> set[tuple[str, str, int]]:

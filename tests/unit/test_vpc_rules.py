@@ -125,7 +125,7 @@ group_ids = st.from_regex(r"\Asg-([0-9a-f]{8}|[0-9a-f]{17})\Z")
 rule_sets = st.builds(
     RuleSet.of,
     group_ids,
-    st.from_regex(r"\A\d{12}\Z"),
+    st.from_regex(r"\A[0-9]{12}\Z"),
     st.lists(st.integers(1, 65535), min_size=1, max_size=4),
     st.lists(group_ids, min_size=1, max_size=vpc_rules.MAX_TARGETS),
 )
