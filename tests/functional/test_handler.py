@@ -12,7 +12,7 @@ from botocore.stub import Stubber
 import app
 from offline.receiver import ResponseReceiver
 from tests.functional.conftest import JsonLogs
-from tests.support import assert_failed, handle, invoke, load_event
+from tests.support import LambdaContext, assert_failed, handle, invoke, load_event
 
 OUR_ID = "cache-sg-ingress:app-cache-sg:123456789012:app-servers"
 NEW_ID = "cache-sg-ingress:app-cache-sg:210987654321:batch workers / nightly"
@@ -305,3 +305,28 @@ def test_nothing_logs_the_response_url_even_at_debug(
     assert "response delivered" in everything  # DEBUG lines were there to leak
     assert signature not in everything
     assert "cfn-response" not in everything
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://cloudformation-custom-resource-response.example/x?X-Amz-Signature=s", "ftp://x/y", "https:///no-host"],
+)
+def test_a_response_url_that_is_not_https_is_refused_before_any_call(
+    stubber: Stubber, json_logs: JsonLogs, url: str
+) -> None:
+    # The Stubber has nothing queued: any call would fail the request, and log so.
+    assert app.lambda_handler(load_event("create.json", ResponseURL=url), LambdaContext(10)) is None
+    messages = [line["message"] for line in json_logs.lines()]
+    assert "the event's ResponseURL is not an https URL: no answer can be sent, nothing is done" in messages
+    assert "request failed" not in messages
+    assert url not in json_logs.text()
+
+
+def test_under_sam_local_the_sample_http_url_is_still_accepted(
+    stubber: Stubber, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("AWS_SAM_LOCAL", "true")
+    authorize_ok(stubber, "authorized")
+    app.lambda_handler(load_event("create.json", ResponseURL="http://localhost/response"), LambdaContext(10))
+    printed = [json.loads(line) for line in capfd.readouterr().out.splitlines() if line.startswith('{"Status"')]
+    assert [body["Status"] for body in printed] == ["SUCCESS"]

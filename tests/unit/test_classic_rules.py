@@ -23,6 +23,11 @@ ec2_names = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), min_s
 owners = st.from_regex(r"\A[0-9]{12}\Z")
 
 
+def test_an_owner_given_as_a_json_number_is_read_like_its_digits() -> None:
+    ingress = classic_rules.parse_properties({**VALID, "EC2SecurityGroupOwnerId": 210987654321}, STACK)
+    assert ingress.owner_id == "210987654321"
+
+
 def test_owner_defaults_to_the_stacks_account() -> None:
     assert classic_rules.parse_properties(VALID, STACK) == Ingress("app-cache-sg", "app-servers", "123456789012")
 
