@@ -50,6 +50,10 @@ T = TypeVar("T")
 #: The first retry waits up to this long; each one after up to twice as long as the one before.
 FIRST_BACKOFF_S = 0.05
 MAX_BACKOFF_S = 5.0
+#: A last attempt starts this much before it would no longer be allowed to.
+LAST_ATTEMPT_MARGIN_S = 0.05
+#: No shorter wait is worth another attempt.
+MIN_WAIT_S = 0.01
 #: 5xx codes of the query protocols, for an answer whose HTTP status is not known (a Stubber's, say).
 SERVER_ERROR_CODES = frozenset(
     {"InternalError", "InternalFailure", "ServiceUnavailable", "Unavailable", "InternalServerError"}
@@ -79,7 +83,7 @@ def transient(err: ApiError) -> bool:
 
 def backoff(retry: int, jitter: Callable[[], float] = random.random) -> float:
     """The wait before retry number ``retry`` (0 for the first): full jitter, exponential, capped."""
-    return jitter() * min(MAX_BACKOFF_S, FIRST_BACKOFF_S * 2.0**retry)
+    return jitter() * min(MAX_BACKOFF_S, FIRST_BACKOFF_S * 2.0 ** min(retry, 30))
 
 
 def _lookup(call: Callable[[], T], deadline: Deadline) -> T:
@@ -101,15 +105,22 @@ def _with_retries(
     call: Callable[[], T], deadline: Deadline, sleep: Sleep, attempt: Callable[[Callable[[], T], Deadline], T]
 ) -> T:
     retries = 0
+    last: ApiError | None = None
     while True:
         try:
             return attempt(call, deadline)
+        except OutOfTime as refused:
+            if last is None:
+                raise
+            # A retry the guard refused: the reason is the failure it would have retried.
+            raise OutOfTime(f"{last}; {deadline.late_reason()}") from refused
         except ApiError as err:
             if not transient(err):
                 raise
+            last = err
             # The last wait is cut short, so the last attempt still starts before the deadline.
-            spare = deadline.remaining() - MIN_ATTEMPT_S
-            if deadline.closed or spare <= 0:
+            spare = deadline.remaining() - MIN_ATTEMPT_S - LAST_ATTEMPT_MARGIN_S
+            if deadline.closed or spare < MIN_WAIT_S:
                 raise OutOfTime(f"{err}; {deadline.late_reason()}") from err
             sleep(min(backoff(retries), spare))
             retries += 1
