@@ -128,6 +128,12 @@ class ElastiCacheStandIn(FaultPlan, LoopbackService):
         with self._lock:
             self._caches.serverless[cache.name] = cache
 
+    def delete_cache(self, name: str) -> None:
+        """A cache cluster or serverless cache deleted by hand: Describe no longer finds it."""
+        with self._lock:
+            self._caches.clusters.pop(name, None)
+            self._caches.serverless.pop(name, None)
+
     def calls(self, action: str | None = None) -> list[Call]:
         with self._lock:
             return [c for c in self._calls if action is None or c.action == action]

@@ -22,8 +22,10 @@ MISSING = "sg-fffffffffffffffff"
 
 
 class World:
-    def __init__(self, cfn: CloudFormation, moto: MotoBackend, ids: dict[str, str]) -> None:
-        self.cfn, self.moto = cfn, moto
+    def __init__(
+        self, cfn: CloudFormation, moto: MotoBackend, standin: ElastiCacheStandIn, ids: dict[str, str]
+    ) -> None:
+        self.cfn, self.moto, self.standin = cfn, moto, standin
         self.app, self.cache, self.shared = ids.values()
 
     def access(self, **extra: Any) -> dict[str, Any]:
@@ -43,19 +45,20 @@ class World:
 def world(
     moto: MotoBackend, standin: ElastiCacheStandIn, records: StackRecordsStandIn, receiver: ResponseReceiver
 ) -> World:
-    return World(CloudFormation(receiver, standin, records=records), moto, build_vpc_example(moto, standin))
+    return World(CloudFormation(receiver, standin, records=records), moto, standin, build_vpc_example(moto, standin))
 
 
 def test_a_description_update_after_the_cache_was_deleted_by_hand_and_its_rollback_finish(world: World) -> None:
-    stack = world.cfn.create_stack("app", {"Access": world.access(Description="sessions")})
+    cluster = {"CacheClusterId": "app-cache-001", "SourceSecurityGroupId": world.app}
+    stack = world.cfn.create_stack("app", {"Access": {**cluster, "Description": "sessions"}})
     assert stack.status == "CREATE_COMPLETE"
-    world.moto.client("elasticache").delete_replication_group(ReplicationGroupId="app-cache")
+    world.standin.delete_cache("app-cache-001")
     # Another resource fails, so CloudFormation rolls this one back to the old description.
-    world.cfn.update_stack(stack, {"Access": world.access(Description="sessions v2")}, another_resource_fails=True)
+    world.cfn.update_stack(stack, {"Access": {**cluster, "Description": "sessions v2"}}, another_resource_fails=True)
     assert stack.status == "UPDATE_ROLLBACK_COMPLETE"
     assert world.rules() == {(world.cache, 6379, "sessions"), (world.shared, 6379, "sessions")}
     # And the update alone goes through: the held id's rules, with the new description.
-    world.cfn.update_stack(stack, {"Access": world.access(Description="sessions v3")})
+    world.cfn.update_stack(stack, {"Access": {**cluster, "Description": "sessions v3"}})
     assert stack.status == "UPDATE_COMPLETE"
     assert world.rules() == {(world.cache, 6379, "sessions v3"), (world.shared, 6379, "sessions v3")}
 
