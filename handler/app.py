@@ -18,10 +18,11 @@ from aws_lambda_powertools.metrics import MetricUnit
 from cache_ingress import aws_api
 from cache_ingress.classic_lifecycle import ClassicMode
 from cache_ingress.custom_resource import CustomResource
-from cache_ingress.errors import CacheNotFound, CacheUnusable, InvalidProperties
+from cache_ingress.errors import AccessRefused, CacheNotFound, CacheUnusable, InvalidProperties
 from cache_ingress.modes import Granted, Modes, Request
 from cache_ingress.protocol import Change, Instance, Result
 from cache_ingress.response_body import FAILED
+from cache_ingress.timing import Deadline
 from cache_ingress.vpc_lifecycle import VpcMode
 
 logger = Logger(
@@ -64,47 +65,94 @@ def _request(event: dict[str, Any], key: str = "ResourceProperties") -> Request[
 
 @helper.create
 def create(event: dict[str, Any], _context: Any) -> str:
+    deadline = helper.deadline  # this invocation's, whatever a later one sets
     request = _request(event)
-    granted = request.resolve(deadline=helper.deadline)
+    granted = request.resolve(deadline=deadline)
     # Reported even if a call below fails, so the rollback Delete revokes what may have gone through.
     helper.PhysicalResourceId = granted.physical_id
     _record(
-        granted,
-        granted.grant(request=request, instance=_instance(event), deadline=helper.deadline, undo_on_failure=False),
+        granted, granted.grant(request=request, instance=_instance(event), deadline=deadline, undo_on_failure=False)
     )
     return granted.physical_id
 
 
 @helper.update
 def update(event: dict[str, Any], _context: Any) -> str:
-    request = _request(event)
-    granted = request.resolve(deadline=helper.deadline)
+    deadline = helper.deadline
+    try:
+        request = _request(event)
+        granted = request.resolve(deadline=deadline)
+    except (InvalidProperties, CacheNotFound, CacheUnusable) as err:
+        return _restore_held_id(event, err, deadline)
     replacing = _replacing(granted.physical_id, event.get("PhysicalResourceId"))
     # A failed replacement keeps the old id, so no Delete would ever come for what it added: take that back.
-    result = granted.grant(
-        request=request, instance=_instance(event), deadline=helper.deadline, undo_on_failure=replacing
-    )
+    result = granted.grant(request=request, instance=_instance(event), deadline=deadline, undo_on_failure=replacing)
     if not replacing:
-        _take_back_failed_attempt(event, request)
+        _take_back_failed_attempt(event, request, deadline)
     _record(granted, result)
     return granted.physical_id
 
 
-def _take_back_failed_attempt(event: dict[str, Any], request: Request[Any, Any]) -> None:
+def _restore_held_id(event: dict[str, Any], err: Exception, deadline: Deadline) -> str:
+    """An Update whose properties cannot be resolved: a rollback keeps the id it holds, anything else fails.
+
+    A rollback Update carries the properties its held id was made from, which
+    may no longer resolve: the cache was deleted by hand, or they no longer
+    parse (a stricter check since). It cannot fail, or the stack is stuck in
+    UPDATE_ROLLBACK_FAILED: it keeps the held id. It is told apart without any
+    API call by its OldResourceProperties (the failed attempt), which do not
+    describe the held id; or, when only the description differs, by both
+    asking for the same rules, in which case the held id's rules are the
+    resource whichever way the update goes. Otherwise the error stands.
+    """
+    current_id = str(event.get("PhysicalResourceId") or "")
+    held = modes().granted(current_id)
+    if held is None:
+        raise err
+    try:
+        old: Request[Any, Any] | None = _request(event, "OldResourceProperties")
+    except InvalidProperties:
+        old = None
+    try:
+        new: Request[Any, Any] | None = _request(event)
+    except InvalidProperties:
+        new = None
+    if new is not None and not new.could_name(held):
+        raise err
+    rolling_back = old is None or not old.could_name(held) or (new is not None and old.same_asked(new))
+    if not rolling_back:
+        raise err
+    logger.warning("the properties do not resolve: keeping the rules the held id names", extra={"why": str(err)})
+    if new is None:
+        # Nothing to ask AWS with: the held id stands as it is; bad input makes no call.
+        _record(held, Result(Change.ALREADY_PRESENT, held.attributes()))
+    else:
+        _record(held, held.grant(request=new, instance=_instance(event), deadline=deadline, undo_on_failure=False))
+    return current_id
+
+
+def _take_back_failed_attempt(event: dict[str, Any], request: Request[Any, Any], deadline: Deadline) -> None:
     """If this Update rolls back a failed Update of this resource, revoke what that one may have added.
 
     The failed attempt is OldResourceProperties, in either mode: a rollback
-    may also cross from one mode to the other.
+    may also cross from one mode to the other. This is cleanup on top of the
+    restore that already succeeded, so nothing here fails the request: what
+    cannot be taken back (its cache refused or gone, the deadline) is logged
+    and left.
     """
     current_id = str(event.get("PhysicalResourceId") or "")
     try:
         attempted = _request(event, "OldResourceProperties")
+        left = attempted.left_by_failed_update(now=request, physical_id=current_id, deadline=deadline)
+        if left is not None:
+            logger.info("rolling back a failed update: taking back what it may have granted")
+            _record(left, left.revoke(instance=_instance(event), deadline=deadline))
     except InvalidProperties:
         return  # a failed attempt with bad input made no call
-    left = attempted.left_by_failed_update(now=request, physical_id=current_id, deadline=helper.deadline)
-    if left is not None:
-        logger.info("rolling back a failed update: taking back what it may have granted")
-        _record(left, left.revoke(instance=_instance(event), deadline=helper.deadline))
+    except Exception as err:  # the restore stands; a leftover is reported, not a failure
+        logger.warning(
+            "could not take back what a failed update may have granted", extra={"why": f"{type(err).__name__}: {err}"}
+        )
 
 
 def _replacing(new_id: str, current_id: Any) -> bool:
@@ -117,18 +165,20 @@ def _replacing(new_id: str, current_id: Any) -> bool:
 
 @helper.delete
 def delete(event: dict[str, Any], _context: Any) -> str:
+    deadline = helper.deadline
     physical_id = str(event.get("PhysicalResourceId") or "")
     granted = modes().granted(physical_id)
     if granted is None:
         # Not an id of ours: crhelper's after a failed Create, or one CloudFormation made up
-        # when it stopped waiting for a Create that may have gone through.
+        # when it stopped waiting for a Create that may have gone through. If the cache cannot
+        # be found, or looking it up is refused, that Create could not have granted anything either.
         try:
-            granted = _request(event).resolve(deadline=helper.deadline)
-        except (InvalidProperties, CacheNotFound, CacheUnusable) as err:
+            granted = _request(event).resolve(deadline=deadline)
+        except (InvalidProperties, CacheNotFound, CacheUnusable, AccessRefused) as err:
             logger.info("nothing to revoke: the id is not ours and names no ingress", extra={"why": str(err)})
             metrics.add_metric(name=Change.ALREADY_ABSENT.value, unit=MetricUnit.Count, value=1)
             return physical_id
-    _record(granted, granted.revoke(instance=_instance(event), deadline=helper.deadline))
+    _record(granted, granted.revoke(instance=_instance(event), deadline=deadline))
     return physical_id
 
 

@@ -1,8 +1,8 @@
 """One fault plan for every loopback server: what goes wrong with the next calls, as tests and benchmarks arm it.
 
 The ElastiCache stand-in and the https receiver both inherit :class:`FaultPlan`,
-so either is armed the same way (``throttle_next``, ``fail_next``,
-``drop_next``, ``stall_next``, ``slow_next``, ``set_latency``,
+so either is armed the same way (``throttle_next``, ``throttle_for``,
+``fail_next``, ``drop_next``, ``stall_next``, ``slow_next``, ``set_latency``,
 ``set_rate_limit``) and the order in which faults win is the same for both.
 Each server takes one :class:`Fault` per call and only turns it into its own
 wire format.
@@ -34,6 +34,7 @@ class _Armed:
     fail: int = 0
     fail_status: int = 503
     throttle: int = 0
+    throttle_until: float = 0.0
     slow: int = 0
     slow_wait: float = 0.0
     latency_s: float = 0.0
@@ -55,6 +56,11 @@ class FaultPlan:
         """Throttle the next ``count`` calls (ElastiCache answers ``Throttling``, HTTP 400)."""
         with self._fault_lock:
             self._armed.throttle = count
+
+    def throttle_for(self, seconds: float) -> None:
+        """Throttle every call for the next ``seconds``: a throttling storm."""
+        with self._fault_lock:
+            self._armed.throttle_until = self._fault_clock() + seconds
 
     def fail_next(self, count: int, status: int = 503) -> None:
         """Answer the next ``count`` calls with ``status``: a 5xx server error, or a 403 for an expired URL."""
@@ -104,8 +110,9 @@ class FaultPlan:
             if armed.fail > 0:
                 armed.fail -= 1
                 return Fault("fail", latency, armed.fail_status)
-            if armed.throttle > 0 or not self._within_rate():
-                armed.throttle = max(0, armed.throttle - 1)
+            storm = self._fault_clock() < armed.throttle_until
+            if storm or armed.throttle > 0 or not self._within_rate():
+                armed.throttle = armed.throttle if storm else max(0, armed.throttle - 1)
                 return Fault("throttle", latency)
             if armed.slow > 0:
                 armed.slow -= 1

@@ -32,13 +32,16 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"
 STACK_ACCOUNT = "123456789012"
-_NO_SECRET = "offline"  # noqa: S105 - the stand-in checks no signature  # nosec B105
-#: What every offline run sets: a region and credentials the stand-in accepts without checking.
+_NO_SECRET = "offline-secret-key-the-stand-ins-never-check"  # noqa: S105 - no signature is checked  # nosec B105
+_NO_TOKEN = "offline-session-token-the-stand-ins-never-check"  # noqa: S105  # nosec B105
+#: What every offline run sets: a region and credentials the stand-in accepts without checking. Each is a
+#: string found nowhere else, so a test can search the logs for it (tests/loopback/test_no_secrets_in_logs.py).
 OFFLINE_ENV = {
     "AWS_REGION": "us-east-1",
     "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_ACCESS_KEY_ID": "offline",
+    "AWS_ACCESS_KEY_ID": "AKIAOFFLINEDEMOKEY42",
     "AWS_SECRET_ACCESS_KEY": _NO_SECRET,
+    "AWS_SESSION_TOKEN": _NO_TOKEN,
     "AWS_EC2_METADATA_DISABLED": "true",
 }
 
@@ -92,6 +95,7 @@ class OfflineAws:
             # Everything at DEBUG, botocore and crhelper included: what a function deployed with LogLevel=DEBUG logs.
             os.environ["POWERTOOLS_LOG_LEVEL"] = "DEBUG"
             logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
+            self.handler_module()  # as in Lambda, the function is loaded before anything calls AWS
         if self._quiet:
             os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
             os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")

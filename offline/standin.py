@@ -62,13 +62,14 @@ class _Group:
 
 @dataclass(frozen=True)
 class Call:
-    """One request as the stand-in saw it."""
+    """One request as the stand-in saw it: answered ``at``, having ``arrived`` earlier (faults wait in between)."""
 
     action: str
     params: dict[str, str]
     status: int
     error: str | None
     at: float
+    arrived: float = 0.0
 
 
 class ElastiCacheStandIn(FaultPlan, LoopbackService):
@@ -127,6 +128,12 @@ class ElastiCacheStandIn(FaultPlan, LoopbackService):
         with self._lock:
             self._caches.serverless[cache.name] = cache
 
+    def delete_cache(self, name: str) -> None:
+        """A cache cluster or serverless cache deleted by hand: Describe no longer finds it."""
+        with self._lock:
+            self._caches.clusters.pop(name, None)
+            self._caches.serverless.pop(name, None)
+
     def calls(self, action: str | None = None) -> list[Call]:
         with self._lock:
             return [c for c in self._calls if action is None or c.action == action]
@@ -159,6 +166,7 @@ class ElastiCacheStandIn(FaultPlan, LoopbackService):
 
     def handle(self, form: dict[str, str]) -> tuple[int, str | None]:
         """Carry out one request; return (HTTP status, XML body), or (0, None) to drop the connection."""
+        arrived = self._clock()
         action = form.get("Action", "")
         params = {k: v for k, v in form.items() if k not in ("Action", "Version")}
         fault = self.take_fault(action)
@@ -166,7 +174,7 @@ class ElastiCacheStandIn(FaultPlan, LoopbackService):
             time.sleep(fault.wait)
         status, body, error = self._answer(action, params, fault)
         with self._lock:
-            self._calls.append(Call(action, params, status, error, self._clock()))
+            self._calls.append(Call(action, params, status, error, self._clock(), arrived))
         return status, body
 
     def _answer(self, action: str, params: dict[str, str], fault: Fault | None) -> tuple[int, str | None, str | None]:

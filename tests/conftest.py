@@ -46,8 +46,12 @@ def standin(servers: support.Servers) -> Iterator[ElastiCacheStandIn]:
 
 @pytest.fixture
 def moto(servers: support.Servers, standin: ElastiCacheStandIn) -> MotoBackend:
-    """moto's server, emptied: EC2, and the replication groups the stand-in now forwards to it."""
+    """moto's server, emptied: EC2, and the replication groups the stand-in now forwards to it.
+
+    The function reaches EC2 through the front (``servers.ec2``), emptied of faults and calls too.
+    """
     servers.moto.reset()
+    servers.ec2.reset()
     standin.upstream = servers.moto.url
     return servers.moto
 

@@ -32,6 +32,7 @@ from cache_ingress.vpc_lifecycle import VpcMode
 from offline.harness import OFFLINE_ENV, LambdaContext, load_event
 
 if TYPE_CHECKING:
+    from offline.ec2_front import Ec2Front
     from offline.moto_backend import MotoBackend
     from offline.receiver import Put, ResponseReceiver
     from offline.standin import ElastiCacheStandIn
@@ -72,6 +73,7 @@ class Servers:
     moto: MotoBackend
     standin: ElastiCacheStandIn
     receiver: ResponseReceiver
+    ec2: Ec2Front  # the function's EC2 endpoint: moto, behind a front that takes faults and logs calls
 
 
 @functools.cache
@@ -84,14 +86,15 @@ def servers() -> Servers:
     modules are imported here, not at the top, so that a tier which never
     calls it never imports moto.
     """
+    from offline.ec2_front import Ec2Front
     from offline.moto_backend import MotoBackend
     from offline.receiver import ResponseReceiver
     from offline.standin import ElastiCacheStandIn
 
-    started = Servers(MotoBackend(), ElastiCacheStandIn(settle_delay=0.0), ResponseReceiver())
-    started.moto.start()
+    started = Servers(MotoBackend(), ElastiCacheStandIn(settle_delay=0.0), ResponseReceiver(), Ec2Front())
+    started.ec2.upstream = started.moto.start()
     os.environ["AWS_ENDPOINT_URL_ELASTICACHE"] = started.standin.start()
-    os.environ["AWS_ENDPOINT_URL_EC2"] = started.moto.url
+    os.environ["AWS_ENDPOINT_URL_EC2"] = started.ec2.start()
     started.receiver.start()
     # CloudFormation's ResponseURL is https; the sender trusts the receiver's self-signed certificate this way.
     os.environ["SSL_CERT_FILE"] = started.receiver.cafile
@@ -105,6 +108,7 @@ def stop_servers() -> None:
     running = servers()
     running.standin.stop()
     running.receiver.stop()
+    running.ec2.stop()
     running.moto.stop()
     servers.cache_clear()
 

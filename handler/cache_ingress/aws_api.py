@@ -8,45 +8,91 @@ nothing from the rules.
 
 from __future__ import annotations
 
+import contextvars
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
-#: Throttling and 5xx are retried by botocore with exponential backoff and full
-#: jitter. Ten attempts span about a minute of backoff at worst, and the
-#: lifecycle's own deadline bounds the whole request anyway. Timeouts keep one
-#: hung connection from eating the Lambda's time.
+from .timing import CONNECT_TIMEOUT_S, READ_TIMEOUT_S
+
+#: botocore's own retries are off: its standard mode charges a quota shared by
+#: every call of the client (so, in a warm sandbox, by every invocation) and
+#: refunds only the last retry on success, so under sustained errors it drains
+#: and nothing is retried any more; its backoff and read timeout know nothing
+#: of the deadline either. The one retry policy is :mod:`cache_ingress.retry`.
+#:
+#: Timeouts: botocore sets them per client, so a client per invocation (or per
+#: call) would be the only way to shorten them, at ~10 ms a client and at the
+#: cost of the tests' Stubbers, which stub the sandbox's one client. Instead
+#: the connect timeout is short and fixed (an attempt starts only with more
+#: than that left) and the read timeout is lowered per call to the time left
+#: (:func:`time_limit`), through the request context's ``read_timeout``, which
+#: botocore honours since August 2026 (PR boto/botocore#3770; 1.44.8, pinned
+#: for the tests, has it). An older botocore in the Lambda runtime keeps the
+#: fixed :data:`~cache_ingress.timing.READ_TIMEOUT_S`: a call may then outlast
+#: the deadline by that much at most, inside the answer's reserve, and the
+#: backstop answers on time all the same.
 CLIENT_CONFIG = Config(
-    retries={"mode": "standard", "max_attempts": 10},
-    connect_timeout=5,
-    read_timeout=20,
+    retries={"mode": "standard", "total_max_attempts": 1},
+    connect_timeout=CONNECT_TIMEOUT_S,
+    read_timeout=READ_TIMEOUT_S,
 )
+
+_read_timeout: contextvars.ContextVar[float | None] = contextvars.ContextVar("read_timeout", default=None)
 
 
 def make_client(service: str = "elasticache", config: Config = CLIENT_CONFIG) -> Any:
-    """A client that honours the standard SDK settings.
+    """A client that honours the standard SDK settings, its read timeout bounded by :func:`time_limit`.
 
     ``AWS_REGION``, ``AWS_ENDPOINT_URL_ELASTICACHE``, ``AWS_ENDPOINT_URL_EC2``
     and friends are read by boto3 itself, which is how tests, ``sam local
     invoke`` and the demo point the function at the stand-ins.
     """
     # boto3 reads AWS_DEFAULT_REGION; Lambda and sam local also set AWS_REGION, the documented one.
-    return boto3.client(service, region_name=os.environ.get("AWS_REGION") or None, config=config)
+    client = boto3.client(service, region_name=os.environ.get("AWS_REGION") or None, config=config)
+    client.meta.events.register("before-call", _bound_read_timeout)
+    return client
+
+
+@contextmanager
+def time_limit(read_timeout: float) -> Iterator[None]:
+    """Calls made inside wait at most ``read_timeout`` seconds for each read (never more than the client's own)."""
+    token = _read_timeout.set(max(0.01, min(READ_TIMEOUT_S, read_timeout)))
+    try:
+        yield
+    finally:
+        _read_timeout.reset(token)
+
+
+def _bound_read_timeout(context: dict[str, Any], **_: Any) -> None:
+    """botocore's ``before-call`` hook: the call's read timeout, from the request context."""
+    bound = _read_timeout.get()
+    if bound is not None:
+        context["read_timeout"] = bound
 
 
 class ApiError(Exception):
-    """An error answer from AWS, reduced to what the rules need: the operation, the code and the message."""
+    """An error answer from AWS, reduced to what the rules need: the operation, the code and the message.
 
-    def __init__(self, operation: str, code: str, message: str) -> None:
+    ``status`` is the HTTP status (0 when no answer came); ``connection`` marks
+    a call that got no answer at all (refused, dropped, timed out), whose
+    ``code`` is botocore's exception name.
+    """
+
+    def __init__(self, operation: str, code: str, message: str, status: int = 0, connection: bool = False) -> None:
         super().__init__(f"{operation} failed with {code}: {message}")
         self.operation = operation
         self.code = code
         self.message = message
+        self.status = status
+        self.connection = connection
 
 
 @dataclass(frozen=True)
@@ -170,8 +216,18 @@ def _call(method: Any, **params: Any) -> dict[str, Any]:
     except ClientError as err:
         error = err.response.get("Error", {})
         code, message = str(error.get("Code", "Unknown")), str(error.get("Message", ""))
-        raise ApiError(err.operation_name, code, message) from err
+        status = int(err.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        raise ApiError(err.operation_name, code, message, status) from err
+    except (HTTPClientError, BotoConnectionError) as err:
+        operation = _operation_name(method)
+        raise ApiError(operation, type(err).__name__, str(err), connection=True) from err
     return response
+
+
+def _operation_name(method: Any) -> str:
+    """``authorize_security_group_ingress`` -> ``AuthorizeSecurityGroupIngress``, for a reason."""
+    name = str(getattr(method, "__name__", "call"))
+    return "".join(part.capitalize() for part in name.split("_"))
 
 
 def _entry_in(group: dict[str, Any], ec2_group: str, owner_id: str) -> Entry | None:

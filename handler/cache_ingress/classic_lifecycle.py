@@ -4,6 +4,9 @@ Authorize and Revoke are asynchronous: an entry reads ``authorizing`` or
 ``revoking`` for a while. Each operation here drives the entry to its goal
 (``authorized``, or gone) and polls with a short, capped backoff, so that the
 answer goes out soon after the change settles and never after the deadline.
+Every call goes through :mod:`cache_ingress.retry` (the changes through
+:func:`~cache_ingress.retry.change`), so transient failures are retried until
+the deadline and nothing starts after the answer.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from . import classic_rules
+from . import classic_rules, retry
 from .aws_api import ApiError, ElastiCacheApi, Entry
 from .classic_rules import Ingress
 from .errors import ResourceFailure
@@ -59,6 +62,12 @@ class ClassicMode:
     ) -> Ingress | None:
         return classic_rules.unrecorded_by_failed_update(attempted, physical_id)
 
+    def could_name(self, request: Ingress, granted: Ingress) -> bool:
+        return request == granted
+
+    def same_asked(self, one: Ingress, other: Ingress) -> bool:
+        return one == other
+
 
 def ensure_authorized(api: ElastiCacheApi, ingress: Ingress, deadline: Deadline, sleep: Sleep = time.sleep) -> Result:
     """Authorize the ingress and wait until it reads ``authorized``.
@@ -72,10 +81,10 @@ def ensure_authorized(api: ElastiCacheApi, ingress: Ingress, deadline: Deadline,
     must_call = True
     while True:
         if must_call:
-            entry, created = _authorize(api, ingress)
+            entry, created = _authorize(api, ingress, deadline, sleep)
             changed = changed or created
         else:
-            entry = _describe(api, ingress, gone_ok=False)
+            entry = _describe(api, ingress, deadline, sleep, gone_ok=False)
         if entry is not None and entry.status == AUTHORIZED:
             break
         # Still authorizing: look again. Gone, revoking or busy: authorize again.
@@ -87,14 +96,14 @@ def ensure_authorized(api: ElastiCacheApi, ingress: Ingress, deadline: Deadline,
     return Result(Change.AUTHORIZED if changed else Change.ALREADY_PRESENT, data)
 
 
-def _authorize(api: ElastiCacheApi, ingress: Ingress) -> tuple[Entry | None, bool]:
+def _authorize(api: ElastiCacheApi, ingress: Ingress, deadline: Deadline, sleep: Sleep) -> tuple[Entry | None, bool]:
     """One Authorize: the entry it left (None while the group is busy) and whether this call created it."""
     try:
-        return api.authorize(**_names(ingress)), True
+        return retry.change(lambda: api.authorize(**_names(ingress)), deadline, sleep), True
     except ApiError as err:
         outcome = classic_rules.authorize_outcome(err.code, err.message)
         if outcome is Outcome.DONE:
-            return _describe(api, ingress, gone_ok=False), False
+            return _describe(api, ingress, deadline, sleep, gone_ok=False), False
         if outcome is Outcome.BUSY:
             return None, False
         raise _failure(err, outcome) from err
@@ -115,7 +124,7 @@ def ensure_revoked(api: ElastiCacheApi, ingress: Ingress, deadline: Deadline, sl
     while True:
         if must_call:
             try:
-                entry = api.revoke(**_names(ingress))
+                entry = retry.change(lambda: api.revoke(**_names(ingress)), deadline, sleep)
                 changed = True
             except ApiError as err:
                 outcome = classic_rules.revoke_outcome(err.code, err.message)
@@ -125,7 +134,7 @@ def ensure_revoked(api: ElastiCacheApi, ingress: Ingress, deadline: Deadline, sl
                     raise _failure(err, outcome) from err
                 entry = Entry(status="busy")
         else:
-            entry = _describe(api, ingress, gone_ok=True)
+            entry = _describe(api, ingress, deadline, sleep, gone_ok=True)
         if entry is None:
             break
         # Revoking: look again. Busy, or authorized again meanwhile: revoke again.
@@ -140,10 +149,12 @@ def _names(ingress: Ingress) -> dict[str, str]:
     return {"cache_group": ingress.cache_group, "ec2_group": ingress.ec2_group, "owner_id": ingress.owner_id}
 
 
-def _describe(api: ElastiCacheApi, ingress: Ingress, *, gone_ok: bool) -> Entry | None:
+def _describe(
+    api: ElastiCacheApi, ingress: Ingress, deadline: Deadline, sleep: Sleep, *, gone_ok: bool
+) -> Entry | None:
     """The entry now; with ``gone_ok``, a group that no longer exists counts as no entry."""
     try:
-        return api.entry(**_names(ingress))
+        return retry.read(lambda: api.entry(**_names(ingress)), deadline, sleep)
     except ApiError as err:
         if gone_ok and classic_rules.revoke_outcome(err.code, err.message) is Outcome.DONE:
             return None

@@ -13,8 +13,14 @@ changes what it does around them:
   its head;
 * the PUT has a socket timeout, treats an HTTP error status as a failure and
   retries a bounded number of times within the deadline;
-* under ``sam local invoke`` the body is printed, since the sample
-  ResponseURL leads nowhere.
+* the deadline is the earliest of the Lambda's and ``ServiceTimeout``'s
+  (:meth:`~cache_ingress.timing.Deadline.for_invocation`), and it is closed
+  the moment the answer is decided, so no AWS call starts after it;
+* a ResponseURL that is not https is refused before any AWS call; under
+  ``sam local invoke`` the body is printed, since the sample ResponseURL
+  leads nowhere;
+* botocore, boto3 and urllib3 log at INFO at most, whatever the root level:
+  at DEBUG they log every request's ``Authorization`` header and session token.
 """
 
 from __future__ import annotations
@@ -23,28 +29,36 @@ import json
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from crhelper import CfnResource
 
 from .errors import ResourceError
 from .response_body import FAILED, physical_id_or_fallback, response_body, text
 from .response_delivery import put_response
-from .timing import Deadline
+from .timing import Deadline, service_timeout
 
 REQUEST_TYPES = ("Create", "Update", "Delete")
-#: Time kept back from the handler's work for sending the answer: a quarter of
-#: the invocation's time, at most 10 s.
-ANSWER_RESERVE_FRACTION = 0.25
-MAX_ANSWER_RESERVE_S = 10.0
-#: The last moment to still be sending, before the Lambda itself is stopped.
-FINAL_MARGIN_S = 0.2
 
-# crhelper logs the whole event (ResponseURL included) at DEBUG; its records
-# below INFO are dropped whatever level the function runs at.
-logging.getLogger("crhelper").setLevel(logging.INFO)
+#: Loggers whose DEBUG records hold secrets: crhelper logs the whole event
+#: (ResponseURL included); botocore logs every request's headers (the
+#: ``Authorization`` header with the access key id, ``X-Amz-Security-Token``)
+#: and urllib3 the URLs it opens. Their records below INFO are dropped
+#: whatever level the function (or the root logger) runs at.
+QUIET_LOGGERS = ("crhelper", "botocore", "boto3", "urllib3")
+
+
+def hold_loggers_at_info() -> None:
+    """Each logger in :data:`QUIET_LOGGERS` at INFO, unless it is already set higher."""
+    for name in QUIET_LOGGERS:
+        held = logging.getLogger(name)
+        if held.level < logging.INFO:
+            held.setLevel(logging.INFO)
+
+
+hold_loggers_at_info()
 
 
 class CustomResource(CfnResource):
@@ -69,7 +83,6 @@ class CustomResource(CfnResource):
         self._event: dict[str, Any] = {}
         self._context: Any = None
         self._response_url = ""
-        self._end = 0.0
         self.deadline = Deadline(0.0)
         self.Status = ""
         self.Reason = ""
@@ -86,19 +99,23 @@ class CustomResource(CfnResource):
 
     def __call__(self, event: Any, context: Any) -> None:
         """Run one request and answer it once."""
+        hold_loggers_at_info()  # again: something may have lowered them since the import
+        self._event = event if isinstance(event, dict) else {}
+        deadline = Deadline.for_invocation(
+            _remaining_seconds(context), service_timeout(self._event.get("ResourceProperties"))
+        )
         with self._answer_lock:
             self._invocation += 1
             self._answer = None
-        self._event = event if isinstance(event, dict) else {}
+            self.deadline = deadline
         self._response_url = text(self._event.get("ResponseURL"))
         self.PhysicalResourceId = ""
         self.Data = {}
-        remaining = _remaining_seconds(context)
-        self._end = time.monotonic() + remaining
-        reserve = min(MAX_ANSWER_RESERVE_S, remaining * ANSWER_RESERVE_FRACTION)
-        self.deadline = Deadline(remaining - reserve)
         if not self._response_url:
             self._logger.error("the event has no ResponseURL: CloudFormation cannot be answered")
+            return
+        if not _answerable(self._response_url):
+            self._logger.error("the event's ResponseURL is not an https URL: no answer can be sent, nothing is done")
             return
         problem = _envelope_problem(self._event)
         if problem:
@@ -130,12 +147,10 @@ class CustomResource(CfnResource):
             if invocation is not None and invocation != self._invocation:
                 return  # a timer of an earlier invocation that lost the race with its cancel()
             if self._answer is None:
-                self._logger.error("the deadline came before the work finished; answering FAILED")
-            self._send(
-                FAILED,
-                "the function ran out of time waiting for ElastiCache; "
-                "retry the stack operation, or raise the function's Timeout",
-            )
+                self._logger.error(
+                    "the deadline came before the work finished; answering FAILED", extra={"limit": self.deadline.limit}
+                )
+            self._send(FAILED, self.deadline.late_reason())
 
     def _wrap_function(self, func: Callable[[dict[str, Any], Any], Any] | None) -> None:
         """Run the request's handler; any exception becomes FAILED with its message as Reason."""
@@ -161,6 +176,7 @@ class CustomResource(CfnResource):
         with self._answer_lock:
             if self._answer is not None:
                 return
+            self.deadline.answered()  # from here on, no AWS call starts
             body = response_body(
                 self._event,
                 status or self.Status or FAILED,
@@ -172,7 +188,7 @@ class CustomResource(CfnResource):
             if os.environ.get("AWS_SAM_LOCAL"):
                 print(body.decode())  # noqa: T201 - sam local invoke shows what CloudFormation would receive
                 return
-            put_response(self._response_url, body, lambda: self._end - FINAL_MARGIN_S - time.monotonic(), self._logger)
+            put_response(self._response_url, body, self.deadline.answer_time_left, self._logger)
 
 
 def _remaining_seconds(context: Any) -> float:
@@ -180,6 +196,17 @@ def _remaining_seconds(context: Any) -> float:
         return float(context.get_remaining_time_in_millis()) / 1000.0
     except (AttributeError, TypeError, ValueError):
         return 60.0  # no Lambda context (a hand-made call): a conservative budget
+
+
+def _answerable(url: str) -> bool:
+    """An https URL with a host; under ``sam local invoke`` (which prints the answer) any URL."""
+    if os.environ.get("AWS_SAM_LOCAL"):
+        return True
+    try:
+        parts = urlsplit(url)
+        return parts.scheme == "https" and bool(parts.hostname)
+    except ValueError:  # a malformed host, such as an unclosed IPv6 bracket
+        return False
 
 
 def _envelope_problem(event: Mapping[str, Any]) -> str:

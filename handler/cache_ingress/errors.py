@@ -27,3 +27,11 @@ class CacheNotFound(ResourceError):
 
 class CacheUnusable(ResourceError):
     """The cache exists but lacks what the rules need; the message says which property to set."""
+
+
+class OutOfTime(ResourceFailure):
+    """A call was not started: the deadline had come, or the request had already been answered."""
+
+
+class AccessRefused(ResourceFailure):
+    """AWS refused a lookup for lack of permission (AccessDenied, UnauthorizedOperation): nothing was looked up."""

@@ -71,6 +71,14 @@ class Request(Generic[RequestT, GrantT]):
         left = self.mode.left_by_failed_update(self.value, request=asked, physical_id=physical_id, deadline=deadline)
         return None if left is None else Granted(self.mode, left)
 
+    def could_name(self, granted: Granted[Any, Any]) -> bool:
+        """Whether this request, once resolved, could grant exactly ``granted`` (of the same mode); no API call."""
+        return granted.mode is self.mode and self.mode.could_name(self.value, granted.value)
+
+    def same_asked(self, other: Request[Any, Any]) -> bool:
+        """Whether the two requests must grant the same."""
+        return other.mode is self.mode and self.mode.same_asked(self.value, other.value)
+
 
 @dataclass(frozen=True)
 class Modes:

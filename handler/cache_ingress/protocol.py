@@ -91,3 +91,11 @@ class Mode(Protocol[RequestT, GrantT]):
     ) -> GrantT | None:
         """If this Update rolls back a failed one (``attempted``), what that one may have granted unrecorded."""
         ...
+
+    def could_name(self, request: RequestT, granted: GrantT) -> bool:
+        """Whether the request, once resolved, could grant exactly ``granted``; no API call."""
+        ...
+
+    def same_asked(self, one: RequestT, other: RequestT) -> bool:
+        """Whether two requests must grant the same: they differ at most in what the grant's id does not hold."""
+        ...

@@ -17,6 +17,9 @@ FAILED = "FAILED"
 MAX_BODY_BYTES = 4096
 MAX_PHYSICAL_ID = 1024
 TRUNCATION_MARK = " [...]"
+#: What each echoed field may take of the body, JSON-encoded, when the event's fields alone would not fit.
+#: Together with the rest of a FAILED body they stay under 4096 bytes; CloudFormation's own are far shorter.
+ENVELOPE_BUDGETS = {"PhysicalResourceId": 1100, "StackId": 900, "RequestId": 900, "LogicalResourceId": 900}
 
 
 def response_body(
@@ -49,6 +52,11 @@ def response_body(
     if len(encoded) > MAX_BODY_BYTES:
         body.update(Status=FAILED, Data={}, Reason="the response did not fit CloudFormation's 4096 bytes")
         encoded = _encode(body)
+    if len(encoded) > MAX_BODY_BYTES:
+        # Only an event no CloudFormation sends gets here (its ids are far shorter): cut its fields to fit.
+        for key, budget in ENVELOPE_BUDGETS.items():
+            body[key] = _cut_encoded(body[key], budget)
+        encoded = _encode(body)
     return encoded
 
 
@@ -76,6 +84,18 @@ def _cut_to_fit(body: dict[str, Any], reason: str) -> str:
         else:
             high = mid - 1
     return reason[:low] + TRUNCATION_MARK
+
+
+def _cut_encoded(value: str, budget: int) -> str:
+    """The longest head of ``value`` whose JSON string encoding (quotes aside) takes at most ``budget`` bytes."""
+    low, high = 0, len(value)
+    while low < high:
+        mid = (low + high + 1) // 2
+        if len(_encode_str(value[:mid])) - 2 <= budget:
+            low = mid
+        else:
+            high = mid - 1
+    return value[:low] or "resource"
 
 
 def _encode(body: Mapping[str, Any]) -> bytes:

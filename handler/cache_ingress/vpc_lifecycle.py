@@ -1,12 +1,14 @@
 """What each request does in VPC mode: find the cache, then claim EC2 ingress rules, or let go of them.
 
 EC2 rule changes take effect at once (unlike cache security groups), so there
-is nothing to wait for but throttling, which is retried until the deadline,
-and another resource's Delete in flight on a shared rule. Who holds a rule is
-written on the rule itself (:mod:`cache_ingress.claims`): a Create or Update
-puts this instance's claim on each rule, making the rules that are missing;
-a Delete, a rollback or an undo takes this instance's claim off and revokes
-only the rules left with no claim and no pre-existing mark.
+is nothing to wait for but transient failures, which :mod:`cache_ingress.retry`
+retries until the deadline (every EC2 change goes through
+:func:`cache_ingress.retry.change`), and another resource's Delete in flight
+on a shared rule. Who holds a rule is written on the rule itself
+(:mod:`cache_ingress.claims`): a Create or Update puts this instance's claim
+on each rule, making the rules that are missing; a Delete, a rollback or an
+undo takes this instance's claim off and revokes only the rules left with no
+claim and no pre-existing mark.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+from . import retry
 from . import vpc_rules as vpc
 from .aws_api import ApiError, Ec2Api, ElastiCacheApi
 from .claims import (
@@ -29,8 +32,7 @@ from .claims import (
     held_rules,
     revoking_tags,
 )
-from .errors import CacheNotFound, CacheUnusable, InvalidProperties, ResourceError, ResourceFailure
-from .outcomes import THROTTLING_CODES
+from .errors import AccessRefused, CacheNotFound, CacheUnusable, InvalidProperties, ResourceError, ResourceFailure
 from .protocol import Change, Instance, Result
 from .timing import Deadline, Sleep, pause, polls
 from .vpc_rules import CacheKind, CacheNetwork, RuleSet, VpcRequest
@@ -95,6 +97,12 @@ class VpcMode:
     ) -> RuleSet | None:
         return unrecorded_by_failed_update(self.elasticache, attempted, request, physical_id, deadline)
 
+    def could_name(self, request: VpcRequest, granted: RuleSet) -> bool:
+        return vpc.could_resolve_to(request, granted)
+
+    def same_asked(self, one: VpcRequest, other: VpcRequest) -> bool:
+        return vpc.same_rules_asked(one, other)
+
 
 def discover(api: ElastiCacheApi, request: VpcRequest, deadline: Deadline, sleep: Sleep = time.sleep) -> RuleSet:
     """The rules the request means, reading from ElastiCache what the properties leave out."""
@@ -106,13 +114,15 @@ def _network(api: ElastiCacheApi, request: VpcRequest, deadline: Deadline, sleep
 
     def describe(call: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         try:
-            found: dict[str, Any] = _retrying(call, deadline, sleep)
+            found: dict[str, Any] = retry.read(call, deadline, sleep)
         except ApiError as err:
             if err.code in vpc.CACHE_NOT_FOUND_CODES:
                 raise CacheNotFound(
                     f"{cache} not found: no such cache in this account and region ({err.message}). "
                     "Check the name, or that the cache is in the function's own account and region"
                 ) from err
+            if err.code in vpc.ACCESS_DENIED_CODES:
+                raise AccessRefused(f"{err}: the function's role may not look up {cache}") from err
             raise ResourceFailure(str(err)) from err
         return found
 
@@ -125,9 +135,11 @@ def _network(api: ElastiCacheApi, request: VpcRequest, deadline: Deadline, sleep
     # Every member carries the group's security groups; the first one still there tells them.
     for cluster_id in group.get("MemberClusters") or []:
         try:
-            member = _retrying(partial(api.cache_cluster, cluster_id), deadline, sleep)
+            member = retry.read(partial(api.cache_cluster, cluster_id), deadline, sleep)
             break
         except ApiError as err:
+            if err.code in vpc.ACCESS_DENIED_CODES:
+                raise AccessRefused(f"{err}: the function's role may not look up {cache}") from err
             if err.code != "CacheClusterNotFound":
                 raise ResourceFailure(str(err)) from err
     return vpc.network_of_replication_group(group, member)
@@ -141,13 +153,18 @@ class _Ec2Work:
     deadline: Deadline
     sleep: Sleep
 
-    def call(self, call: Callable[[], Any]) -> Any:
-        return _retrying(call, self.deadline, self.sleep)
+    def look(self, call: Callable[[], Any]) -> Any:
+        """A read, under the one retry policy."""
+        return retry.read(call, self.deadline, self.sleep)
+
+    def change(self, call: Callable[[], Any]) -> Any:
+        """A write, under the one retry policy and the guard: none starts once the invocation has answered."""
+        return retry.change(call, self.deadline, self.sleep)
 
     def done_unless_gone(self, call: Callable[[], Any]) -> bool:
-        """Make a call on one rule: True once made, False if the rule (or its group) is gone."""
+        """Make a change to one rule: True once made, False if the rule (or its group) is gone."""
         try:
-            self.call(call)
+            self.change(call)
         except ApiError as err:
             if err.code in vpc.RULE_GONE_CODES:
                 return False
@@ -157,7 +174,7 @@ class _Ec2Work:
     def held(self, rule_set: RuleSet, target: str) -> dict[int, HeldRule]:
         """The rule set's rules into ``target`` as EC2 holds them now; none if the group is gone."""
         try:
-            answer = self.call(partial(self.ec2.rules, target))
+            answer = self.look(partial(self.ec2.rules, target))
         except ApiError as err:
             if err.code in vpc.RULE_GONE_CODES:
                 return {}
@@ -167,7 +184,7 @@ class _Ec2Work:
     def read(self, rule_set: RuleSet, rule_id: str) -> HeldRule | None:
         """One rule as EC2 holds it now, None once it is gone."""
         try:
-            item = self.call(partial(self.ec2.rule, rule_id))
+            item = self.look(partial(self.ec2.rule, rule_id))
         except ApiError as err:
             raise ResourceFailure(str(err)) from err
         return None if item is None else held_rule(item, rule_set.source_group, rule_set.source_owner)
@@ -295,7 +312,7 @@ def _authorize(
     """Make the rules, claimed: their ids, or None if one of them exists already (EC2 then makes none)."""
     permissions = vpc.ip_permissions(rule_set, ports, description)
     try:
-        made = work.call(partial(work.ec2.authorize, target, permissions, claim.tags()))
+        made = work.change(partial(work.ec2.authorize, target, permissions, claim.tags()))
     except ApiError as err:
         if err.code == "InvalidPermission.Duplicate":
             return None
@@ -384,15 +401,3 @@ def unrecorded_by_failed_update(
     except (CacheNotFound, CacheUnusable, InvalidProperties):
         return None  # that attempt could not have authorized anything either
     return None if rule_set.physical_id == physical_id else rule_set
-
-
-def _retrying(call: Callable[[], Any], deadline: Deadline, sleep: Sleep) -> Any:
-    """The call's answer; throttling is waited out with the polls' backoff while the deadline allows."""
-    waits = polls()
-    while True:
-        try:
-            return call()
-        except ApiError as err:
-            if err.code not in THROTTLING_CODES:
-                raise
-            pause(waits, deadline, sleep, f"{err}: still refused at the function's deadline. Retry the stack operation")

@@ -21,7 +21,7 @@ from itertools import product
 from typing import Any
 
 from .errors import CacheUnusable, InvalidProperties
-from .properties import check_known, check_map, kind_of, owner_account, required_string
+from .properties import check_known, check_map, digits, kind_of, owner_account, required_string, shown
 
 ID_PREFIX = "cache-vpc-ingress"
 #: Names of the cache, one of which a VPC-mode resource sets.
@@ -39,13 +39,13 @@ MAX_TARGETS = 16
 MAX_DESCRIPTION = 255
 
 _GROUP_ID = re.compile(r"sg-(?:[0-9a-f]{8}|[0-9a-f]{17})")
-# ElastiCache ids: a letter, then letters, digits and single hyphens, at most 40 characters.
-_CACHE_NAME = re.compile(r"[A-Za-z](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,39}")
+# ElastiCache ids: a letter, then letters, digits and single hyphens, no hyphen last.
+_CACHE_NAME = re.compile(r"[A-Za-z](?:[A-Za-z0-9]|-(?=[A-Za-z0-9]))*")
 # What EC2 accepts in a rule description.
 _DESCRIPTION = re.compile(r"[A-Za-z0-9 ._\-:/()#,@\[\]+=&;{}!$*]*")
-_STACK_NAME = re.compile(r"arn:[^:]+:cloudformation:[^:]*:\d{12}:stack/([^/]+)/")
+_STACK_NAME = re.compile(r"arn:[^:]+:cloudformation:[^:]*:[0-9]{12}:stack/([^/]+)/")
 _ID = re.compile(
-    rf"{ID_PREFIX}:(?P<source>sg-[0-9a-f]+)@(?P<owner>\d{{12}}):(?P<ports>\d+(?:,\d+)*):(?P<targets>sg-[0-9a-f]+(?:,sg-[0-9a-f]+)*)"
+    rf"{ID_PREFIX}:(?P<source>sg-[0-9a-f]+)@(?P<owner>[0-9]{{12}}):(?P<ports>[0-9]{{1,5}}(?:,[0-9]{{1,5}})*):(?P<targets>sg-[0-9a-f]+(?:,sg-[0-9a-f]+)*)"
 )
 
 
@@ -55,6 +55,11 @@ class CacheKind(Enum):
     REPLICATION_GROUP = "ReplicationGroupId"
     CACHE_CLUSTER = "CacheClusterId"
     SERVERLESS = "ServerlessCacheName"
+
+    @property
+    def max_length(self) -> int:
+        """AWS's limit on the name: 50 characters for a cache cluster, 40 for the others."""
+        return 50 if self is CacheKind.CACHE_CLUSTER else 40
 
 
 @dataclass(frozen=True)
@@ -139,10 +144,10 @@ def parse_properties(given: Any, stack_id: str, logical_id: str) -> VpcRequest:
         raise InvalidProperties(f"set exactly one of {', '.join(CACHE_PROPERTIES)} to name the cache; {given}")
     kind = CacheKind(named[0])
     cache_name = required_string(properties, kind.value)
-    if not _CACHE_NAME.fullmatch(cache_name):
+    if not _CACHE_NAME.fullmatch(cache_name) or len(cache_name) > kind.max_length:
         raise InvalidProperties(
             f"{kind.value} must start with a letter and hold only letters, digits and single hyphens, "
-            f"at most 40 characters, got {cache_name!r}"
+            f"at most {kind.max_length} characters, got {shown(cache_name, 60)}"
         )
     source = group_id("SourceSecurityGroupId", required_string(properties, "SourceSecurityGroupId"))
     owner_id = owner_account(properties, "SourceSecurityGroupOwnerId", stack_id)
@@ -161,6 +166,15 @@ def same_rules_asked(one: VpcRequest, other: VpcRequest) -> bool:
     return replace(one, description=other.description) == other
 
 
+def could_resolve_to(request: VpcRequest, rule_set: RuleSet) -> bool:
+    """Whether the request could resolve to exactly these rules, whatever the cache says: what it sets matches."""
+    return (
+        (request.source_group, request.source_owner) == (rule_set.source_group, rule_set.source_owner)
+        and (request.port is None or rule_set.ports == (request.port,))
+        and (request.targets is None or rule_set.targets == request.targets)
+    )
+
+
 def group_id(name: str, value: Any) -> str:
     """A security group id (``sg-`` and 8 or 17 hex digits), lower-cased: ids are case-insensitive in EC2."""
     wanted = f"{name} must be a security group id such as sg-0123456789abcdef0"
@@ -177,10 +191,10 @@ def group_id(name: str, value: Any) -> str:
 def _port(value: Any) -> int | None:
     if value is None:
         return None
-    text = str(value).strip() if isinstance(value, (str, int)) and not isinstance(value, bool) else None
-    if text is None or not text.isdigit() or not 1 <= int(text) <= 65535:
-        shown = repr(value) if isinstance(value, str) else kind_of(value)
-        raise InvalidProperties(f"Port must be a TCP port number from 1 to 65535, got {shown}")
+    wanted = "a TCP port number from 1 to 65535"
+    text = digits(value, "Port", wanted)
+    if len(text) > 5 or not 1 <= int(text) <= 65535:
+        raise InvalidProperties(f"Port must be {wanted}, got {shown(text)}")
     return int(text)
 
 
@@ -329,6 +343,9 @@ def _cluster_groups(cluster: Mapping[str, Any]) -> tuple[str, ...]:
 CACHE_NOT_FOUND_CODES = frozenset(
     {"ReplicationGroupNotFoundFault", "CacheClusterNotFound", "ServerlessCacheNotFoundFault"}
 )
+
+#: Lookups refused for lack of permission (an IAM policy, an SCP): nothing was looked up.
+ACCESS_DENIED_CODES = frozenset({"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"})
 
 
 #: Answers meaning a rule, or its whole group, is no longer there: letting go of it is done.

@@ -12,7 +12,7 @@ from botocore.stub import Stubber
 import app
 from offline.receiver import ResponseReceiver
 from tests.functional.conftest import JsonLogs
-from tests.support import assert_failed, handle, invoke, load_event
+from tests.support import LambdaContext, assert_failed, handle, invoke, load_event
 
 OUR_ID = "cache-sg-ingress:app-cache-sg:123456789012:app-servers"
 NEW_ID = "cache-sg-ingress:app-cache-sg:210987654321:batch workers / nightly"
@@ -84,7 +84,8 @@ def test_create_fails_when_the_entry_never_settles_but_still_reports_its_id(stub
     authorize_ok(stubber, "authorizing")
     for _ in range(3):
         describe(stubber, ("app-servers", "123456789012", "authorizing"))
-    answer = invoke(load_event("create.json"), seconds=2.4)  # deadline 1.8 s: polls at 0.2, 0.6, 1.4 s
+    # Deadline 2.4 s; a poll needs 0.6 s left for its Describe: polls at 0.2, 0.6, 1.4 s, not 2.2 s.
+    answer = invoke(load_event("create.json"), seconds=3.2)
     assert_failed(answer, "still reads 'authorizing'")
     # The rollback Delete must name the authorization that may have gone through.
     assert answer["PhysicalResourceId"] == OUR_ID
@@ -172,7 +173,7 @@ def test_a_replacement_that_does_not_settle_fails_and_keeps_the_old_id(stubber: 
     authorize_ok(stubber, "authorizing", NEW_PARAMS)
     for _ in range(3):
         describe(stubber, ("batch workers / nightly", "210987654321", "authorizing"))
-    answer = invoke(load_event("update-replace.json"), seconds=2.4)
+    answer = invoke(load_event("update-replace.json"), seconds=3.2)
     assert answer["Status"] == "FAILED"
     assert answer["PhysicalResourceId"] == OUR_ID  # CloudFormation keeps the old id after a failed update
 
@@ -305,3 +306,28 @@ def test_nothing_logs_the_response_url_even_at_debug(
     assert "response delivered" in everything  # DEBUG lines were there to leak
     assert signature not in everything
     assert "cfn-response" not in everything
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://cloudformation-custom-resource-response.example/x?X-Amz-Signature=s", "ftp://x/y", "https:///no-host"],
+)
+def test_a_response_url_that_is_not_https_is_refused_before_any_call(
+    stubber: Stubber, json_logs: JsonLogs, url: str
+) -> None:
+    # The Stubber has nothing queued: any call would fail the request, and log so.
+    assert app.lambda_handler(load_event("create.json", ResponseURL=url), LambdaContext(10)) is None
+    messages = [line["message"] for line in json_logs.lines()]
+    assert "the event's ResponseURL is not an https URL: no answer can be sent, nothing is done" in messages
+    assert "request failed" not in messages
+    assert url not in json_logs.text()
+
+
+def test_under_sam_local_the_sample_http_url_is_still_accepted(
+    stubber: Stubber, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("AWS_SAM_LOCAL", "true")
+    authorize_ok(stubber, "authorized")
+    app.lambda_handler(load_event("create.json", ResponseURL="http://localhost/response"), LambdaContext(10))
+    printed = [json.loads(line) for line in capfd.readouterr().out.splitlines() if line.startswith('{"Status"')]
+    assert [body["Status"] for body in printed] == ["SUCCESS"]

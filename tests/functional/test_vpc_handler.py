@@ -393,3 +393,30 @@ def test_ec2_refusing_to_show_the_groups_rules_fails_naming_the_group(stubber: S
     answer = invoke(vpc_event(ServerlessCacheName="sessions"))
     assert_failed(answer, "DescribeSecurityGroupRules failed with UnauthorizedOperation")
     assert A in answer["Reason"]
+
+
+def test_a_rollback_delete_whose_lookup_is_refused_succeeds(stubber: Stubber, ec2_stubber: Stubber) -> None:
+    """An SCP refuses the Describe: Create fails with a not-ours id, and its rollback Delete succeeds, no EC2 call."""
+    for _ in range(2):
+        stubber.add_client_error(
+            "describe_serverless_caches",
+            "AccessDeniedException",
+            "User is not authorized to perform: elasticache:DescribeServerlessCaches with an explicit deny",
+            400,
+            expected_params={"ServerlessCacheName": "sessions"},
+        )
+    created = invoke(vpc_event(ServerlessCacheName="sessions"))
+    assert_failed(created, "may not look up ServerlessCacheName 'sessions'")
+    assert not created["PhysicalResourceId"].startswith("cache-vpc-ingress:")
+    rollback = vpc_event("Delete", ServerlessCacheName="sessions")
+    rollback["PhysicalResourceId"] = created["PhysicalResourceId"]
+    answer = invoke(rollback)
+    assert (answer["Status"], answer["PhysicalResourceId"]) == ("SUCCESS", created["PhysicalResourceId"])
+
+
+def test_server_errors_and_throttling_are_retried_by_the_one_policy(stubber: Stubber, ec2_stubber: Stubber) -> None:
+    serverless(stubber, [A])
+    ec2_stubber.add_client_error("authorize_security_group_ingress", "InternalError", "", 500)
+    ec2_stubber.add_client_error("authorize_security_group_ingress", "RequestLimitExceeded", "", 503)
+    authorize(ec2_stubber, A, 6379, 6380)
+    assert_success(invoke(vpc_event(ServerlessCacheName="sessions")))

@@ -9,7 +9,9 @@ invocation is checked as CloudFormation would take it: one answer, before the
 deadline, a non-empty id of at most 1 KB, a body of at most 4096 bytes.
 Where an answer never arrives, CloudFormation's own behaviour is modelled: it
 stops waiting, counts the request as failed and, for a Create, later sends
-Delete with an id it made up.
+Delete with an id it made up. An answer after the resource's ServiceTimeout
+(counted from the invocation's start) is a protocol violation: CloudFormation
+would have stopped waiting, and sent that Delete while the work went on.
 """
 
 from __future__ import annotations
@@ -249,6 +251,9 @@ class CloudFormation:
         answered_after = put.at - delivery.started
         if answered_after > budget:
             raise ProtocolViolation(f"answered after {answered_after:.2f} s, past the {budget} s deadline")
+        waited = service_timeout(event)
+        if waited is not None and answered_after > waited:
+            raise ProtocolViolation(f"answered after {answered_after:.2f} s, when CloudFormation stopped at {waited} s")
         if len(put.body) > 4096:
             raise ProtocolViolation(f"a body of {len(put.body)} bytes")
         body = put.json()
@@ -309,6 +314,12 @@ def declared_ingress(stack_id: str, properties: Properties) -> tuple[str, str, s
     except InvalidProperties:
         return None
     return (ingress.cache_group, ingress.ec2_group, ingress.owner_id)
+
+
+def service_timeout(event: Mapping[str, Any]) -> float | None:
+    """How long CloudFormation waits for this request's answer (ServiceTimeout), if the resource says."""
+    value = event["ResourceProperties"].get("ServiceTimeout")
+    return float(value) if isinstance(value, str) and value.isascii() and value.isdigit() else None
 
 
 def request_type_keeps_id(event: Mapping[str, Any]) -> bool:

@@ -83,7 +83,7 @@ def test_any_properties_get_one_answer_and_bad_ones_make_no_call(
     event = load_event("update.json" if request_type == "Update" else "create.json", ResourceProperties=props)
     body, calls = _answer(event)
     if not _valid(props, event["StackId"]):
-        _refused_without_a_call(body, calls, ALL_PROPERTIES)
+        _refused_without_a_call(body, calls, (*ALL_PROPERTIES, "ServiceTimeout"))
 
 
 @FUZZ
@@ -162,4 +162,4 @@ def test_any_vpc_properties_get_one_answer_and_bad_ones_a_reason_naming_a_proper
     event = load_event("vpc-update.json" if request_type == "Update" else "vpc-create.json", ResourceProperties=props)
     body, calls = _answer(event)
     if not _valid(props, event["StackId"]):
-        _refused_without_a_call(body, calls, ALL_PROPERTIES)
+        _refused_without_a_call(body, calls, (*ALL_PROPERTIES, "ServiceTimeout"))

@@ -12,7 +12,15 @@ import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
-from tests.lifecycle.simulator import CloudFormation, Stack, declared_ingress, history_settings, history_shards
+from cache_ingress.timing import Deadline
+from tests.lifecycle.simulator import (
+    CloudFormation,
+    Stack,
+    declared_ingress,
+    history_settings,
+    history_shards,
+    service_timeout,
+)
 from tests.support import servers
 
 POOLS = {
@@ -21,6 +29,8 @@ POOLS = {
     "Ops": [("app-cache-sg", "ops"), ("other-sg", "ops")],
 }
 OWNERS = [None, "123456789012", "1234-5678-9012", "210987654321", "2109-8765-4321"]
+#: CloudFormation's own wait: with "3", the function's deadline is 2.25 s, shorter than a hang.
+SERVICE_TIMEOUTS = [None, None, "300", "3"]
 BAD = [{"Colour": "blue"}, {"EC2SecurityGroupOwnerId": "12345"}, {"CacheSecurityGroupName": "not valid"}]
 SETTLED = {"CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE", "ROLLBACK_COMPLETE", "DELETE_COMPLETE"}
 
@@ -32,6 +42,9 @@ def resource_properties(draw: st.DrawFn, logical: str) -> dict[str, Any]:
     owner = draw(st.sampled_from(OWNERS))
     if owner is not None:
         properties["EC2SecurityGroupOwnerId"] = owner
+    service_timeout = draw(st.sampled_from(SERVICE_TIMEOUTS))
+    if service_timeout is not None:
+        properties["ServiceTimeout"] = service_timeout
     if draw(st.integers(0, 9)) == 0:  # now and then, input the function must refuse
         properties.update(draw(st.sampled_from(BAD)))
     return properties
@@ -43,7 +56,9 @@ def templates(draw: st.DrawFn) -> dict[str, dict[str, Any]]:
     return {logical: draw(resource_properties(logical)) for logical in chosen}
 
 
-FAULTS = st.sampled_from(["throttling", "server-errors", "receiver-retried", "answer-lost", "latency", "none"])
+FAULTS = st.sampled_from(
+    ["throttling", "server-errors", "internal-errors", "hang", "receiver-retried", "answer-lost", "latency", "none"]
+)
 
 
 class StackHistory(RuleBasedStateMachine):
@@ -71,22 +86,32 @@ class StackHistory(RuleBasedStateMachine):
     def _with_fault(self, fault: str) -> None:
         self.cfn.before_each = None
         if fault == "throttling":
-            servers().standin.throttle_next(2)  # botocore's own backoff: about 1.5 s
+            servers().standin.throttle_next(3)
         elif fault == "server-errors":
             servers().standin.fail_next(2, 503)
+        elif fault == "internal-errors":
+            servers().standin.fail_next(2, 500)
+        elif fault == "hang":
+            # One call held 3 s, then dropped: past a ServiceTimeout of 3, retried otherwise.
+            servers().standin.stall_next(1, 3.0)
         elif fault == "receiver-retried":
             servers().receiver.fail_next(2, 503)
         elif fault == "answer-lost":
             servers().receiver.fail_next(5, 503)
         elif fault == "latency":
-            servers().standin.set_latency(1.2, {"AuthorizeCacheSecurityGroupIngress"})
-            short = iter([1.0])
-            self.cfn.before_each = lambda event: next(short, None)
+            self.cfn.before_each = self._first_call_past_the_deadline
+
+    def _first_call_past_the_deadline(self, event: dict[str, Any]) -> float:
+        """The first event gets 4 s, and its first call (an Authorize) answers after its deadline but within the
+        half of the answer's reserve a change in flight may use: the answer waits for it, so the rollback comes
+        after what it did. (A call answered later still is out of the function's reach: README, Limits.)"""
+        self.cfn.before_each = None
+        deadline = Deadline.for_invocation(4.0, service_timeout(event))
+        servers().standin.slow_next(1, (deadline.remaining() + deadline.change_time_left()) / 2)
+        return 4.0
 
     def _clear_faults(self) -> None:
-        servers().standin.throttle_next(0)
-        servers().standin.fail_next(0)
-        servers().standin.set_latency(0.0)
+        servers().standin.clear_faults()
         servers().receiver.fail_next(0)
         self.cfn.before_each = None
 

@@ -37,7 +37,11 @@ SETTLED = {"CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE", "RO
 SOURCES = ["app", "batch"]
 TARGETS = [None, ["cache"], ["shared"], ["cache", "shared"]]
 PORTS = [None, "6379", "6380"]
-FAULTS = st.sampled_from(["throttling", "receiver-retried", "answer-lost", "none"])
+FAULTS = st.sampled_from(
+    ["throttling", "ec2-throttling", "ec2-errors", "hang", "ec2-hang", "receiver-retried", "answer-lost", "none"]
+)
+#: CloudFormation's own wait: with "3", the function's deadline is 2.25 s, shorter than a hang.
+SERVICE_TIMEOUTS = [None, None, "300", "3"]
 OTHER_STACK = "arn:aws:cloudformation:us-east-1:123456789012:stack/elsewhere/0d0e0f00-1111-2222-3333-444455556666"
 
 Rule = tuple[str, str, int]  # (source id, target id, port)
@@ -57,6 +61,9 @@ def access(draw: st.DrawFn) -> dict[str, Any]:
         properties["Port"] = port
     if draw(st.booleans()):
         properties["Description"] = draw(st.sampled_from(["sessions", "sessions (v2)"]))
+    service_timeout = draw(st.sampled_from(SERVICE_TIMEOUTS))
+    if service_timeout is not None:
+        properties["ServiceTimeout"] = service_timeout
     trouble = draw(st.integers(0, 13))
     if trouble == 0:
         properties["ServerlessCacheName"] = "gone"  # a cache that does not exist
@@ -77,6 +84,7 @@ class VpcStackHistory(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         servers().moto.reset()
+        servers().ec2.reset()
         servers().standin.reset()
         servers().standin.upstream = servers().moto.url
         servers().receiver.reset()
@@ -126,7 +134,16 @@ class VpcStackHistory(RuleBasedStateMachine):
     ) -> None:
         """No stack: create one; a failed state: delete; else as drawn. ``meanwhile``: the other sandbox's turn."""
         if fault == "throttling":
-            servers().standin.throttle_next(2)
+            servers().standin.throttle_next(3)
+        elif fault == "ec2-throttling":
+            servers().ec2.throttle_next(3)
+        elif fault == "ec2-errors":
+            servers().ec2.fail_next(1, 500)
+            servers().ec2.throttle_next(1)
+        elif fault == "hang":  # a Describe held 3 s, then dropped
+            servers().standin.stall_next(1, 3.0)
+        elif fault == "ec2-hang":  # an EC2 call held 3 s, then dropped unapplied
+            servers().ec2.stall_next(1, 3.0)
         elif fault in ("receiver-retried", "answer-lost"):
             servers().receiver.fail_next(2 if fault == "receiver-retried" else 5, 503)
         self.cfn.duplicate_deliveries = twice
@@ -142,7 +159,8 @@ class VpcStackHistory(RuleBasedStateMachine):
                 events.unregister("before-call.ec2", hook)
             for thread in threads:
                 thread.join()
-            servers().standin.throttle_next(0)
+            servers().standin.clear_faults()
+            servers().ec2.clear_faults()
             servers().receiver.fail_next(0)
 
     def _operate(self, which: int, action: str, template: dict[str, dict[str, Any]], another_fails: bool) -> None:

@@ -259,7 +259,15 @@ def test_a_create_failing_in_discovery_rolls_back_without_touching_another_stack
     world: Vpc, standin: ElastiCacheStandIn
 ) -> None:
     x = world.cfn.create_stack("x", {"Access": world.access()})
-    world.cfn.before_each = lambda event: standin.fail_next(1, status=403) if event["RequestType"] == "Create" else None
+
+    def throttled_create(event: dict[str, Any]) -> float | None:
+        """Y's Create meets throttling past its whole 3 s; its rollback Delete, after the storm, rediscovers."""
+        if event["RequestType"] != "Create":
+            return None
+        standin.throttle_for(4.0)
+        return 3.0
+
+    world.cfn.before_each = throttled_create
     y = world.cfn.create_stack("y", {"Access": world.access()})
     assert (x.status, y.status) == ("CREATE_COMPLETE", "ROLLBACK_COMPLETE")
     assert world.cfn.log[-1].event["RequestType"] == "Delete"  # the rollback rediscovered the same rules

@@ -20,7 +20,12 @@ cache_names = st.text(
     st.sampled_from("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-"), min_size=1, max_size=255
 )
 ec2_names = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), min_size=1, max_size=255).filter(str.strip)
-owners = st.from_regex(r"\A\d{12}\Z")
+owners = st.from_regex(r"\A[0-9]{12}\Z")
+
+
+def test_an_owner_given_as_a_json_number_is_read_like_its_digits() -> None:
+    ingress = classic_rules.parse_properties({**VALID, "EC2SecurityGroupOwnerId": 210987654321}, STACK)
+    assert ingress.owner_id == "210987654321"
 
 
 def test_owner_defaults_to_the_stacks_account() -> None:
@@ -56,12 +61,20 @@ def test_owner_spellings_give_one_ingress_and_one_id(owner: str) -> None:
         ({**VALID, "EC2SecurityGroupName": "caf\u00e9"}, "EC2SecurityGroupName may hold only printable ASCII"),
         ({**VALID, "EC2SecurityGroupName": "a\nb"}, "EC2SecurityGroupName may hold only printable ASCII"),
         ({**VALID, "EC2SecurityGroupOwnerId": "12345"}, "EC2SecurityGroupOwnerId must be a 12-digit AWS account"),
-        ({**VALID, "EC2SecurityGroupOwnerId": 123456789012}, "EC2SecurityGroupOwnerId must be a string of 12 digits"),
+        (
+            {**VALID, "EC2SecurityGroupOwnerId": 12345678901.0},
+            "EC2SecurityGroupOwnerId must be a 12-digit AWS account number, got a number",
+        ),
+        (
+            {**VALID, "EC2SecurityGroupOwnerId": "١٢٣٤٥٦٧٨٩٠١٢"},
+            "EC2SecurityGroupOwnerId must be a 12-digit AWS account number",
+        ),
+        ({**VALID, "EC2SecurityGroupOwnerId": "１２３４５６７８９０１２"}, "(digits 0-9)"),  # noqa: RUF001
         ({**VALID, "EC2SecurityGroupOwnerId": "AKIAIOSFODNN7EXAMPLE"}, "not an access key id"),
         ({**VALID, "EC2SecurityGroupOwnerId": "ASIAY34FZKBOKMUTVV7A"}, "not an access key id"),
         ({**VALID, "EC2SecurityGroupOwnerID": "123456789012"}, "did you mean EC2SecurityGroupOwnerId?"),
         ({**VALID, "CacheSecurityGroup": "x"}, "did you mean CacheSecurityGroupName?"),
-        ({**VALID, "Colour": "blue"}, "unknown property 'Colour'; known properties:"),
+        ({**VALID, "Colour": "blue"}, "unknown property 'Colour'. Known properties:"),
     ],
 )
 def test_bad_properties_are_refused_with_a_reason_naming_the_property(

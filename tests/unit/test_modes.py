@@ -9,7 +9,7 @@ import pytest
 
 from cache_ingress.classic_rules import Ingress
 from cache_ingress.errors import InvalidProperties
-from cache_ingress.modes import Request
+from cache_ingress.modes import Granted, Request
 from cache_ingress.protocol import Change, Instance, Result
 from cache_ingress.timing import Deadline
 from cache_ingress.vpc_rules import RuleSet
@@ -44,8 +44,18 @@ def test_properties_of_both_modes_are_refused_naming_each_side() -> None:
 
 
 def test_an_unknown_property_lists_the_names_of_both_modes() -> None:
-    with pytest.raises(InvalidProperties, match=r"known properties: CacheSecurityGroupName.*ReplicationGroupId"):
+    with pytest.raises(InvalidProperties, match=r"Known properties: CacheSecurityGroupName.*ReplicationGroupId"):
         request({**VPC, "Prot": "6379"})
+
+
+def test_many_unknown_properties_list_the_known_names_once() -> None:
+    with pytest.raises(InvalidProperties) as caught:
+        request({**VPC, **{f"Extra{i}": "x" for i in range(40)}, "Prot": "6379"})
+    message = str(caught.value)
+    assert message.count("CacheSecurityGroupName") == 1
+    assert "unknown property 'Prot' (did you mean Port?)" in message
+    assert "and 36 more" in message
+    assert len(message) < 1000
 
 
 def test_each_id_goes_back_to_the_mode_that_minted_it() -> None:
@@ -90,6 +100,14 @@ class Recorder:
         self.asked.append(request)
         return None
 
+    def could_name(self, request: Any, granted: Any) -> bool:
+        self.asked.append(granted)
+        return True
+
+    def same_asked(self, one: Any, other: Any) -> bool:
+        self.asked.append(other)
+        return True
+
 
 def test_a_rollback_across_modes_compares_the_failed_attempt_with_nothing() -> None:
     mode, other = Recorder(), Recorder()
@@ -97,3 +115,12 @@ def test_a_rollback_across_modes_compares_the_failed_attempt_with_nothing() -> N
     Request(mode, "attempt").left_by_failed_update(now=Request(other, "now"), physical_id="x", deadline=deadline)
     Request(mode, "attempt").left_by_failed_update(now=Request(mode, "now"), physical_id="x", deadline=deadline)
     assert mode.asked == [None, "now"]
+
+
+def test_a_request_of_another_mode_never_names_nor_asks_the_same() -> None:
+    mode, other = Recorder(), Recorder()
+    assert not Request(mode, "a").could_name(Granted(other, "b"))
+    assert not Request(mode, "a").same_asked(Request(other, "b"))
+    assert Request(mode, "a").could_name(Granted(mode, "b"))
+    assert Request(mode, "a").same_asked(Request(mode, "c"))
+    assert (mode.asked, other.asked) == (["b", "c"], [])

@@ -57,3 +57,25 @@ def test_the_physical_id_is_never_empty() -> None:
     assert physical_id_or_fallback(None, {"LogicalResourceId": "L", "RequestId": "r"}) == "L-r"
     assert physical_id_or_fallback("", {}) == "resource-request"
     assert len(physical_id_or_fallback("x" * 5000, EVENT)) == 1024
+
+
+@given(
+    st.text(min_size=1000, max_size=5000),
+    st.text(max_size=5000),
+    st.text(st.characters(max_codepoint=0x1F), max_size=2000),
+    st.text(max_size=2000),
+)
+def test_envelope_fields_too_long_for_the_body_are_cut_to_fit(
+    stack_id: str, request_id: str, logical_id: str, physical_id: str
+) -> None:
+    event = {"StackId": stack_id, "RequestId": request_id, "LogicalResourceId": logical_id}
+    raw = response_body(event, SUCCESS, physical_id, data={"Status": "authorized"})
+    body = json.loads(raw)
+    assert len(raw) <= 4096
+    assert body["StackId"] == stack_id[: len(body["StackId"])]
+    assert body["PhysicalResourceId"]
+
+
+def test_envelope_fields_that_fit_are_echoed_whole() -> None:
+    event = {**EVENT, "LogicalResourceId": "L" * 255}
+    assert json.loads(response_body(event, SUCCESS, "id"))["LogicalResourceId"] == "L" * 255

@@ -87,10 +87,43 @@ def test_mixing_classic_and_vpc_properties_names_both_sides() -> None:
         ({**VALID, "Description": "caf\u00e9 access"}, "Description may hold only"),
         ({**VALID, "Description": "x" * 256}, "Description must be at most 255 characters"),
         ({**VALID, "ReplicationGroupID": "x"}, "did you mean ReplicationGroupId?"),
+        # Numbers are ASCII digits only: str.isdigit() takes all of these.
+        ({**VALID, "Port": "\u00b2"}, "Port must be a TCP port number from 1 to 65535 in the digits 0-9"),
+        ({**VALID, "Port": "\uff16\uff13\uff17\uff19"}, "Port must be a TCP port number"),
+        ({**VALID, "Port": "\u0666\u0663\u0667\u0669"}, "Port must be a TCP port number"),
+        ({**VALID, "Port": "6" * 5000}, "Port must be a TCP port number from 1 to 65535, got '666"),
+        ({**VALID, "Port": 6379.0}, "Port must be a TCP port number from 1 to 65535, got a number"),
+        (
+            {
+                **VALID,
+                "SourceSecurityGroupOwnerId": "\u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668\u0669\u0660\u0661\u0662",
+            },
+            "SourceSecurityGroupOwnerId must be a 12-digit",
+        ),
+        ({**VALID, "ReplicationGroupId": "a" * 41}, "at most 40 characters"),
+        ({"CacheClusterId": "a" * 51, "SourceSecurityGroupId": SOURCE}, "CacheClusterId must start with a letter"),
+        ({"ServerlessCacheName": "a" * 41, "SourceSecurityGroupId": SOURCE}, "at most 40 characters"),
+        ({**VALID, "Description": 7}, "Description must be a string, got a number"),
+        ({**VALID, "ServiceTimeout": "0"}, "ServiceTimeout must be a number of seconds from 1 to 3600"),
+        ({**VALID, "ServiceTimeout": "3601"}, "ServiceTimeout must be a number of seconds from 1 to 3600"),
+        ({**VALID, "ServiceTimeout": "5m"}, "ServiceTimeout must be a number of seconds"),
+        ("app-cache", "ResourceProperties must be a map of property names to strings, got a string"),
     ],
 )
 def test_bad_input_is_refused_with_a_reason_naming_the_property(props: dict[str, Any], expected: str) -> None:
     assert expected in reason(props)
+
+
+def test_a_cache_cluster_id_may_have_the_50_characters_aws_allows() -> None:
+    name = "c" + "-a" * 24 + "b"
+    request = parse_request({"CacheClusterId": name, "SourceSecurityGroupId": SOURCE}, STACK, "X")
+    assert isinstance(request, VpcRequest)
+    assert (len(name), request.cache.name) == (50, name)
+
+
+def test_numbers_given_as_json_numbers_are_read_like_their_digits() -> None:
+    request = parse(Port=6380, SourceSecurityGroupOwnerId=210987654321, ServiceTimeout=300)
+    assert (request.port, request.source_owner) == (6380, "210987654321")
 
 
 def test_ids_and_ports_are_read_as_cloudformation_sends_them() -> None:
@@ -144,7 +177,7 @@ group_ids = st.from_regex(r"\Asg-([0-9a-f]{8}|[0-9a-f]{17})\Z")
 rule_sets = st.builds(
     RuleSet.of,
     group_ids,
-    st.from_regex(r"\A\d{12}\Z"),
+    st.from_regex(r"\A[0-9]{12}\Z"),
     st.lists(st.integers(1, 65535), min_size=1, max_size=4),
     st.lists(group_ids, min_size=1, max_size=vpc_rules.MAX_TARGETS),
 )

@@ -1,0 +1,177 @@
+"""Time discipline, as CloudFormation and AWS would notice it: work stops when CloudFormation stops waiting.
+
+Every scenario runs the real handler over loopback with faults injected into
+the stand-ins (the ElastiCache stand-in, and the EC2 front before moto), and
+checks what a user would notice: when the answer arrived and what it said,
+and, from the stand-ins' call logs, that no change arrived after it. Each
+waits a while after the answer for a late write to show up.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from offline.ec2_front import Ec2Front
+from offline.harness import build_vpc_example
+from offline.moto_backend import MotoBackend
+from offline.standin import ElastiCacheStandIn
+from tests.support import Delivery, Servers, assert_failed, assert_success, handle, invoke, load_event
+
+ACCOUNT = "123456789012"
+CLASSIC_WRITES = {"AuthorizeCacheSecurityGroupIngress", "RevokeCacheSecurityGroupIngress"}
+
+
+@pytest.fixture
+def aws(standin: ElastiCacheStandIn) -> ElastiCacheStandIn:
+    standin.add_group("app-cache-sg")
+    return standin
+
+
+@pytest.fixture
+def vpc(servers: Servers, moto: MotoBackend, standin: ElastiCacheStandIn) -> dict[str, str]:
+    """The example world's ids (the events' example ids -> moto's): app-servers into app-cache's two groups."""
+    return build_vpc_example(moto, standin)
+
+
+def app_rules(moto: MotoBackend, ids: dict[str, str]) -> set[tuple[str, int]]:
+    """(target group, port) of every rule from app-servers."""
+    app, cache, shared = ids.values()
+    return {
+        (target, port)
+        for target in (cache, shared)
+        for source, _owner, port, _description in moto.ingress(target)
+        if source == app
+    }
+
+
+def answered_at(delivery: Delivery) -> float:
+    (put,) = delivery.puts
+    return put.at
+
+
+def classic_writes_after(standin: ElastiCacheStandIn, moment: float) -> list[str]:
+    return [c.action for c in standin.calls() if c.action in CLASSIC_WRITES and c.arrived > moment]
+
+
+def ec2_writes_after(front: Ec2Front, moment: float) -> list[str]:
+    return [c.action for c in front.writes() if c.arrived > moment]
+
+
+def test_a_describe_hanging_past_the_deadline_leaves_no_rule_behind(
+    servers: Servers, vpc: dict[str, str], standin: ElastiCacheStandIn
+) -> None:
+    """The cache's Describe hangs past the deadline: FAILED in time, and no Authorize ever, even once it answers."""
+    standin.set_latency(4.5, {"DescribeCacheClusters"})
+    delivery = handle(load_event("vpc-create.json", vpc), seconds=4.0)  # deadline 3 s
+    answer = delivery.answer()
+    assert_failed(answer, "ran out of time")
+    assert answered_at(delivery) - delivery.started < 3.5
+    time.sleep(max(0.0, delivery.started + 5.5 - time.monotonic()))  # the Describe has long answered by now
+    assert servers.ec2.writes() == []
+    assert app_rules(servers.moto, vpc) == set()
+
+
+def test_a_throttling_storm_past_the_deadline_changes_nothing_after_the_answer(aws: ElastiCacheStandIn) -> None:
+    aws.throttle_for(4.0)
+    delivery = handle(load_event("create.json"), seconds=4.0)
+    assert_failed(delivery.answer(), "ran out of time")
+    time.sleep(max(0.0, delivery.started + 5.0 - time.monotonic()))  # the storm is over: a late retry would land
+    assert classic_writes_after(aws, answered_at(delivery)) == []
+    assert aws.authorized() == set()
+
+
+def test_an_ec2_throttling_storm_past_the_deadline_changes_nothing_after_the_answer(
+    servers: Servers, vpc: dict[str, str]
+) -> None:
+    servers.ec2.throttle_for(4.0)
+    delivery = handle(load_event("vpc-create.json", vpc), seconds=4.0)
+    answer = delivery.answer()
+    assert_failed(answer, "ran out of time")
+    time.sleep(max(0.0, delivery.started + 5.0 - time.monotonic()))
+    assert ec2_writes_after(servers.ec2, answered_at(delivery)) == []
+    assert app_rules(servers.moto, vpc) == set()
+
+
+def test_a_change_the_answer_waits_for_is_taken_back_by_the_rollback_delete(
+    servers: Servers, vpc: dict[str, str]
+) -> None:
+    """An Authorize in flight at the deadline, answered within the reserve: the answer comes after it, naming it."""
+    servers.ec2.slow_next(1, 3.2)  # deadline 3 s; a change may read on until 3.4 s
+    delivery = handle(load_event("vpc-create.json", vpc), seconds=4.0)
+    answer = delivery.answer()
+    assert_failed(answer, "ran out of time")  # the second target group's Authorize never started
+    (authorize,) = servers.ec2.calls("AuthorizeSecurityGroupIngress")
+    assert authorize.answered < answered_at(delivery)  # what it did had happened when CloudFormation heard
+    assert len(app_rules(servers.moto, vpc)) == 1
+    rollback = load_event("vpc-delete.json", vpc, PhysicalResourceId=answer["PhysicalResourceId"])
+    assert_success(invoke(rollback))
+    assert app_rules(servers.moto, vpc) == set()
+
+
+def test_a_change_the_service_applies_after_the_answer_is_named_by_the_answers_id(aws: ElastiCacheStandIn) -> None:
+    """Slower still: ElastiCache applies the Authorize after the answer. The id the answer carried names it."""
+    aws.set_latency(3.0, {"AuthorizeCacheSecurityGroupIngress"})
+    delivery = handle(load_event("create.json"), seconds=2.0)
+    answer = delivery.answer()
+    assert answered_at(delivery) - delivery.started < 2.0
+    assert_failed(answer, "ran out of time")
+    assert classic_writes_after(aws, answered_at(delivery)) == []
+    while not aws.calls("AuthorizeCacheSecurityGroupIngress"):  # it lands at 3 s
+        time.sleep(0.1)
+    assert aws.authorized() == {("app-cache-sg", "app-servers", ACCOUNT)}
+    aws.set_latency(0.0)
+    # CloudFormation's rollback Delete for the id the answer carried.
+    assert_success(invoke(load_event("delete.json", PhysicalResourceId=answer["PhysicalResourceId"])))
+    assert aws.ingress_table() == []
+
+
+def test_service_timeout_bounds_the_work_and_the_answer(servers: Servers, vpc: dict[str, str]) -> None:
+    """CloudFormation stops waiting at ServiceTimeout: the answer comes before it, and nothing is written after it."""
+    servers.ec2.throttle_for(8.0)
+    event = load_event("vpc-create.json", vpc)
+    event["ResourceProperties"]["ServiceTimeout"] = "5"
+    delivery = handle(event, seconds=30.0)
+    answer = delivery.answer()
+    assert answered_at(delivery) - delivery.started < 5.0
+    assert_failed(answer, "ServiceTimeout")
+    assert ec2_writes_after(servers.ec2, delivery.started + 5.0) == []
+
+
+def _create(event: dict[str, Any]) -> str:
+    answer = invoke(event)
+    assert_success(answer)
+    return str(answer["Status"])
+
+
+def test_a_warm_sandbox_under_sustained_errors_keeps_retrying_classic(aws: ElastiCacheStandIn) -> None:
+    """botocore's retry quota drained after ~33 such Creates in one sandbox; the resource's own policy has none."""
+    statuses = []
+    for i in range(40):
+        aws.fail_next(1, 500)
+        aws.throttle_next(3)
+        event = load_event("create.json")
+        event["ResourceProperties"] = {**event["ResourceProperties"], "EC2SecurityGroupName": f"web-{i}"}
+        statuses.append(_create(event))
+    assert statuses == ["SUCCESS"] * 40
+    assert len(aws.authorized()) == 40
+
+
+def test_a_warm_sandbox_under_sustained_errors_keeps_retrying_vpc(servers: Servers, vpc: dict[str, str]) -> None:
+    statuses = []
+    target = list(vpc.values())[1]
+    sources = list(servers.moto.security_groups(*(f"source-{i}" for i in range(40))).values())
+    for source in sources:
+        servers.ec2.fail_next(1, 500)
+        servers.ec2.throttle_next(3)
+        event = load_event("vpc-create.json", vpc)
+        event["ResourceProperties"] = {
+            **event["ResourceProperties"],
+            "SourceSecurityGroupId": source,
+            "TargetSecurityGroupIds": [target],
+        }
+        statuses.append(_create(event))
+    assert statuses == ["SUCCESS"] * 40
+    assert {s for s, _owner, _port, _d in servers.moto.ingress(target)} >= set(sources)
