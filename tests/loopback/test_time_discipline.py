@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+import app
 from offline.ec2_front import Ec2Front
 from offline.harness import build_vpc_example
 from offline.moto_backend import MotoBackend
@@ -99,8 +100,19 @@ def test_a_change_the_answer_waits_for_is_taken_back_by_the_rollback_delete(
     servers: Servers, vpc: dict[str, str]
 ) -> None:
     """An Authorize in flight at the deadline, answered within the reserve: the answer comes after it, naming it."""
-    servers.ec2.slow_next(1, 3.2)  # deadline 3 s; a change may read on until 3.4 s
-    delivery = handle(load_event("vpc-create.json", vpc), seconds=4.0)
+    started = time.monotonic()
+
+    def answer_at_4_1_s(**_: Any) -> None:
+        # deadline 3.75 s; a change in flight may read on until 4.4 s: EC2 answers this one at 4.1 s, however
+        # long discovery took on a busy machine (and within one read timeout of the call)
+        servers.ec2.slow_next(1, max(0.0, started + 4.1 - time.monotonic()))
+
+    events = app.ec2().client.meta.events
+    events.register_first("before-call.ec2.AuthorizeSecurityGroupIngress", answer_at_4_1_s)
+    try:
+        delivery = handle(load_event("vpc-create.json", vpc), seconds=5.0)
+    finally:
+        events.unregister("before-call.ec2.AuthorizeSecurityGroupIngress", answer_at_4_1_s)
     answer = delivery.answer()
     assert_failed(answer, "ran out of time")  # the second target group's Authorize never started
     (authorize,) = servers.ec2.calls("AuthorizeSecurityGroupIngress")
