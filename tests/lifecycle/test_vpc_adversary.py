@@ -1,0 +1,150 @@
+"""Adversarial interleavings of VPC-mode operations of several stacks on one rule, against moto's EC2.
+
+Each stack's operation runs in its own "sandbox": a :class:`VpcMode` with
+clients of its own, so a ``before-call`` hook on one sandbox's EC2 client can
+run another stack's whole operation at a precise point between two of its
+calls, as a second Lambda sandbox would. The check is the principle of
+claims: afterwards EC2 holds exactly what live resources declare plus what
+people made by hand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from cache_ingress import aws_api
+from cache_ingress.protocol import Instance
+from cache_ingress.timing import Deadline
+from cache_ingress.vpc_lifecycle import VpcMode
+from cache_ingress.vpc_rules import RuleSet, default_description
+from offline.harness import build_vpc_example
+from offline.moto_backend import MotoBackend
+from offline.standin import ElastiCacheStandIn
+
+ACCOUNT = "123456789012"
+
+
+def stack_id(name: str) -> str:
+    return f"arn:aws:cloudformation:us-east-1:{ACCOUNT}:stack/{name}/00000000-0000-0000-0000-{name:0>12}"
+
+
+@dataclass
+class Sandbox:
+    """One Lambda sandbox running one stack's resource ``Access``: its own clients, the real code."""
+
+    stack: str
+    mode: VpcMode
+    properties: dict[str, Any]
+    granted: RuleSet | None = None
+
+    @classmethod
+    def of(cls, stack: str, properties: dict[str, Any]) -> Sandbox:
+        mode = VpcMode(
+            aws_api.ElastiCacheApi(aws_api.make_client("elasticache")),
+            aws_api.Ec2Api(aws_api.make_client("ec2")),
+        )
+        return cls(stack, mode, properties)
+
+    def instance(self, physical_id: str) -> Instance:
+        return Instance(stack_id(self.stack), "Access", physical_id)
+
+    def create(self) -> None:
+        request = self.mode.parse_properties(self.properties, stack_id=stack_id(self.stack), logical_id="Access")
+        granted = self.mode.resolve(request, deadline=Deadline(20.0))
+        self.mode.grant(
+            granted, request=request, instance=self.instance(""), deadline=Deadline(20.0), undo_on_failure=False
+        )
+        self.granted = granted
+
+    def delete(self, physical_id: str | None = None) -> None:
+        granted = self.granted
+        if physical_id is not None:
+            granted = self.mode.parse_physical_id(physical_id)
+        assert granted is not None
+        self.mode.revoke(granted, instance=self.instance(granted.physical_id), deadline=Deadline(20.0))
+
+    def before(self, operation: str, run: Callable[[], None], nth: int = 1) -> None:
+        """Run ``run`` once, just before this sandbox's ``nth`` EC2 call of ``operation``."""
+        seen = [0]
+
+        def hook(model: Any, **_: Any) -> None:
+            if model.name != operation:
+                return
+            seen[0] += 1
+            if seen[0] == nth:
+                run()
+
+        self.mode.ec2.client.meta.events.register("before-call.ec2", hook)
+
+
+@dataclass
+class World:
+    moto: MotoBackend
+    app: str
+    cache: str
+
+    def access(self) -> dict[str, Any]:
+        return {
+            "ReplicationGroupId": "app-cache",
+            "SourceSecurityGroupId": self.app,
+            "TargetSecurityGroupIds": [self.cache],
+        }
+
+    def rules(self) -> set[tuple[str, int, str]]:
+        return {(source, port, description) for source, _, port, description in self.moto.ingress(self.cache)}
+
+    def by_hand(self, description: str) -> None:
+        pair = {"GroupId": self.app, "UserId": ACCOUNT, "Description": description}
+        permission = {"IpProtocol": "tcp", "FromPort": 6379, "ToPort": 6379, "UserIdGroupPairs": [pair]}
+        self.moto.client("ec2").authorize_security_group_ingress(GroupId=self.cache, IpPermissions=[permission])
+
+
+@pytest.fixture
+def world(moto: MotoBackend, standin: ElastiCacheStandIn) -> World:
+    ids = build_vpc_example(moto, standin)
+    app, cache, _shared = ids.values()
+    return World(moto, app, cache)
+
+
+def test_a_create_landing_while_two_sharing_deletes_let_go_does_not_leave_the_rule_behind_for_ever(
+    world: World,
+) -> None:
+    """X and Y share the rule and are deleted at once; Z's Create lands in the moment the rule has no claim.
+
+    Y read the rule while X's claim was still on it, so Y takes the "others hold it" path: it takes its own
+    claim off first, then reads again. Between the two, the rule carries no claim at all, and Z's Create
+    takes it for a rule made by hand: it writes the pre-existing mark. Z is live, so the rule must stay; but
+    once Z is deleted too, nothing live declares the rule and nobody made it by hand, so it must go.
+    """
+    x, y, z = (Sandbox.of(name, world.access()) for name in ("x", "y", "z"))
+    x.create()
+    y.create()
+    y.before("DeleteTags", x.delete)  # X lets go after Y read both claims, before Y takes its own off
+    y.before("DescribeSecurityGroupRules", z.create, nth=2)  # Z claims between Y's untag and Y's read
+    y.delete()
+    assert {(s, p) for s, p, _ in world.rules()} == {(world.app, 6379)}  # Z still declares it
+    z.delete()
+    assert world.rules() == set(), "the rule outlived every resource that declared it, marked as made by hand"
+
+
+def test_a_create_landing_while_a_delete_takes_back_an_earlier_release_rule_does_not_leave_it_for_ever(
+    world: World,
+) -> None:
+    """Upgrade: X's rule was made by the release before claims (untagged, X's default description).
+
+    X's Delete counts it as its own and marks it revoking; Z's Create reads it just before that mark, sees
+    a rule with no claim and no mark, and takes it for one made by hand (pre-existing). X sees Z's claim
+    and backs off, rightly. But once Z is deleted the rule must go: nobody made it by hand.
+    """
+    world.by_hand(default_description(stack_id("x"), "Access"))  # what the release before claims left
+    x, z = Sandbox.of("x", world.access()), Sandbox.of("z", world.access())
+    held_id = f"cache-vpc-ingress:{world.app}@{ACCOUNT}:6379:{world.cache}"
+    x.before("CreateTags", z.create)  # Z claims just before X's revoking mark
+    x.delete(held_id)
+    assert {(s, p) for s, p, _ in world.rules()} == {(world.app, 6379)}  # Z still declares it
+    z.delete()
+    assert world.rules() == set(), "the rule outlived every resource that declared it, marked as made by hand"
