@@ -345,7 +345,10 @@ def release_rules(work: _Ec2Work, rule_set: RuleSet, claim: Claim, earlier_descr
                 if not work.done_unless_gone(partial(work.ec2.untag, found.rule_id, [claim.key])):
                     continue
                 now = work.read(rule_set, found.rule_id)
-                if now is None or not now.unclaimed_once(claim):
+                if now is None:
+                    continue
+                if not now.unclaimed_once(claim):
+                    _unmark_mistaken_pre_existing(work, found, now)
                     continue
                 found = now
             revoked |= _revoke_unclaimed(work, rule_set, found, claim)
@@ -367,8 +370,23 @@ def _revoke_unclaimed(work: _Ec2Work, rule_set: RuleSet, found: HeldRule, claim:
     if not now.unclaimed_once(claim):
         # A Create claimed it meanwhile: it stays, without our mark or our claim.
         work.done_unless_gone(partial(work.ec2.untag, found.rule_id, [REVOKING_KEY, claim.key]))
+        _unmark_mistaken_pre_existing(work, found, now)
         return False
     return work.done_unless_gone(partial(work.ec2.revoke, now.group_id, [now.rule_id]))
+
+
+def _unmark_mistaken_pre_existing(work: _Ec2Work, before: HeldRule, now: HeldRule) -> None:
+    """Take off a pre-existing mark a Create put on the rule while this Delete let go of it.
+
+    ``before`` is the rule as this Delete first read it: claimed (or made by
+    the release before claims), so not made by hand. A mark that appeared
+    since on the same rule id can only come from a Create that read the rule
+    in the moment it carried no claim (this Delete's own was already off, or
+    never written down): left on, it would keep the rule for ever once that
+    Create's resource is deleted too.
+    """
+    if now.pre_existing and not before.pre_existing:
+        work.done_unless_gone(partial(work.ec2.untag, now.rule_id, [PRE_EXISTING_KEY]))
 
 
 def _let_go_quietly(work: _Ec2Work, rule_set: RuleSet, claim: Claim) -> None:
