@@ -176,3 +176,16 @@ def test_claims_are_written_only_with_this_resources_tag_keys_and_only_while_aut
         "StringEqualsIfExists": {"ec2:CreateAction": "AuthorizeSecurityGroupIngress"},
         "ForAllValues:StringLike": {"aws:TagKeys": f"{TAG_PREFIX}*"},
     }
+
+
+def test_tag_writes_must_name_their_keys_so_a_delete_tags_without_keys_cannot_wipe_a_rules_tags(
+    template: dict[str, Any],
+) -> None:
+    """DeleteTags without ``Tags`` deletes every tag of the resource, and then the request has no aws:TagKeys.
+
+    ``ForAllValues`` over an empty (absent) key set is true (IAM User Guide, "Multivalued context keys"), so
+    the keys condition alone lets the role strip any person's or tool's tags off any rule. A ``Null``
+    condition on aws:TagKeys makes the request name its keys, which the function always does.
+    """
+    (tagging,) = [s for s in statements(template) if "ec2:DeleteTags" in as_list(s["Action"])]
+    assert tagging["Condition"].get("Null") == {"aws:TagKeys": "false"}
