@@ -175,6 +175,7 @@ def test_claims_are_written_only_with_this_resources_tag_keys_and_only_while_aut
     assert tagging["Condition"] == {
         "StringEqualsIfExists": {"ec2:CreateAction": "AuthorizeSecurityGroupIngress"},
         "ForAllValues:StringLike": {"aws:TagKeys": f"{TAG_PREFIX}*"},
+        "Null": {"aws:TagKeys": "false"},
     }
 
 
