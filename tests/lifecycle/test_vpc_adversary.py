@@ -10,13 +10,17 @@ people made by hand.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from cache_ingress import aws_api
+from cache_ingress import aws_api, vpc_lifecycle
+from cache_ingress.custom_resource import MAX_ANSWER_RESERVE_S
 from cache_ingress.protocol import Instance
 from cache_ingress.timing import Deadline
 from cache_ingress.vpc_lifecycle import VpcMode
@@ -60,12 +64,12 @@ class Sandbox:
         )
         self.granted = granted
 
-    def delete(self, physical_id: str | None = None) -> None:
+    def delete(self, physical_id: str | None = None, seconds: float = 20.0) -> None:
         granted = self.granted
         if physical_id is not None:
             granted = self.mode.parse_physical_id(physical_id)
         assert granted is not None
-        self.mode.revoke(granted, instance=self.instance(granted.physical_id), deadline=Deadline(20.0))
+        self.mode.revoke(granted, instance=self.instance(granted.physical_id), deadline=Deadline(seconds))
 
     def before(self, operation: str, run: Callable[[], None], nth: int = 1) -> None:
         """Run ``run`` once, just before this sandbox's ``nth`` EC2 call of ``operation``."""
@@ -148,3 +152,35 @@ def test_a_create_landing_while_a_delete_takes_back_an_earlier_release_rule_does
     assert {(s, p) for s, p, _ in world.rules()} == {(world.app, 6379)}  # Z still declares it
     z.delete()
     assert world.rules() == set(), "the rule outlived every resource that declared it, marked as made by hand"
+
+
+def test_a_revoking_mark_outlives_a_revoke_that_lands_before_the_lambda_is_killed(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The mark expires at the Delete's deadline plus REVOKING_MARK_GRACE_S (5 s). But the deadline only
+    stops *waits*: a Revoke sent before it is one botocore call (10 attempts of backoff, 20 s read timeout),
+    and the Lambda lives on until the answer reserve ends (up to MAX_ANSWER_RESERVE_S = 10 s past the
+    deadline; the backstop answers FAILED, the call goes on). A Create that reads the rule after the mark
+    expired claims it and answers SUCCESS, and then the Delete's Revoke lands: the live stack has no rule.
+    """
+    x, z = Sandbox.of("x", world.access()), Sandbox.of("z", world.access())
+    x.create()
+    deadline_s = 50.0  # a 60 s Lambda: custom_resource keeps min(10, 25 %) of it for the answer
+    offset = [0.0]
+    real_time = time.time
+    monkeypatch.setattr(vpc_lifecycle, "time", SimpleNamespace(time=lambda: real_time() + offset[0], sleep=time.sleep))
+    threads: list[threading.Thread] = []
+
+    def revoke_lands_just_before_the_lambda_ends() -> None:
+        offset[0] = deadline_s + MAX_ANSWER_RESERVE_S - 1.0  # the Revoke is still in botocore's retries
+        thread = threading.Thread(target=z.create)  # another sandbox: Z's stack Create, meanwhile
+        threads.append(thread)
+        thread.start()
+        thread.join(timeout=3.0)  # Z is done by now, unless it (rightly) waits for the rule to go
+
+    x.before("RevokeSecurityGroupIngress", revoke_lands_just_before_the_lambda_ends)
+    x.delete(seconds=deadline_s)
+    for thread in threads:
+        thread.join()
+    assert z.granted is not None, "Z's Create failed"
+    assert {(s, p) for s, p, _ in world.rules()} == {(world.app, 6379)}, "Z's stack answered SUCCESS, has no rule"
