@@ -118,3 +118,11 @@ def test_only_tcp_ingress_on_one_port_from_the_source_group_and_owner_is_the_rul
 
 def test_the_demo_reads_claims_by_the_prefix_the_handler_writes() -> None:
     assert CLAIM_TAG_PREFIX == CLAIM_PREFIX
+
+
+def test_a_revoking_mark_outlives_the_lambda_not_only_its_deadline() -> None:
+    """A Revoke sent before the deadline may land until the Lambda ends, up to the answer reserve later."""
+    from cache_ingress.custom_resource import MAX_ANSWER_RESERVE_S
+    from cache_ingress.vpc_lifecycle import REVOKING_MARK_GRACE_S
+
+    assert REVOKING_MARK_GRACE_S >= MAX_ANSWER_RESERVE_S + 5.0
