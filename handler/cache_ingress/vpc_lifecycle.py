@@ -39,7 +39,7 @@ from .vpc_rules import CacheKind, CacheNetwork, RuleSet, VpcRequest
 
 #: How long a revoking mark outlives the Delete that wrote it, past that Delete's own deadline. The
 #: deadline stops waits, not a call already sent: a Revoke in botocore's retries goes on until the
-#: Lambda ends, up to the answer reserve (custom_resource.MAX_ANSWER_RESERVE_S, 10 s) later. So the
+#: Lambda ends, up to the answer reserve (timing.MAX_ANSWER_RESERVE_S, 10 s) later. So the
 #: mark lasts past that, with room for the clocks of two sandboxes to differ.
 REVOKING_MARK_GRACE_S = 20.0
 

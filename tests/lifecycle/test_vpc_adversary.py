@@ -20,9 +20,8 @@ from typing import Any
 import pytest
 
 from cache_ingress import aws_api, vpc_lifecycle
-from cache_ingress.custom_resource import MAX_ANSWER_RESERVE_S
 from cache_ingress.protocol import Instance
-from cache_ingress.timing import Deadline
+from cache_ingress.timing import MAX_ANSWER_RESERVE_S, Deadline
 from cache_ingress.vpc_lifecycle import VpcMode
 from cache_ingress.vpc_rules import RuleSet, default_description
 from offline.harness import build_vpc_example

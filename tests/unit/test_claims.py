@@ -122,7 +122,7 @@ def test_the_demo_reads_claims_by_the_prefix_the_handler_writes() -> None:
 
 def test_a_revoking_mark_outlives_the_lambda_not_only_its_deadline() -> None:
     """A Revoke sent before the deadline may land until the Lambda ends, up to the answer reserve later."""
-    from cache_ingress.custom_resource import MAX_ANSWER_RESERVE_S
+    from cache_ingress.timing import MAX_ANSWER_RESERVE_S
     from cache_ingress.vpc_lifecycle import REVOKING_MARK_GRACE_S
 
     assert REVOKING_MARK_GRACE_S >= MAX_ANSWER_RESERVE_S + 5.0
