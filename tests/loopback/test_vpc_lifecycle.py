@@ -325,3 +325,46 @@ def test_a_missing_cache_cluster_or_serverless_cache_is_named_in_the_reason(worl
         answer = world.send(world.create_for(**{name: "nope"}))
         assert answer["Status"] == "FAILED"
         assert answer["Reason"].startswith(f"{name} 'nope' not found")
+
+
+def test_upgrade_an_earlier_release_resource_with_a_custom_description_whose_first_update_changes_it(
+    world: World,
+) -> None:
+    """README: "A resource made by the earlier release with a custom Description is recognised at its next
+    Update". Its rules carry the *old* Description (OldResourceProperties), but the Update looks for the
+    new one: the rules are taken for made by hand (pre-existing), keep the old description, and outlive
+    the stack's Delete.
+    """
+    world.by_hand("authorize", world.cache, description="app servers v1")
+    world.by_hand("authorize", world.shared, description="app servers v1")
+    update = world.event("vpc-update.json")
+    update["OldResourceProperties"]["Description"] = "app servers v1"
+    assert_success(world.send(update))
+    described = "app servers: sessions cache"
+    assert world.rules() == {("app-cache", 6379, described), ("shared-clients", 6379, described)}
+    assert_success(world.send(world.event("vpc-delete.json")))
+    assert world.rules() == set()
+
+
+def test_upgrade_rolling_back_a_narrowing_replacement_does_not_mark_the_old_rules_pre_existing(world: World) -> None:
+    """Both rules from the release before claims (default description). A narrowing Update writes the old id's
+    claim on the rule both ids name; another resource fails, so CloudFormation updates back to the old
+    properties with the new id and deletes the new id. The rollback claims the rule only the old id names
+    with the pre-existing mark (it looks for the release before claims under the new id's rules only), so
+    the stack's final Delete leaves it in place for ever.
+    """
+    world.by_hand("authorize", world.cache, description=DEFAULT_DESCRIPTION)
+    world.by_hand("authorize", world.shared, description=DEFAULT_DESCRIPTION)
+    old_id, new_id = world.rule_set_id(world.cache, world.shared), world.rule_set_id(world.cache)
+    narrowed = world.event("vpc-update.json", properties={"TargetSecurityGroupIds": [world.cache]})
+    narrowed["OldResourceProperties"].pop("Description", None)
+    narrowed["ResourceProperties"].pop("Description", None)
+    assert world.send(narrowed)["PhysicalResourceId"] == new_id
+    back = world.event("vpc-update.json", PhysicalResourceId=new_id)
+    back["ResourceProperties"] = dict(narrowed["OldResourceProperties"])
+    back["OldResourceProperties"] = dict(narrowed["ResourceProperties"])
+    assert world.send(back)["PhysicalResourceId"] == old_id
+    assert_success(world.send(world.event("vpc-delete.json", PhysicalResourceId=new_id)))
+    assert {(group, port) for group, port, _ in world.rules()} == {("app-cache", 6379), ("shared-clients", 6379)}
+    assert_success(world.send(world.event("vpc-delete.json", PhysicalResourceId=old_id)))
+    assert world.rules() == set(), "a rule the earlier release made for this resource outlived the stack"
