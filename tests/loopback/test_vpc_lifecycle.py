@@ -368,3 +368,24 @@ def test_upgrade_rolling_back_a_narrowing_replacement_does_not_mark_the_old_rule
     assert {(group, port) for group, port, _ in world.rules()} == {("app-cache", 6379), ("shared-clients", 6379)}
     assert_success(world.send(world.event("vpc-delete.json", PhysicalResourceId=old_id)))
     assert world.rules() == set(), "a rule the earlier release made for this resource outlived the stack"
+
+
+def test_upgrade_a_narrowing_replacement_of_a_custom_description_resource_takes_back_the_rule_it_drops(
+    world: World,
+) -> None:
+    """The earlier release made both rules with the resource's custom Description, which the Update keeps.
+
+    The narrowing Update is the resource's "next Update", at which README says such a resource is
+    recognised. The rule both ids name gets the old id's claim written down; the rule only the old id names
+    is left untagged, and the cleanup Delete of the old id recognises only the default description, so it
+    leaves that rule for ever, declared by no resource.
+    """
+    described = "app servers: sessions cache"
+    world.by_hand("authorize", world.cache, description=described)
+    world.by_hand("authorize", world.shared, description=described)
+    old_id, new_id = world.rule_set_id(world.cache, world.shared), world.rule_set_id(world.cache)
+    narrowed = world.event("vpc-update.json", properties={"TargetSecurityGroupIds": [world.cache]})
+    narrowed["OldResourceProperties"]["Description"] = described
+    assert world.send(narrowed)["PhysicalResourceId"] == new_id
+    assert_success(world.send(world.event("vpc-delete.json", PhysicalResourceId=old_id)))
+    assert world.rules() == {("app-cache", 6379, described)}, "the rule the replacement dropped was left behind"
