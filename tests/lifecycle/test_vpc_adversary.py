@@ -183,3 +183,20 @@ def test_a_revoking_mark_outlives_a_revoke_that_lands_before_the_lambda_is_kille
         thread.join()
     assert z.granted is not None, "Z's Create failed"
     assert {(s, p) for s, p, _ in world.rules()} == {(world.app, 6379)}, "Z's stack answered SUCCESS, has no rule"
+
+
+def test_upgrade_a_rule_the_earlier_release_made_for_one_stack_is_not_kept_for_ever_by_another_stacks_claim(
+    world: World,
+) -> None:
+    """Stack X's rule was made by the release before claims (untagged, "cache-sg-ingress: stack x, resource
+    Access"). Stack Y, on the new release, declares the same rule: its Create takes the rule for one made
+    by hand and marks it pre-existing. X's Delete then finds another claim and leaves it (rightly, Y holds
+    it), and Y's Delete finds the mark: the rule outlives both, declared by nothing and made by nobody.
+    """
+    world.by_hand(default_description(stack_id("x"), "Access"))  # what the release before claims left
+    x, y = Sandbox.of("x", world.access()), Sandbox.of("y", world.access())
+    y.create()
+    x.delete(f"cache-vpc-ingress:{world.app}@{ACCOUNT}:6379:{world.cache}")
+    assert {(s, p) for s, p, _ in world.rules()} == {(world.app, 6379)}  # Y still declares it
+    y.delete()
+    assert world.rules() == set(), "the earlier release's rule outlived both stacks that declared it"
