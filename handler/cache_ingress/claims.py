@@ -102,17 +102,23 @@ class HeldRule:
         return not self.claims and not self.pre_existing and self.description == description
 
 
-def claim_tags(claim: Claim, found: HeldRule, earlier: Claim | None) -> dict[str, str]:
+def claim_tags(claim: Claim, found: HeldRule, earlier: Claim | None, own: bool = False) -> dict[str, str]:
     """The tags that put ``claim`` on a rule that already exists.
 
     A rule nobody claims yet existed before any claim: it gets the
     pre-existing mark, so that no Delete ever revokes it; unless ``earlier``
     (the claim of the id CloudFormation holds now) stands for the release
-    before claims, which made it: then that id's claim is written down too.
+    before claims, which made it: then that id's claim is written down too;
+    or unless it is ``own``: it carries this very resource's description, so
+    the release before claims made it for another id of this resource (the
+    one a rollback returns to, say), and this claim is all it needs.
     """
     tags = claim.tags()
     if not found.claims and not found.pre_existing:
-        tags.update(earlier.tags() if earlier is not None else {PRE_EXISTING_KEY: PRE_EXISTING_VALUE})
+        if earlier is not None:
+            tags.update(earlier.tags())
+        elif not own:
+            tags[PRE_EXISTING_KEY] = PRE_EXISTING_VALUE
     return tags
 
 

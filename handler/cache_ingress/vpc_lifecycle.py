@@ -38,9 +38,9 @@ from .timing import Deadline, Sleep, pause, polls
 from .vpc_rules import CacheKind, CacheNetwork, RuleSet, VpcRequest
 
 #: How long a revoking mark outlives the Delete that wrote it, past that Delete's own deadline. The
-#: deadline stops waits, not a call already sent: a Revoke in botocore's retries goes on until the
-#: Lambda ends, up to the answer reserve (timing.MAX_ANSWER_RESERVE_S, 10 s) later. So the
-#: mark lasts past that, with room for the clocks of two sandboxes to differ.
+#: deadline stops new calls, not one already sent: a Revoke in flight may land until the Lambda
+#: ends, up to the answer reserve (timing.MAX_ANSWER_RESERVE_S, 10 s) later. So the mark lasts
+#: past that, with room for the clocks of two sandboxes to differ.
 REVOKING_MARK_GRACE_S = 20.0
 
 
@@ -291,7 +291,9 @@ def _claimed(
     """
     if found.revoking(time.time()):
         return False
-    added = {} if found.claimed_by(claim) else claim_tags(claim, found, earlier.made(found) if earlier else None)
+    own = found.made_by_earlier_release(vpc.default_description(claim.stack_id, claim.logical_id))
+    made_earlier = earlier.made(found) if earlier else None
+    added = {} if found.claimed_by(claim) else claim_tags(claim, found, made_earlier, own)
     if added and not work.done_unless_gone(partial(work.ec2.tag, found.rule_id, added)):
         return False
     now = work.read(rule_set, found.rule_id)

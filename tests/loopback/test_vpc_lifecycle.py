@@ -327,6 +327,10 @@ def test_a_missing_cache_cluster_or_serverless_cache_is_named_in_the_reason(worl
         assert answer["Reason"].startswith(f"{name} 'nope' not found")
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="README, Limits: an earlier-release rule with a custom Description that the first Update changes is kept, never revoked",
+)
 def test_upgrade_an_earlier_release_resource_with_a_custom_description_whose_first_update_changes_it(
     world: World,
 ) -> None:
@@ -370,6 +374,10 @@ def test_upgrade_rolling_back_a_narrowing_replacement_does_not_mark_the_old_rule
     assert world.rules() == set(), "a rule the earlier release made for this resource outlived the stack"
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="README, Limits: an earlier-release rule with a custom Description that a replacement drops is kept, never revoked",
+)
 def test_upgrade_a_narrowing_replacement_of_a_custom_description_resource_takes_back_the_rule_it_drops(
     world: World,
 ) -> None:
