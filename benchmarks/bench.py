@@ -177,7 +177,7 @@ def delete_latency(settles: list[float]) -> list[Figure]:
             (revoke,) = aws.standin.calls("RevokeCacheSecurityGroupIngress")
             (put,) = [p for p in aws.receiver.puts() if json.loads(p.body)["RequestId"] == DELETE_EVENT["RequestId"]]
             aws.receiver.reset()
-            worst = max(worst, put.at - (revoke.at + settle))
+            worst = max(worst, put.at - (revoke.answered + settle))
     return [
         Figure(
             "Delete latency",
@@ -270,7 +270,7 @@ def api_calls(settle: float) -> list[Figure]:
     for name, calls, write in (("Create", create_calls, "Authorize"), ("Delete", delete_calls, "Revoke")):
         writes = sum(c.action.startswith(write) for c in calls)
         describes = sum(c.action == "DescribeCacheSecurityGroups" for c in calls)
-        gaps = [b.at - a.at for a, b in itertools.pairwise(calls)]
+        gaps = [b.answered - a.answered for a, b in itertools.pairwise(calls)]
         closest = min(gaps, default=float("inf"))
         figures.append(
             Figure(

@@ -15,12 +15,10 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from dataclasses import dataclass
 from xml.sax.saxutils import escape  # used to write XML; nothing here parses any  # nosec B406
 
 from offline.faults import Fault, FaultPlan
-from offline.loopback import LoopbackService
-from offline.query_protocol import forward, serve
+from offline.query_protocol import Call, QueryService, forward
 
 #: The EC2 actions that change something; the rest only look.
 WRITES = frozenset(
@@ -34,41 +32,27 @@ WRITES = frozenset(
 )
 
 
-@dataclass(frozen=True)
-class Ec2Call:
-    """One request as the front saw it: ``arrived`` and ``answered`` on the monotonic clock."""
+class Ec2Front(FaultPlan, QueryService):
+    thread_name = "ec2-front"
 
-    action: str
-    params: dict[str, str]
-    status: int
-    error: str | None
-    arrived: float
-    answered: float
-
-
-class Ec2Front(FaultPlan, LoopbackService):
     def __init__(self, upstream: str = "", region: str = "us-east-1") -> None:
         """``upstream``: moto's server, where every call that is not faulted goes."""
         super().__init__()
         self.upstream = upstream
         self.region = region
         self._lock = threading.Lock()
-        self._calls: list[Ec2Call] = []
-
-    def start(self, port: int = 0) -> str:
-        self._server = serve(self, "ec2-front", port)
-        return self.url
+        self._calls: list[Call] = []
 
     def reset(self) -> None:
         with self._lock:
             self._calls.clear()
         self.clear_faults()
 
-    def calls(self, action: str | None = None) -> list[Ec2Call]:
+    def calls(self, action: str | None = None) -> list[Call]:
         with self._lock:
             return [c for c in self._calls if action is None or c.action == action]
 
-    def writes(self) -> list[Ec2Call]:
+    def writes(self) -> list[Call]:
         """Every call that changes something, in the order they arrived."""
         return [c for c in self.calls() if c.action in WRITES]
 
@@ -81,7 +65,7 @@ class Ec2Front(FaultPlan, LoopbackService):
         status, body, error = self._answer(form, fault)
         params = {k: v for k, v in form.items() if k not in ("Action", "Version")}
         with self._lock:
-            self._calls.append(Ec2Call(action, params, status, error, arrived, time.monotonic()))
+            self._calls.append(Call(action, params, status, error, arrived, time.monotonic()))
         return status, body
 
     def _answer(self, form: dict[str, str], fault: Fault | None) -> tuple[int, str | None, str | None]:

@@ -13,11 +13,12 @@ from __future__ import annotations
 import http.client
 import re
 import uuid
+from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import parse_qs, urlencode, urlsplit
 from xml.sax.saxutils import escape  # used to write XML; nothing here parses any  # nosec B406
 
-from offline.loopback import LoopbackHandler, LoopbackServer
+from offline.loopback import LoopbackHandler, LoopbackServer, LoopbackService
 
 
 class ApiFault(Exception):
@@ -106,3 +107,30 @@ def serve(api: QueryApi, name: str, port: int = 0) -> LoopbackServer:
 
     Handler.api = api
     return LoopbackServer(Handler, name, port)
+
+
+class QueryService(LoopbackService):
+    """A stand-in that speaks the query protocol; a subclass names its thread and answers ``handle``."""
+
+    thread_name = "query-service"
+
+    def handle(self, form: dict[str, str]) -> tuple[int, str | None]:
+        raise NotImplementedError
+
+    def start(self, port: int = 0) -> str:
+        """Serve on 127.0.0.1 (a free port unless one is given) and return the endpoint URL."""
+        self._server = serve(self, self.thread_name, port)
+        return self.url
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request as a stand-in saw it: it ``arrived``, then was ``answered`` (faults wait in between), on the
+    monotonic clock."""
+
+    action: str
+    params: dict[str, str]
+    status: int
+    error: str | None
+    arrived: float
+    answered: float

@@ -35,8 +35,7 @@ from xml.sax.saxutils import escape  # used to write XML; nothing here parses an
 from offline.caches import Cache as Cache
 from offline.caches import CacheCatalog
 from offline.faults import Fault, FaultPlan
-from offline.loopback import LoopbackService
-from offline.query_protocol import ApiFault, error_xml, forward, response_xml, serve
+from offline.query_protocol import ApiFault, Call, QueryService, error_xml, forward, response_xml
 
 VERSION = "2015-02-02"
 NAMESPACE = f"http://elasticache.amazonaws.com/doc/{VERSION}/"
@@ -60,20 +59,10 @@ class _Group:
     entries: dict[tuple[str, str], _Entry] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class Call:
-    """One request as the stand-in saw it: answered ``at``, having ``arrived`` earlier (faults wait in between)."""
-
-    action: str
-    params: dict[str, str]
-    status: int
-    error: str | None
-    at: float
-    arrived: float = 0.0
-
-
-class ElastiCacheStandIn(FaultPlan, LoopbackService):
+class ElastiCacheStandIn(FaultPlan, QueryService):
     """The API's state, its faults and its record of calls; :meth:`start` serves it on 127.0.0.1."""
+
+    thread_name = "elasticache-standin"
 
     def __init__(
         self,
@@ -98,11 +87,6 @@ class ElastiCacheStandIn(FaultPlan, LoopbackService):
         self._calls: list[Call] = []
 
     # -- serving ---------------------------------------------------------
-
-    def start(self, port: int = 0) -> str:
-        """Serve on 127.0.0.1 (a free port unless one is given) and return the endpoint URL."""
-        self._server = serve(self, "elasticache-standin", port)
-        return self.url
 
     # -- control, for tests and the demo ----------------------------------
 
@@ -174,7 +158,7 @@ class ElastiCacheStandIn(FaultPlan, LoopbackService):
             time.sleep(fault.wait)
         status, body, error = self._answer(action, params, fault)
         with self._lock:
-            self._calls.append(Call(action, params, status, error, self._clock(), arrived))
+            self._calls.append(Call(action, params, status, error, arrived, self._clock()))
         return status, body
 
     def _answer(self, action: str, params: dict[str, str], fault: Fault | None) -> tuple[int, str | None, str | None]:

@@ -21,10 +21,11 @@ off. A mark left by a Delete that died expires at the time it carries.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from .properties import stack_name
 
 #: Every tag this resource writes starts so; the IAM policy allows tag writes with these keys only.
 TAG_PREFIX = "cache-ingress:"
@@ -34,7 +35,6 @@ PRE_EXISTING_VALUE = "made before any claim; never revoked by Custom::CacheSecur
 REVOKING_KEY = f"{TAG_PREFIX}revoking-until"
 MAX_TAG_VALUE = 256
 _DIGEST_CHARS = 32
-_STACK_NAME = re.compile(r"arn:[^:]+:cloudformation:[^:]*:\d{12}:stack/([^/]+)/")
 
 
 @dataclass(frozen=True)
@@ -54,8 +54,7 @@ class Claim:
     @property
     def value(self) -> str:
         """What a person reads in the console: the stack and the resource that hold the rule."""
-        match = _STACK_NAME.match(self.stack_id)
-        stack = match.group(1) if match else self.stack_id
+        stack = stack_name(self.stack_id) or self.stack_id
         return f"stack {stack}, resource {self.logical_id}"[:MAX_TAG_VALUE]
 
     def tags(self) -> dict[str, str]:

@@ -31,6 +31,7 @@ SERVICE_TIMEOUT_RANGE = (1, 3600)
 _ACCOUNT_ID = re.compile(r"[0-9]{12}")
 _DASHED_ACCOUNT_ID = re.compile(r"[0-9]{4}-[0-9]{4}-[0-9]{4}")
 _ACCESS_KEY_ID = re.compile(r"(AKIA|ASIA|AIDA|AROA)[A-Z0-9]{12,}")
+_STACK_ARN_NAME = re.compile(r"arn:[^:]+:cloudformation:[^:]*:[0-9]{12}:stack/([^/]+)/")
 _STACK_ARN_ACCOUNT = re.compile(r"arn:[^:]+:cloudformation:[^:]*:([0-9]{12}):stack/")
 _DIGITS = re.compile(r"[0-9]+")
 
@@ -176,3 +177,9 @@ def kind_of(value: Any) -> str:
     if value is None:
         return "null"
     return "a value that is not JSON"
+
+
+def stack_name(stack_id: Any) -> str | None:
+    """The stack's name, read from its StackId (an ARN); None if it is not one."""
+    match = _STACK_ARN_NAME.match(stack_id) if isinstance(stack_id, str) else None
+    return match.group(1) if match else None

@@ -21,7 +21,7 @@ from itertools import product
 from typing import Any
 
 from .errors import CacheUnusable, InvalidProperties
-from .properties import check_known, check_map, digits, kind_of, owner_account, required_string, shown
+from .properties import check_known, check_map, digits, kind_of, owner_account, required_string, shown, stack_name
 
 ID_PREFIX = "cache-vpc-ingress"
 #: Names of the cache, one of which a VPC-mode resource sets.
@@ -43,7 +43,6 @@ _GROUP_ID = re.compile(r"sg-(?:[0-9a-f]{8}|[0-9a-f]{17})")
 _CACHE_NAME = re.compile(r"[A-Za-z](?:[A-Za-z0-9]|-(?=[A-Za-z0-9]))*")
 # What EC2 accepts in a rule description.
 _DESCRIPTION = re.compile(r"[A-Za-z0-9 ._\-:/()#,@\[\]+=&;{}!$*]*")
-_STACK_NAME = re.compile(r"arn:[^:]+:cloudformation:[^:]*:[0-9]{12}:stack/([^/]+)/")
 _ID = re.compile(
     rf"{ID_PREFIX}:(?P<source>sg-[0-9a-f]+)@(?P<owner>[0-9]{{12}}):(?P<ports>[0-9]{{1,5}}(?:,[0-9]{{1,5}})*):(?P<targets>sg-[0-9a-f]+(?:,sg-[0-9a-f]+)*)"
 )
@@ -268,8 +267,7 @@ def _listed(items: Iterable[str]) -> str:
 
 def default_description(stack_id: str, logical_id: str) -> str:
     """The rule description when the Description property is not set: which stack and resource made the rule."""
-    match = _STACK_NAME.match(stack_id) if isinstance(stack_id, str) else None
-    stack = match.group(1) if match else "unknown-stack"
+    stack = stack_name(stack_id) or "unknown-stack"
     return f"cache-sg-ingress: stack {stack}, resource {logical_id}"[:MAX_DESCRIPTION]
 
 
