@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+import app
 from cache_ingress.claims import CLAIM_PREFIX
 from offline.harness import EXAMPLE_GROUPS, ROOT, build_vpc_example
 from offline.moto_backend import MotoBackend
@@ -397,3 +398,33 @@ def test_upgrade_a_narrowing_replacement_of_a_custom_description_resource_takes_
     assert world.send(narrowed)["PhysicalResourceId"] == new_id
     assert_success(world.send(world.event("vpc-delete.json", PhysicalResourceId=old_id)))
     assert world.rules() == {("app-cache", 6379, described)}, "the rule the replacement dropped was left behind"
+
+
+def test_a_delete_whose_revoke_is_refused_does_not_leave_a_mark_that_fails_another_stacks_create(
+    world: World,
+) -> None:
+    """Stack X's Delete marks its rule revoking, then EC2 refuses the Revoke (an SCP, say): X's Delete fails and
+    the rule stays, still X's. Stack Y's Create of the same rule must claim it, not wait out a mark that
+    stands for a Revoke nobody will make (the mark would otherwise last X's whole deadline plus 20 s)."""
+    from botocore.awsrequest import AWSResponse
+
+    assert_success(world.send(world.event("vpc-create.json")))
+
+    def refuse(**_: Any) -> tuple[AWSResponse, dict[str, Any]]:
+        error = {"Code": "UnauthorizedOperation", "Message": "explicit deny in a service control policy"}
+        return AWSResponse("https://ec2", 403, {}, None), {"Error": error, "ResponseMetadata": {"HTTPStatusCode": 403}}
+
+    events = app.ec2().client.meta.events
+    events.register_first("before-call.ec2.RevokeSecurityGroupIngress", refuse)
+    try:
+        assert_failed(world.send(world.event("vpc-delete.json")), "UnauthorizedOperation")
+    finally:
+        events.unregister("before-call.ec2.RevokeSecurityGroupIngress", refuse)
+    assert len(world.rules()) == 2  # nothing revoked
+
+    other = world.event(
+        "vpc-create.json",
+        properties={"ServiceTimeout": "8"},
+        StackId="arn:aws:cloudformation:us-east-1:123456789012:stack/other-stack/0f0f0f0f-0c1d-11ef-9a0b-0a1b2c3d4e5f",
+    )
+    assert_success(world.send(other))
