@@ -13,6 +13,7 @@ claim and no pre-existing mark.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -377,7 +378,18 @@ def _revoke_unclaimed(work: _Ec2Work, rule_set: RuleSet, found: HeldRule, claim:
         work.done_unless_gone(partial(work.ec2.untag, found.rule_id, [REVOKING_KEY, claim.key]))
         _unmark_mistaken_pre_existing(work, found, now)
         return False
-    return work.done_unless_gone(partial(work.ec2.revoke, now.group_id, [now.rule_id]))
+    try:
+        work.change(partial(work.ec2.revoke, now.group_id, [now.rule_id]))
+    except ApiError as err:
+        if err.code in vpc.RULE_GONE_CODES:
+            return False
+        # Refused outright (transient failures are retried, and end in OutOfTime instead): nothing was
+        # revoked and nothing is in flight, so the mark stands for no Revoke. Left on, it would make every
+        # Create of this rule wait out this Delete's whole deadline. The claim stays for the retried Delete.
+        with contextlib.suppress(ApiError, ResourceError):
+            work.change(partial(work.ec2.untag, now.rule_id, [REVOKING_KEY]))
+        raise ResourceFailure(str(err)) from err
+    return True
 
 
 def _unmark_mistaken_pre_existing(work: _Ec2Work, before: HeldRule, now: HeldRule) -> None:
