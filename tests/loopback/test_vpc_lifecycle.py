@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -421,6 +422,36 @@ def test_a_delete_whose_revoke_is_refused_does_not_leave_a_mark_that_fails_anoth
     finally:
         events.unregister("before-call.ec2.RevokeSecurityGroupIngress", refuse)
     assert len(world.rules()) == 2  # nothing revoked
+
+    other = world.event(
+        "vpc-create.json",
+        properties={"ServiceTimeout": "8"},
+        StackId="arn:aws:cloudformation:us-east-1:123456789012:stack/other-stack/0f0f0f0f-0c1d-11ef-9a0b-0a1b2c3d4e5f",
+    )
+    assert_success(world.send(other))
+
+
+def test_a_delete_cut_short_by_its_deadline_at_the_revoke_does_not_fail_another_stacks_create(world: World) -> None:
+    """Stack X's Delete marks its rules revoking, then EC2 throttles every Revoke until X's deadline: X fails
+    in time (a fault with no time left) and its rules stay, still claimed by X. Stack Y, with time, then
+    creates the same rules: a throttling storm that is over must not fail it, yet it waits on X's mark
+    (X's deadline plus 20 s) past its own ServiceTimeout."""
+    from tests.support import handle, servers
+
+    assert_success(world.send(world.event("vpc-create.json")))
+
+    def storm(**_: Any) -> None:
+        if not servers().ec2.calls("RevokeSecurityGroupIngress"):
+            servers().ec2.throttle_for(5.0)
+
+    events = app.ec2().client.meta.events
+    events.register_first("before-call.ec2.RevokeSecurityGroupIngress", storm)
+    try:
+        assert_failed(handle(world.event("vpc-delete.json"), seconds=4.0).answer(), "ran out of time")
+    finally:
+        events.unregister("before-call.ec2.RevokeSecurityGroupIngress", storm)
+    time.sleep(2.5)  # the storm is over
+    assert len(world.rules()) == 2  # nothing revoked: X still holds both rules
 
     other = world.event(
         "vpc-create.json",
