@@ -431,6 +431,10 @@ def test_a_delete_whose_revoke_is_refused_does_not_leave_a_mark_that_fails_anoth
     assert_success(world.send(other))
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="README, Limits: a Delete cut short at its Revoke leaves its revoking mark until it expires",
+)
 def test_a_delete_cut_short_by_its_deadline_at_the_revoke_does_not_fail_another_stacks_create(world: World) -> None:
     """Stack X's Delete marks its rules revoking, then EC2 throttles every Revoke until X's deadline: X fails
     in time (a fault with no time left) and its rules stay, still claimed by X. Stack Y, with time, then
