@@ -99,7 +99,7 @@ class VpcMode:
     def left_by_failed_update(
         self, attempted: VpcRequest, *, request: VpcRequest | None, physical_id: str, deadline: Deadline
     ) -> RuleSet | None:
-        return unrecorded_by_failed_update(self.elasticache, attempted, request, physical_id, deadline)
+        return unrecorded_by_failed_update(self.elasticache, attempted, request, physical_id, deadline, self.sleep)
 
     def could_name(self, request: VpcRequest, granted: RuleSet) -> bool:
         return vpc.could_resolve_to(request, granted)
@@ -116,18 +116,22 @@ def discover(api: ElastiCacheApi, request: VpcRequest, deadline: Deadline, sleep
 def _network(api: ElastiCacheApi, request: VpcRequest, deadline: Deadline, sleep: Sleep) -> CacheNetwork:
     cache = request.cache
 
+    def refusal(err: ApiError) -> ResourceError:
+        """What a lookup's error answer means for the request."""
+        if err.code in vpc.CACHE_NOT_FOUND_CODES:
+            return CacheNotFound(
+                f"{cache} not found: no such cache in this account and region ({err.message}). "
+                "Check the name, or that the cache is in the function's own account and region"
+            )
+        if err.code in vpc.ACCESS_DENIED_CODES:
+            return AccessRefused(f"{err}: the function's role may not look up {cache}")
+        return ResourceFailure(str(err))
+
     def describe(call: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         try:
             found: dict[str, Any] = retry.read(call, deadline, sleep)
         except ApiError as err:
-            if err.code in vpc.CACHE_NOT_FOUND_CODES:
-                raise CacheNotFound(
-                    f"{cache} not found: no such cache in this account and region ({err.message}). "
-                    "Check the name, or that the cache is in the function's own account and region"
-                ) from err
-            if err.code in vpc.ACCESS_DENIED_CODES:
-                raise AccessRefused(f"{err}: the function's role may not look up {cache}") from err
-            raise ResourceFailure(str(err)) from err
+            raise refusal(err) from err
         return found
 
     if cache.kind is CacheKind.SERVERLESS:
@@ -142,10 +146,8 @@ def _network(api: ElastiCacheApi, request: VpcRequest, deadline: Deadline, sleep
             member = retry.read(partial(api.cache_cluster, cluster_id), deadline, sleep)
             break
         except ApiError as err:
-            if err.code in vpc.ACCESS_DENIED_CODES:
-                raise AccessRefused(f"{err}: the function's role may not look up {cache}") from err
-            if err.code != "CacheClusterNotFound":
-                raise ResourceFailure(str(err)) from err
+            if err.code != "CacheClusterNotFound":  # that member is gone: the next one tells
+                raise refusal(err) from err
     return vpc.network_of_replication_group(group, member)
 
 
@@ -415,7 +417,12 @@ def _let_go_quietly(work: _Ec2Work, rule_set: RuleSet, claim: Claim) -> None:
 
 
 def unrecorded_by_failed_update(
-    api: ElastiCacheApi, attempted: VpcRequest, request: VpcRequest | None, physical_id: str, deadline: Deadline
+    api: ElastiCacheApi,
+    attempted: VpcRequest,
+    request: VpcRequest | None,
+    physical_id: str,
+    deadline: Deadline,
+    sleep: Sleep = time.sleep,
 ) -> RuleSet | None:
     """The rules a failed Update may have added behind CloudFormation's back, if this Update is its rollback.
 
@@ -432,7 +439,7 @@ def unrecorded_by_failed_update(
     if request is not None and vpc.same_rules_asked(attempted, request):
         return None
     try:
-        rule_set = discover(api, attempted, deadline)
+        rule_set = discover(api, attempted, deadline, sleep)
     except (CacheNotFound, CacheUnusable, InvalidProperties):
         return None  # that attempt could not have authorized anything either
     return None if rule_set.physical_id == physical_id else rule_set
