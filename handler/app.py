@@ -79,21 +79,22 @@ def create(event: dict[str, Any], _context: Any) -> str:
 @helper.update
 def update(event: dict[str, Any], _context: Any) -> str:
     deadline = helper.deadline
+    instance = _instance(event)
     try:
         request = _request(event)
         granted = request.resolve(deadline=deadline)
     except (InvalidProperties, CacheNotFound, CacheUnusable) as err:
-        return _restore_held_id(event, err, deadline)
-    replacing = _replacing(granted.physical_id, event.get("PhysicalResourceId"))
+        return _restore_held_id(event, instance, err, deadline)
+    replacing = _replacing(granted.physical_id, instance.physical_id)
     # A failed replacement keeps the old id, so no Delete would ever come for what it added: take that back.
-    result = granted.grant(request=request, instance=_instance(event), deadline=deadline, undo_on_failure=replacing)
+    result = granted.grant(request=request, instance=instance, deadline=deadline, undo_on_failure=replacing)
     if not replacing:
-        _take_back_failed_attempt(event, request, deadline)
+        _take_back_failed_attempt(event, instance, request, deadline)
     _record(granted, result)
     return granted.physical_id
 
 
-def _restore_held_id(event: dict[str, Any], err: Exception, deadline: Deadline) -> str:
+def _restore_held_id(event: dict[str, Any], instance: Instance, err: Exception, deadline: Deadline) -> str:
     """An Update whose properties cannot be resolved: a rollback keeps the id it holds, anything else fails.
 
     A rollback Update carries the properties its held id was made from, which
@@ -105,8 +106,7 @@ def _restore_held_id(event: dict[str, Any], err: Exception, deadline: Deadline) 
     asking for the same rules, in which case the held id's rules are the
     resource whichever way the update goes. Otherwise the error stands.
     """
-    current_id = str(event.get("PhysicalResourceId") or "")
-    held = modes().granted(current_id)
+    held = modes().granted(instance.physical_id)
     if held is None:
         raise err
     try:
@@ -127,11 +127,13 @@ def _restore_held_id(event: dict[str, Any], err: Exception, deadline: Deadline) 
         # Nothing to ask AWS with: the held id stands as it is; bad input makes no call.
         _record(held, Result(Change.ALREADY_PRESENT, held.attributes()))
     else:
-        _record(held, held.grant(request=new, instance=_instance(event), deadline=deadline, undo_on_failure=False))
-    return current_id
+        _record(held, held.grant(request=new, instance=instance, deadline=deadline, undo_on_failure=False))
+    return instance.physical_id
 
 
-def _take_back_failed_attempt(event: dict[str, Any], request: Request[Any, Any], deadline: Deadline) -> None:
+def _take_back_failed_attempt(
+    event: dict[str, Any], instance: Instance, request: Request[Any, Any], deadline: Deadline
+) -> None:
     """If this Update rolls back a failed Update of this resource, revoke what that one may have added.
 
     The failed attempt is OldResourceProperties, in either mode: a rollback
@@ -140,13 +142,12 @@ def _take_back_failed_attempt(event: dict[str, Any], request: Request[Any, Any],
     cannot be taken back (its cache refused or gone, the deadline) is logged
     and left.
     """
-    current_id = str(event.get("PhysicalResourceId") or "")
     try:
         attempted = _request(event, "OldResourceProperties")
-        left = attempted.left_by_failed_update(now=request, physical_id=current_id, deadline=deadline)
+        left = attempted.left_by_failed_update(now=request, physical_id=instance.physical_id, deadline=deadline)
         if left is not None:
             logger.info("rolling back a failed update: taking back what it may have granted")
-            _record(left, left.revoke(instance=_instance(event), deadline=deadline))
+            _record(left, left.revoke(instance=instance, deadline=deadline))
     except InvalidProperties:
         return  # a failed attempt with bad input made no call
     except Exception as err:  # the restore stands; a leftover is reported, not a failure
@@ -155,7 +156,7 @@ def _take_back_failed_attempt(event: dict[str, Any], request: Request[Any, Any],
         )
 
 
-def _replacing(new_id: str, current_id: Any) -> bool:
+def _replacing(new_id: str, current_id: str) -> bool:
     if new_id == current_id:
         return False
     # A new id tells CloudFormation to Delete the old one once the update completes.
@@ -166,7 +167,8 @@ def _replacing(new_id: str, current_id: Any) -> bool:
 @helper.delete
 def delete(event: dict[str, Any], _context: Any) -> str:
     deadline = helper.deadline
-    physical_id = str(event.get("PhysicalResourceId") or "")
+    instance = _instance(event)
+    physical_id = instance.physical_id
     granted = modes().granted(physical_id)
     if granted is None:
         # Not an id of ours: crhelper's after a failed Create, or one CloudFormation made up
@@ -178,7 +180,7 @@ def delete(event: dict[str, Any], _context: Any) -> str:
             logger.info("nothing to revoke: the id is not ours and names no ingress", extra={"why": str(err)})
             metrics.add_metric(name=Change.ALREADY_ABSENT.value, unit=MetricUnit.Count, value=1)
             return physical_id
-    _record(granted, granted.revoke(instance=_instance(event), deadline=deadline))
+    _record(granted, granted.revoke(instance=instance, deadline=deadline))
     return physical_id
 
 
