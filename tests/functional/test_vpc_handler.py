@@ -75,9 +75,17 @@ def authorize(
     return [r["SecurityGroupRuleId"] for r in made]
 
 
+def group_filter(group: str) -> dict[str, Any]:
+    """How the handler asks for one group's rules."""
+    return {"Filters": [{"Name": "group-id", "Values": [group]}], "MaxResults": 1000}
+
+
 def rules_of(ec2: Stubber, group: str, *rules: dict[str, Any]) -> None:
-    params = {"Filters": [{"Name": "group-id", "Values": [group]}], "MaxResults": 1000}
-    ec2.add_response("describe_security_group_rules", {"SecurityGroupRules": list(rules)}, params)
+    ec2.add_response("describe_security_group_rules", {"SecurityGroupRules": list(rules)}, group_filter(group))
+
+
+def rules_refused(ec2: Stubber, group: str, code: str, status: int) -> None:
+    ec2.add_client_error("describe_security_group_rules", code, code, status, expected_params=group_filter(group))
 
 
 def read(ec2: Stubber, found: dict[str, Any] | None, rule_id: str = "") -> None:
@@ -106,6 +114,16 @@ def mark(ec2: Stubber, rule_id: str) -> None:
 def revoke(ec2: Stubber, group: str, *rule_ids: str) -> None:
     ec2.add_response(
         "revoke_security_group_ingress", {"Return": True}, {"GroupId": group, "SecurityGroupRuleIds": list(rule_ids)}
+    )
+
+
+def serverless_missing(stubber: Stubber, name: str) -> None:
+    stubber.add_client_error(
+        "describe_serverless_caches",
+        "ServerlessCacheNotFoundFault",
+        f"Serverless cache {name} not found.",
+        404,
+        expected_params={"ServerlessCacheName": name},
     )
 
 
@@ -240,13 +258,7 @@ def test_when_the_existing_rule_vanishes_before_it_is_read_it_is_made_alone(
 
 
 def test_a_missing_serverless_cache_fails_without_touching_ec2(stubber: Stubber, ec2_stubber: Stubber) -> None:
-    stubber.add_client_error(
-        "describe_serverless_caches",
-        "ServerlessCacheNotFoundFault",
-        "Serverless cache nope not found.",
-        404,
-        expected_params={"ServerlessCacheName": "nope"},
-    )
+    serverless_missing(stubber, "nope")
     answer = invoke(vpc_event(ServerlessCacheName="nope"))
     assert_failed(answer)
     assert answer["Reason"].startswith("ServerlessCacheName 'nope' not found")
@@ -358,24 +370,12 @@ def test_delete_revokes_a_rule_the_release_before_claims_made_for_this_id(ec2_st
 
 
 def test_delete_when_the_group_is_gone_is_success(ec2_stubber: Stubber) -> None:
-    ec2_stubber.add_client_error(
-        "describe_security_group_rules",
-        "InvalidGroup.NotFound",
-        "no such group",
-        400,
-        expected_params={"Filters": [{"Name": "group-id", "Values": [A]}], "MaxResults": 1000},
-    )
+    rules_refused(ec2_stubber, A, "InvalidGroup.NotFound", 400)
     assert_success(invoke(delete_event(SESSIONS_ID)))
 
 
 def test_delete_of_a_foreign_id_for_a_missing_cache_has_nothing_to_revoke(stubber: Stubber) -> None:
-    stubber.add_client_error(
-        "describe_serverless_caches",
-        "ServerlessCacheNotFoundFault",
-        "Serverless cache sessions not found.",
-        404,
-        expected_params={"ServerlessCacheName": "sessions"},
-    )
+    serverless_missing(stubber, "sessions")
     answer = invoke(delete_event("cache-access-AppCacheAccess-1A2B3C4D5E6F"))
     assert (answer["Status"], answer["PhysicalResourceId"]) == ("SUCCESS", "cache-access-AppCacheAccess-1A2B3C4D5E6F")
 
@@ -383,13 +383,7 @@ def test_delete_of_a_foreign_id_for_a_missing_cache_has_nothing_to_revoke(stubbe
 def test_ec2_refusing_to_show_the_groups_rules_fails_naming_the_group(stubber: Stubber, ec2_stubber: Stubber) -> None:
     serverless(stubber, [A])
     authorize(ec2_stubber, A, 6379, 6380, error="InvalidPermission.Duplicate")
-    ec2_stubber.add_client_error(
-        "describe_security_group_rules",
-        "UnauthorizedOperation",
-        "not allowed",
-        403,
-        expected_params={"Filters": [{"Name": "group-id", "Values": [A]}], "MaxResults": 1000},
-    )
+    rules_refused(ec2_stubber, A, "UnauthorizedOperation", 403)
     answer = invoke(vpc_event(ServerlessCacheName="sessions"))
     assert_failed(answer, "DescribeSecurityGroupRules failed with UnauthorizedOperation")
     assert A in answer["Reason"]
