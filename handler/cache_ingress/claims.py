@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .properties import stack_name
+from .sources import Source
 
 #: Every tag this resource writes starts so; the IAM policy allows tag writes with these keys only.
 TAG_PREFIX = "cache-ingress:"
@@ -126,10 +127,8 @@ def revoking_tags(until: float) -> dict[str, str]:
     return {REVOKING_KEY: f"{until:.0f}"}
 
 
-def held_rules(
-    answer: Iterable[Mapping[str, Any]], source_group: str, source_owner: str, ports: Iterable[int]
-) -> dict[int, HeldRule]:
-    """The rules of one group's DescribeSecurityGroupRules answer that let ``source_group`` in on one of ``ports``.
+def held_rules(answer: Iterable[Mapping[str, Any]], source: Source, ports: Iterable[int]) -> dict[int, HeldRule]:
+    """The rules of one group's DescribeSecurityGroupRules answer that let ``source`` in on one of ``ports``.
 
     EC2 knows a rule by protocol, ports and source, so at most one rule
     matches each port.
@@ -137,23 +136,20 @@ def held_rules(
     wanted = set(ports)
     found: dict[int, HeldRule] = {}
     for item in answer:
-        rule = held_rule(item, source_group, source_owner)
+        rule = held_rule(item, source)
         if rule is not None and rule.port in wanted:
             found[rule.port] = rule
     return found
 
 
-def held_rule(item: Mapping[str, Any], source_group: str, source_owner: str) -> HeldRule | None:
-    """The rule an item of a DescribeSecurityGroupRules answer is, if it is TCP on one port from the source group."""
-    referenced = item.get("ReferencedGroupInfo") or {}
-    owner = referenced.get("UserId")
+def held_rule(item: Mapping[str, Any], source: Source) -> HeldRule | None:
+    """The rule an item of a DescribeSecurityGroupRules answer is, if it is TCP on one port from ``source``."""
     if (
         item.get("IsEgress")
         or str(item.get("IpProtocol")) not in ("tcp", "6")
         or item.get("FromPort") != item.get("ToPort")
         or not isinstance(item.get("FromPort"), int)
-        or str(referenced.get("GroupId", "")).lower() != source_group
-        or (owner is not None and owner != source_owner)
+        or not source.is_source_of(item)
     ):
         return None
     tags = tuple(sorted((str(t.get("Key", "")), str(t.get("Value", ""))) for t in item.get("Tags") or []))

@@ -185,7 +185,7 @@ class _Ec2Work:
             if err.code in vpc.RULE_GONE_CODES:
                 return {}
             raise ResourceFailure(f"{err} (target security group {target})") from err
-        return held_rules(answer, rule_set.source_group, rule_set.source_owner, rule_set.ports)
+        return held_rules(answer, rule_set.source, rule_set.ports)
 
     def read(self, rule_set: RuleSet, rule_id: str) -> HeldRule | None:
         """One rule as EC2 holds it now, None once it is gone."""
@@ -193,7 +193,7 @@ class _Ec2Work:
             item = self.look(partial(self.ec2.rule, rule_id))
         except ApiError as err:
             raise ResourceFailure(str(err)) from err
-        return None if item is None else held_rule(item, rule_set.source_group, rule_set.source_owner)
+        return None if item is None else held_rule(item, rule_set.source)
 
 
 @dataclass(frozen=True)
@@ -207,7 +207,7 @@ class _EarlierRelease:
     @classmethod
     def of(cls, instance: Instance, granted: RuleSet, description: str) -> _EarlierRelease | None:
         held = vpc.parse_physical_id(instance.physical_id)
-        if held is None or (held.source_group, held.source_owner) != (granted.source_group, granted.source_owner):
+        if held is None or held.source != granted.source:
             return None
         default = vpc.default_description(instance.stack_id, instance.logical_id)
         claim = Claim(instance.stack_id, instance.logical_id, instance.physical_id)
@@ -328,6 +328,11 @@ def _authorize(
             raise ResourceFailure(
                 f"{err.operation} failed: a security group does not exist ({err.message}). "
                 "Check SourceSecurityGroupId, and TargetSecurityGroupIds or the cache's security groups"
+            ) from err
+        if err.code in vpc.PREFIX_LIST_NOT_FOUND_CODES:
+            raise ResourceFailure(
+                f"{err.operation} failed: {rule_set.source} does not exist in this account and region "
+                f"({err.message}). Check SourcePrefixListId, and that a shared list is shared with this account"
             ) from err
         raise ResourceFailure(f"{err} (target security group {target})") from err
     return [str(rule.get("SecurityGroupRuleId", "")) for rule in made]

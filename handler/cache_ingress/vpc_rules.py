@@ -21,15 +21,17 @@ from itertools import product
 from typing import Any
 
 from .errors import CacheUnusable, InvalidProperties
-from .properties import check_known, check_map, digits, kind_of, owner_account, required_string, shown, stack_name
+from .properties import check_known, check_map, digits, kind_of, required_string, shown, stack_name
+from .sources import ALLOW_ANY_ADDRESS, GROUP_ID, OWNER_PROPERTY, SOURCE_PROPERTIES, Source, group_id, parse_source
 
 ID_PREFIX = "cache-vpc-ingress"
 #: Names of the cache, one of which a VPC-mode resource sets.
 CACHE_PROPERTIES = ("ReplicationGroupId", "CacheClusterId", "ServerlessCacheName")
 KNOWN_PROPERTIES = (
     *CACHE_PROPERTIES,
-    "SourceSecurityGroupId",
-    "SourceSecurityGroupOwnerId",
+    *SOURCE_PROPERTIES,
+    OWNER_PROPERTY,
+    ALLOW_ANY_ADDRESS,
     "Port",
     "TargetSecurityGroupIds",
     "Description",
@@ -38,13 +40,13 @@ KNOWN_PROPERTIES = (
 MAX_TARGETS = 16
 MAX_DESCRIPTION = 255
 
-_GROUP_ID = re.compile(r"sg-(?:[0-9a-f]{8}|[0-9a-f]{17})")
 # ElastiCache ids: a letter, then letters, digits and single hyphens, no hyphen last.
 _CACHE_NAME = re.compile(r"[A-Za-z](?:[A-Za-z0-9]|-(?=[A-Za-z0-9]))*")
 # What EC2 accepts in a rule description.
 _DESCRIPTION = re.compile(r"[A-Za-z0-9 ._\-:/()#,@\[\]+=&;{}!$*]*")
+# The source is everything before the last two fields: an IPv6 CIDR holds colons of its own.
 _ID = re.compile(
-    rf"{ID_PREFIX}:(?P<source>sg-[0-9a-f]+)@(?P<owner>[0-9]{{12}}):(?P<ports>[0-9]{{1,5}}(?:,[0-9]{{1,5}})*):(?P<targets>sg-[0-9a-f]+(?:,sg-[0-9a-f]+)*)"
+    rf"{ID_PREFIX}:(?P<source>[^,]+):(?P<ports>[0-9]{{1,5}}(?:,[0-9]{{1,5}})*):(?P<targets>sg-[0-9a-f]+(?:,sg-[0-9a-f]+)*)"
 )
 
 
@@ -75,8 +77,7 @@ class VpcRequest:
     """What the properties ask for; ``port`` and ``targets`` are None where discovery fills them in."""
 
     cache: CacheRef
-    source_group: str
-    source_owner: str
+    source: Source
     port: int | None
     targets: tuple[str, ...] | None
     description: str
@@ -92,25 +93,28 @@ class CacheNetwork:
 
 @dataclass(frozen=True)
 class RuleSet:
-    """TCP ingress from ``source_group`` (of ``source_owner``) on each of ``ports`` into each of ``targets``.
+    """TCP ingress from ``source`` on each of ``ports`` into each of ``targets``.
 
     Fields are sorted and without repeats, so equal rule sets have equal ids.
     """
 
-    source_group: str
-    source_owner: str
+    source: Source
     ports: tuple[int, ...]
     targets: tuple[str, ...]
 
     @classmethod
-    def of(cls, source_group: str, source_owner: str, ports: Iterable[int], targets: Iterable[str]) -> RuleSet:
-        return cls(source_group, source_owner, tuple(sorted(set(ports))), tuple(sorted(set(targets))))
+    def of(cls, source: Source, ports: Iterable[int], targets: Iterable[str]) -> RuleSet:
+        return cls(source, tuple(sorted(set(ports))), tuple(sorted(set(targets))))
 
     @property
     def physical_id(self) -> str:
-        """``cache-vpc-ingress:<source>@<owner>:<ports>:<targets>``; at most about 400 characters."""
+        """``cache-vpc-ingress:<source>:<ports>:<targets>``; at most about 450 characters.
+
+        The source is ``sg-…@<account>`` (as in every id before other kinds of source), ``10.0.0.0/8``,
+        ``[2001:db8::/32]`` or ``pl-…``.
+        """
         ports = ",".join(str(p) for p in self.ports)
-        return f"{ID_PREFIX}:{self.source_group}@{self.source_owner}:{ports}:{','.join(self.targets)}"
+        return f"{ID_PREFIX}:{self.source.id_part}:{ports}:{','.join(self.targets)}"
 
     def rules(self) -> frozenset[tuple[str, int]]:
         """Each (target group, port) pair: one EC2 ingress rule each."""
@@ -118,15 +122,14 @@ class RuleSet:
 
     def shared_with(self, other: RuleSet | None) -> frozenset[tuple[str, int]]:
         """The rules ``other`` names too; a Delete leaves them to it."""
-        if other is None or (other.source_group, other.source_owner) != (self.source_group, self.source_owner):
+        if other is None or other.source != self.source:
             return frozenset()
         return self.rules() & other.rules()
 
     def attributes(self) -> dict[str, str]:
         """What ``Fn::GetAtt`` reads: lists comma-joined, since attributes are strings."""
         return {
-            "SourceSecurityGroupId": self.source_group,
-            "SourceSecurityGroupOwnerId": self.source_owner,
+            **self.source.attributes(),
             "Port": str(self.ports[0]),
             "Ports": ",".join(str(p) for p in self.ports),
             "TargetSecurityGroupIds": ",".join(self.targets),
@@ -148,12 +151,9 @@ def parse_properties(given: Any, stack_id: str, logical_id: str) -> VpcRequest:
             f"{kind.value} must start with a letter and hold only letters, digits and single hyphens, "
             f"at most {kind.max_length} characters, got {shown(cache_name, 60)}"
         )
-    source = group_id("SourceSecurityGroupId", required_string(properties, "SourceSecurityGroupId"))
-    owner_id = owner_account(properties, "SourceSecurityGroupOwnerId", stack_id)
     return VpcRequest(
         cache=CacheRef(kind, cache_name),
-        source_group=source,
-        source_owner=owner_id,
+        source=parse_source(properties, stack_id),
         port=_port(properties.get("Port")),
         targets=_targets(properties.get("TargetSecurityGroupIds")),
         description=_description(properties.get("Description"), stack_id, logical_id),
@@ -168,23 +168,10 @@ def same_rules_asked(one: VpcRequest, other: VpcRequest) -> bool:
 def could_resolve_to(request: VpcRequest, rule_set: RuleSet) -> bool:
     """Whether the request could resolve to exactly these rules, whatever the cache says: what it sets matches."""
     return (
-        (request.source_group, request.source_owner) == (rule_set.source_group, rule_set.source_owner)
+        request.source == rule_set.source
         and (request.port is None or rule_set.ports == (request.port,))
         and (request.targets is None or rule_set.targets == request.targets)
     )
-
-
-def group_id(name: str, value: Any) -> str:
-    """A security group id (``sg-`` and 8 or 17 hex digits), lower-cased: ids are case-insensitive in EC2."""
-    wanted = f"{name} must be a security group id such as sg-0123456789abcdef0"
-    if not isinstance(value, str):
-        raise InvalidProperties(f"{wanted}, got {kind_of(value)}")
-    text = value.strip().lower()
-    if not _GROUP_ID.fullmatch(text):
-        shown = value if len(value) <= 40 else value[:40] + "..."
-        hint = " (the group's id, not its name)" if not text.startswith("sg-") else ""
-        raise InvalidProperties(f"{wanted}{hint}, got {shown!r}")
-    return text
 
 
 def _port(value: Any) -> int | None:
@@ -258,7 +245,7 @@ def resolve(request: VpcRequest, network: CacheNetwork) -> RuleSet:
                 f"which has {_listed(network.security_groups)}"
             )
         targets = request.targets
-    return RuleSet.of(request.source_group, request.source_owner, ports, targets)
+    return RuleSet.of(request.source, ports, targets)
 
 
 def _listed(items: Iterable[str]) -> str:
@@ -276,16 +263,17 @@ def parse_physical_id(physical_id: Any) -> RuleSet | None:
     match = _ID.fullmatch(physical_id) if isinstance(physical_id, str) else None
     if match is None:
         return None
+    source = Source.from_id_part(match["source"])
     ports = [int(p) for p in match["ports"].split(",")]
     targets = match["targets"].split(",")
     if not (
-        _GROUP_ID.fullmatch(match["source"])
-        and all(_GROUP_ID.fullmatch(t) for t in targets)
+        source is not None
+        and all(GROUP_ID.fullmatch(t) for t in targets)
         and all(1 <= p <= 65535 for p in ports)
         and len(targets) <= MAX_TARGETS
     ):
         return None
-    rule_set = RuleSet.of(match["source"], match["owner"], ports, targets)
+    rule_set = RuleSet.of(source, ports, targets)
     return rule_set if rule_set.physical_id == physical_id else None
 
 
@@ -352,7 +340,10 @@ RULE_GONE_CODES = frozenset(
 )
 
 
+#: Authorize answers meaning the source prefix list does not exist (EC2 has spelled the code both ways).
+PREFIX_LIST_NOT_FOUND_CODES = frozenset({"InvalidPrefixListID.NotFound", "InvalidPrefixListId.NotFound"})
+
+
 def ip_permissions(rule_set: RuleSet, ports: Iterable[int], description: str) -> list[dict[str, Any]]:
-    """EC2 IpPermissions for ``ports`` of the rule set: TCP, one port each, from the source group."""
-    pair = {"GroupId": rule_set.source_group, "UserId": rule_set.source_owner, "Description": description}
-    return [{"IpProtocol": "tcp", "FromPort": p, "ToPort": p, "UserIdGroupPairs": [dict(pair)]} for p in ports]
+    """EC2 IpPermissions for ``ports`` of the rule set: TCP, one port each, from the source."""
+    return [{"IpProtocol": "tcp", "FromPort": p, "ToPort": p, **rule_set.source.permission(description)} for p in ports]

@@ -17,6 +17,7 @@ from cache_ingress.claims import (
     held_rules,
     revoking_tags,
 )
+from cache_ingress.sources import Source, SourceKind
 from offline.harness import CLAIM_TAG_PREFIX
 
 STACK = "arn:aws:cloudformation:us-east-1:123456789012:stack/cache-access/5b6a8e10-0c1d-11ef-9a0b-0a1b2c3d4e5f"
@@ -111,7 +112,7 @@ def test_only_tcp_ingress_on_one_port_from_the_source_group_and_owner_is_the_rul
         item(6385, CidrIpv4="10.0.0.0/8", ReferencedGroupInfo=None),
         item(6386),
     ]
-    found = held_rules(answer, SOURCE, "123456789012", range(6379, 6386))
+    found = held_rules(answer, Source(SourceKind.SECURITY_GROUP, SOURCE, "123456789012"), range(6379, 6386))
     assert list(found) == [6379]
     assert found[6379].tags == (("k", "v"),)
 

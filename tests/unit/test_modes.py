@@ -11,6 +11,7 @@ from cache_ingress.classic_rules import Ingress
 from cache_ingress.errors import InvalidProperties
 from cache_ingress.modes import Granted, Request
 from cache_ingress.protocol import Change, Instance, Result
+from cache_ingress.sources import Source, SourceKind
 from cache_ingress.timing import Deadline
 from cache_ingress.vpc_rules import RuleSet
 from tests.support import OFFLINE_MODES
@@ -18,7 +19,9 @@ from tests.support import OFFLINE_MODES
 STACK = "arn:aws:cloudformation:us-east-1:123456789012:stack/cache-access/5b6a8e10"
 CLASSIC = {"CacheSecurityGroupName": "cache-sg", "EC2SecurityGroupName": "app"}
 VPC = {"ReplicationGroupId": "app-cache", "SourceSecurityGroupId": "sg-0a1b2c3d4e5f60718"}
-VPC_ID = RuleSet.of("sg-0a1b2c3d4e5f60718", "123456789012", [6379], ["sg-0000000a"]).physical_id
+VPC_ID = RuleSet.of(
+    Source(SourceKind.SECURITY_GROUP, "sg-0a1b2c3d4e5f60718", "123456789012"), [6379], ["sg-0000000a"]
+).physical_id
 
 
 def request(properties: Any) -> Request[Any, Any]:

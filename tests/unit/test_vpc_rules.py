@@ -11,12 +11,18 @@ from hypothesis import strategies as st
 from cache_ingress import classic_rules, vpc_rules
 from cache_ingress.classic_rules import Ingress
 from cache_ingress.errors import CacheUnusable, InvalidProperties
+from cache_ingress.sources import Source, SourceKind
 from cache_ingress.vpc_rules import CacheKind, CacheNetwork, CacheRef, RuleSet, VpcRequest
 from tests.support import parse_request
+from tests.unit.test_sources import sources
 
 STACK = "arn:aws:cloudformation:us-east-1:123456789012:stack/cache-access/5b6a8e10"
 SOURCE = "sg-0a1b2c3d4e5f60718"
 VALID = {"ReplicationGroupId": "app-cache", "SourceSecurityGroupId": SOURCE}
+
+
+def group(group_id: str = SOURCE, owner: str = "123456789012") -> Source:
+    return Source(SourceKind.SECURITY_GROUP, group_id, owner)
 
 
 def parse(**props: Any) -> VpcRequest:
@@ -34,8 +40,7 @@ def reason(props: dict[str, Any]) -> str:
 def test_a_cache_name_and_a_source_group_are_enough() -> None:
     assert parse() == VpcRequest(
         cache=CacheRef(CacheKind.REPLICATION_GROUP, "app-cache"),
-        source_group=SOURCE,
-        source_owner="123456789012",
+        source=group(),
         port=None,
         targets=None,
         description="cache-sg-ingress: stack cache-access, resource AppCacheAccess",
@@ -69,7 +74,7 @@ def test_mixing_classic_and_vpc_properties_names_both_sides() -> None:
             "set exactly one of ReplicationGroupId, CacheClusterId, ServerlessCacheName",
         ),
         ({**VALID, "CacheClusterId": "c1"}, "got ReplicationGroupId and CacheClusterId"),
-        ({"ReplicationGroupId": "app-cache"}, "SourceSecurityGroupId is required"),
+        ({"ReplicationGroupId": "app-cache"}, "set exactly one of SourceSecurityGroupId, SourceCidrIp"),
         ({**VALID, "ReplicationGroupId": "1cache"}, "ReplicationGroupId must start with a letter"),
         ({**VALID, "ReplicationGroupId": "a--b"}, "single hyphens"),
         ({**VALID, "SourceSecurityGroupId": "app-servers"}, "(the group's id, not its name)"),
@@ -123,7 +128,7 @@ def test_a_cache_cluster_id_may_have_the_50_characters_aws_allows() -> None:
 
 def test_numbers_given_as_json_numbers_are_read_like_their_digits() -> None:
     request = parse(Port=6380, SourceSecurityGroupOwnerId=210987654321, ServiceTimeout=300)
-    assert (request.port, request.source_owner) == (6380, "210987654321")
+    assert (request.port, request.source.owner) == (6380, "210987654321")
 
 
 def test_ids_and_ports_are_read_as_cloudformation_sends_them() -> None:
@@ -134,17 +139,17 @@ def test_ids_and_ports_are_read_as_cloudformation_sends_them() -> None:
         TargetSecurityGroupIds=["sg-0000000b", "sg-0000000a", "sg-0000000b"],
         Description="app servers: sessions cache (port 6380)",
     )
-    assert (request.port, request.source_owner, request.source_group) == (6380, "210987654321", SOURCE)
+    assert (request.port, request.source) == (6380, group(SOURCE, "210987654321"))
     assert request.targets == ("sg-0000000a", "sg-0000000b")
     assert request.description == "app servers: sessions cache (port 6380)"
 
 
 def test_properties_narrow_what_discovery_found() -> None:
     network = CacheNetwork(ports=(6379, 6380), security_groups=("sg-0000000a", "sg-0000000c"))
-    everything = RuleSet(SOURCE, "123456789012", (6379, 6380), ("sg-0000000a", "sg-0000000c"))
+    everything = RuleSet(group(SOURCE, "123456789012"), (6379, 6380), ("sg-0000000a", "sg-0000000c"))
     assert vpc_rules.resolve(parse(), network) == everything
     pinned = parse(Port="6380", TargetSecurityGroupIds=["sg-0000000c"])
-    assert vpc_rules.resolve(pinned, network) == RuleSet(SOURCE, "123456789012", (6380,), ("sg-0000000c",))
+    assert vpc_rules.resolve(pinned, network) == RuleSet(group(SOURCE, "123456789012"), (6380,), ("sg-0000000c",))
 
 
 def test_a_port_the_cache_does_not_serve_is_refused_naming_the_cache_and_its_ports() -> None:
@@ -176,8 +181,7 @@ def test_a_cache_without_port_or_groups_is_unusable_whatever_the_properties() ->
 group_ids = st.from_regex(r"\Asg-([0-9a-f]{8}|[0-9a-f]{17})\Z")
 rule_sets = st.builds(
     RuleSet.of,
-    group_ids,
-    st.from_regex(r"\A[0-9]{12}\Z"),
+    sources(),
     st.lists(st.integers(1, 65535), min_size=1, max_size=4),
     st.lists(group_ids, min_size=1, max_size=vpc_rules.MAX_TARGETS),
 )
@@ -191,7 +195,7 @@ def test_the_id_decodes_to_exactly_the_rules_and_fits_cloudformation(rule_set: R
 
 
 def test_the_id_reads_as_the_rules() -> None:
-    rule_set = RuleSet.of(SOURCE, "123456789012", [6380, 6379], ["sg-0000000b", "sg-0000000a"])
+    rule_set = RuleSet.of(group(SOURCE, "123456789012"), [6380, 6379], ["sg-0000000b", "sg-0000000a"])
     assert rule_set.physical_id == f"cache-vpc-ingress:{SOURCE}@123456789012:6379,6380:sg-0000000a,sg-0000000b"
 
 
@@ -213,10 +217,10 @@ def test_only_canonical_ids_of_ours_decode(physical_id: str) -> None:
 
 
 def test_rules_shared_with_another_rule_set_need_the_same_source() -> None:
-    old = RuleSet.of(SOURCE, "123456789012", [6379], ["sg-0000000a", "sg-0000000b"])
-    new = RuleSet.of(SOURCE, "123456789012", [6379, 6380], ["sg-0000000a"])
+    old = RuleSet.of(group(SOURCE, "123456789012"), [6379], ["sg-0000000a", "sg-0000000b"])
+    new = RuleSet.of(group(SOURCE, "123456789012"), [6379, 6380], ["sg-0000000a"])
     assert old.shared_with(new) == {("sg-0000000a", 6379)}
-    other_source = RuleSet.of("sg-0000000f", "123456789012", [6379], ["sg-0000000a"])
+    other_source = RuleSet.of(group("sg-0000000f"), [6379], ["sg-0000000a"])
     assert old.shared_with(other_source) == frozenset()
     assert old.shared_with(None) == frozenset()
 
@@ -246,7 +250,7 @@ def test_a_serverless_cache_opens_its_endpoint_and_reader_endpoint_ports() -> No
 
 
 def test_permissions_are_one_tcp_port_each_from_the_source_group() -> None:
-    rule_set = RuleSet.of(SOURCE, "210987654321", [6379, 6380], ["sg-0000000a"])
+    rule_set = RuleSet.of(group(SOURCE, "210987654321"), [6379, 6380], ["sg-0000000a"])
     pair = {"GroupId": SOURCE, "UserId": "210987654321"}
     assert vpc_rules.ip_permissions(rule_set, [6379], "d") == [
         {"IpProtocol": "tcp", "FromPort": 6379, "ToPort": 6379, "UserIdGroupPairs": [{**pair, "Description": "d"}]}
