@@ -27,13 +27,19 @@ that fails on plain moto:
 4. A SecurityGroupRule's Description (DescribeSecurityGroupRules, and the
    rules AuthorizeSecurityGroupIngress returns) is the rule's description
    whatever its source; moto reports it only for CIDR rules, not for rules
-   from a security group, whose description DescribeSecurityGroups does show.
+   from a security group, whose description DescribeSecurityGroups does show,
+   and it drops the description of a rule from a prefix list altogether
+   (``PrefixListIds[].Description`` is kept here, and updated by rule id).
+6. AuthorizeSecurityGroupIngress refuses a source prefix list that does not
+   exist (``InvalidPrefixListID.NotFound``) and adds nothing; moto adds a rule
+   from any ``pl-`` id at all.
 """
 
 from __future__ import annotations
 
 import copy
 import http.client
+import inspect
 import logging
 import threading
 from collections.abc import Iterator
@@ -42,6 +48,7 @@ from typing import Any
 import boto3
 from moto.core.responses import ActionResult
 from moto.ec2.exceptions import (
+    EC2ClientError,
     InvalidPermissionNotFoundError,
     InvalidSecurityGroupNotFoundError,
     InvalidSecurityGroupRuleIdNotFoundError,
@@ -50,6 +57,8 @@ from moto.ec2.models.security_groups import SecurityGroupBackend, SecurityGroupR
 from moto.ec2.responses.security_groups import SecurityGroups
 from moto.server import ThreadedMotoServer
 
+_moto_rule_init = SecurityGroupRule.__init__
+_RULE_SIGNATURE = inspect.signature(_moto_rule_init)
 _moto_equality = SecurityGroupRule.__eq__
 _moto_rules_named = SecurityGroupBackend._iterate_security_rules
 _moto_authorize_ingress = SecurityGroups.authorize_security_group_ingress
@@ -81,11 +90,26 @@ def _rules_named(self: SecurityGroupBackend, *args: Any, **kwargs: Any) -> Itera
         yield rule
 
 
+def _rule_init(self: SecurityGroupRule, *args: Any, **kwargs: Any) -> None:
+    """moto's rule, which also keeps the prefix list entry it was made from, description and all."""
+    _moto_rule_init(self, *args, **kwargs)
+    entry = _RULE_SIGNATURE.bind(self, *args, **kwargs).arguments.get("prefix_list_id")
+    self.prefix_list_entry = dict(entry) if entry else {}
+
+
 def _authorize_ingress(self: SecurityGroups) -> ActionResult:
     """moto's AuthorizeSecurityGroupIngress, whose failure takes back the rules it added, and every tag it made.
 
-    On success it answers with all of them, not only the last permission's.
+    On success it answers with all of them, not only the last permission's. A
+    source prefix list must exist (correction 6).
     """
+    known = self.ec2_backend.managed_prefix_lists
+    for kwargs in self._process_rules_from_querystring():
+        for entry in kwargs["prefix_list_ids"]:
+            if entry.get("PrefixListId") not in known:
+                raise EC2ClientError(
+                    "InvalidPrefixListID.NotFound", f"The prefix list ID '{entry.get('PrefixListId')}' does not exist"
+                )
     journal: list[SecurityGroupRule] = []
     _made.rules = journal
     try:
@@ -132,7 +156,7 @@ def _update_ingress_descriptions(self: SecurityGroups) -> ActionResult:
                 raise InvalidPermissionNotFoundError()
     result = _moto_update_ingress_descriptions(self)  # IpPermissions; it ignores SecurityGroupRuleDescriptions
     for rule, description in by_id:
-        where = rule.source_group if rule.source_group else rule.ip_range
+        where = rule.source_group or _prefix_list_entry(rule) or rule.ip_range
         if description is None:
             where.pop("Description", None)  # no description: the rule has none any more
         else:
@@ -140,8 +164,17 @@ def _update_ingress_descriptions(self: SecurityGroups) -> ActionResult:
     return result
 
 
+def _prefix_list_entry(rule: SecurityGroupRule) -> dict[str, str]:
+    entry: dict[str, str] = getattr(rule, "prefix_list_entry", {})
+    return entry
+
+
 def _rule_description(self: SecurityGroupRule) -> str | None:
-    return self.ip_range.get("Description") or self.source_group.get("Description")
+    return (
+        self.ip_range.get("Description")
+        or self.source_group.get("Description")
+        or _prefix_list_entry(self).get("Description")
+    )
 
 
 _description = property(_rule_description)
@@ -149,6 +182,8 @@ _description = property(_rule_description)
 
 def _correct_moto() -> None:
     """Apply the corrections listed at the top of this module; doing it again changes nothing."""
+    if SecurityGroupRule.__init__ is not _rule_init:
+        SecurityGroupRule.__init__ = _rule_init  # type: ignore[method-assign]
     if SecurityGroupRule.__eq__ is not _rule_identity:
         SecurityGroupRule.__eq__ = _rule_identity  # type: ignore[method-assign]
     if SecurityGroupBackend._iterate_security_rules is not _rules_named:
@@ -205,23 +240,43 @@ class MotoBackend:
             for name in names
         }
 
-    def rule_tags(self, group_id: str) -> dict[tuple[str, int], dict[str, str]]:
-        """The tags on each TCP rule from a security group into ``group_id``, by (source group, port)."""
+    def prefix_list(self, name: str, cidrs: list[str]) -> str:
+        """A new managed IPv4 prefix list holding ``cidrs``: its id."""
+        entries = [{"Cidr": cidr} for cidr in cidrs]
+        made = self.client("ec2").create_managed_prefix_list(
+            PrefixListName=name, MaxEntries=max(1, len(cidrs)), AddressFamily="IPv4", Entries=entries
+        )
+        prefix_list_id: str = made["PrefixList"]["PrefixListId"]
+        return prefix_list_id
+
+    def _tcp_ingress(self, group_id: str) -> list[dict[str, Any]]:
         answer = self.client("ec2").describe_security_group_rules(Filters=[{"Name": "group-id", "Values": [group_id]}])
+        return [r for r in answer["SecurityGroupRules"] if not r["IsEgress"] and r.get("IpProtocol") == "tcp"]
+
+    def rule_tags(self, group_id: str) -> dict[tuple[str, int], dict[str, str]]:
+        """The tags on each TCP rule into ``group_id``, by (source, port); the source as :func:`source_of` names it."""
         return {
-            (rule["ReferencedGroupInfo"]["GroupId"], rule["FromPort"]): {
-                t["Key"]: t["Value"] for t in rule.get("Tags", [])
-            }
-            for rule in answer["SecurityGroupRules"]
-            if not rule["IsEgress"] and rule.get("IpProtocol") == "tcp" and rule.get("ReferencedGroupInfo")
+            (source_of(rule), rule["FromPort"]): {t["Key"]: t["Value"] for t in rule.get("Tags", [])}
+            for rule in self._tcp_ingress(group_id)
         }
 
     def ingress(self, group_id: str) -> set[tuple[str, str, int, str]]:
-        """Every TCP rule from a security group into ``group_id``: (source, owner, port, description)."""
-        group = self.client("ec2").describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0]
+        """Every TCP rule into ``group_id``: (source, owner, port, description).
+
+        The source as :func:`source_of` names it; the owner is the source group's account, empty for other sources.
+        """
         return {
-            (pair["GroupId"], pair.get("UserId", ""), permission["FromPort"], pair.get("Description", ""))
-            for permission in group["IpPermissions"]
-            if permission.get("IpProtocol") == "tcp"
-            for pair in permission.get("UserIdGroupPairs", [])
+            (
+                source_of(rule),
+                (rule.get("ReferencedGroupInfo") or {}).get("UserId", ""),
+                rule["FromPort"],
+                rule.get("Description", ""),
+            )
+            for rule in self._tcp_ingress(group_id)
         }
+
+
+def source_of(rule: dict[str, Any]) -> str:
+    """A DescribeSecurityGroupRules item's source: the group id, the CIDR, or the prefix list id."""
+    referenced = rule.get("ReferencedGroupInfo") or {}
+    return str(referenced.get("GroupId") or rule.get("CidrIpv4") or rule.get("CidrIpv6") or rule.get("PrefixListId"))

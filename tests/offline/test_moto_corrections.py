@@ -226,9 +226,52 @@ def test_describe_security_group_rules_reports_each_rules_description(moto: Moto
     assert descriptions_by_group(ec2, cache) == expected
 
 
+# SecurityGroupRule (API_SecurityGroupRule.html): Description is the rule's whatever its source, a
+# prefix list's included (PrefixListId names that source); UpdateSecurityGroupRuleDescriptionsIngress by rule id
+# changes it. Plain moto keeps a prefix list's id only, and drops the description it was given.
+
+
+def from_prefix_list(prefix_list: str, description: str) -> dict[str, Any]:
+    entry = {"PrefixListId": prefix_list, "Description": description}
+    return {"IpProtocol": "tcp", "FromPort": PORT, "ToPort": PORT, "PrefixListIds": [entry]}
+
+
+def test_a_rule_from_a_prefix_list_keeps_its_description(moto: MotoBackend, ec2: Any) -> None:
+    cache = moto.security_groups("cache")["cache"]
+    agents = moto.prefix_list("build-agents", ["10.8.0.0/16"])
+    made = ec2.authorize_security_group_ingress(
+        GroupId=cache, IpPermissions=[from_prefix_list(agents, "from the build agents")]
+    )["SecurityGroupRules"]
+    assert [(rule["PrefixListId"], rule.get("Description")) for rule in made] == [(agents, "from the build agents")]
+
+    ec2.update_security_group_rule_descriptions_ingress(
+        GroupId=cache,
+        SecurityGroupRuleDescriptions=[{"SecurityGroupRuleId": made[0]["SecurityGroupRuleId"], "Description": "ci"}],
+    )
+    held = ingress_rules(ec2, cache)
+    assert [(rule["PrefixListId"], rule.get("Description")) for rule in held] == [(agents, "ci")]
+
+
+# AuthorizeSecurityGroupIngress (API_AuthorizeSecurityGroupIngress.html, PrefixListId in API_PrefixListId.html):
+# the prefix list must exist; an unknown id is InvalidPrefixListID.NotFound (errors-overview.html), "The prefix
+# list ID 'pl-...' does not exist", and the call adds nothing. Plain moto adds a rule from any pl- id.
+
+
+def test_authorize_from_a_prefix_list_that_does_not_exist_is_not_found(moto: MotoBackend, ec2: Any) -> None:
+    cache = moto.security_groups("cache")["cache"]
+    with pytest.raises(ClientError) as excinfo:
+        ec2.authorize_security_group_ingress(
+            GroupId=cache, IpPermissions=[from_cidr(), from_prefix_list("pl-0123456789abcdef0", "nobody's")]
+        )
+    assert error_of(excinfo) == ("InvalidPrefixListID.NotFound", 400)
+    assert "pl-0123456789abcdef0" in excinfo.value.response["Error"]["Message"]
+    assert ingress_rules(ec2, cache) == []
+
+
 def corrected() -> list[object]:
     """What the corrections replace in moto."""
     return [
+        SecurityGroupRule.__init__,
         SecurityGroupRule.__eq__,
         vars(SecurityGroupRule)["description"],
         SecurityGroupBackend._iterate_security_rules,
@@ -242,5 +285,5 @@ def test_the_corrections_apply_once(moto: MotoBackend) -> None:
     applied = corrected()
     moto_backend._correct_moto()
     assert corrected() == applied
-    assert applied[0] is moto_backend._rule_identity
-    assert applied[3] is moto_backend._authorize_ingress
+    assert applied[1] is moto_backend._rule_identity
+    assert applied[4] is moto_backend._authorize_ingress
