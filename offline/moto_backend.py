@@ -94,7 +94,7 @@ def _rule_init(self: SecurityGroupRule, *args: Any, **kwargs: Any) -> None:
     """moto's rule, which also keeps the prefix list entry it was made from, description and all."""
     _moto_rule_init(self, *args, **kwargs)
     entry = _RULE_SIGNATURE.bind(self, *args, **kwargs).arguments.get("prefix_list_id")
-    self.prefix_list_entry = dict(entry) if entry else {}
+    vars(self)["prefix_list_entry"] = dict(entry) if entry else {}
 
 
 def _authorize_ingress(self: SecurityGroups) -> ActionResult:

@@ -65,6 +65,27 @@ class Vpc:
         permission = {"IpProtocol": "tcp", "FromPort": port, "ToPort": port, "UserIdGroupPairs": [pair]}
         self.moto.client("ec2").authorize_security_group_ingress(GroupId=target, IpPermissions=[permission])
 
+    def let_in(self, **source: str) -> dict[str, Any]:
+        """The replication group's access for another kind of source: SourceCidrIp=..., and so on."""
+        return {"ReplicationGroupId": "app-cache", **source}
+
+    def from_source(self, source: str) -> set[tuple[str, int, str]]:
+        """(target name, port, description) of every rule from ``source``: a CIDR or a prefix list id."""
+        names = {self.cache: "cache", self.shared: "shared"}
+        return {
+            (names[target], port, description)
+            for target in (self.cache, self.shared)
+            for held, _, port, description in self.moto.ingress(target)
+            if held == source
+        }
+
+    def by_hand_from(self, target: str, **source: str) -> None:
+        """An operator's rule on 6379 from a CIDR: ``CidrIp=...`` or ``CidrIpv6=...``."""
+        ranges = "Ipv6Ranges" if "CidrIpv6" in source else "IpRanges"
+        entry = {**source, "Description": "opened by the on-call"}
+        permission = {"IpProtocol": "tcp", "FromPort": 6379, "ToPort": 6379, ranges: [entry]}
+        self.moto.client("ec2").authorize_security_group_ingress(GroupId=target, IpPermissions=[permission])
+
     def writes(self) -> list[str]:
         """The EC2 calls the handler made that change something."""
         return [c for c in self.ec2_calls if not c.startswith("Describe")]
@@ -292,3 +313,104 @@ def test_a_delete_with_a_crafted_id_revokes_nothing_it_did_not_claim(world: Vpc)
     assert answer.status == "SUCCESS"
     assert world.rules() == BOTH | {("app", "shared", 6380)}
     assert x.status == "CREATE_COMPLETE"
+
+
+# -- sources other than a security group ------------------------------------------------
+
+OFFICE = "10.20.0.0/16"
+VPN = "2001:db8:ab::/48"
+INTO_BOTH = {"cache", "shared"}
+
+
+def targets_of(rules: set[tuple[str, int, str]]) -> set[str]:
+    return {target for target, port, _ in rules if port == 6379}
+
+
+@pytest.mark.parametrize(
+    ("given", "held", "id_part"),
+    [
+        ({"SourceCidrIp": OFFICE}, OFFICE, OFFICE),
+        ({"SourceCidrIpv6": "2001:DB8:AB:0::/48"}, VPN, f"[{VPN}]"),  # any spelling; EC2 is sent the canonical one
+    ],
+)
+def test_a_cidr_is_let_in_on_each_of_the_caches_groups_and_taken_back_on_delete(
+    world: Vpc, given: dict[str, str], held: str, id_part: str
+) -> None:
+    stack = world.cfn.create_stack("app", {"Access": world.let_in(**given)})
+    answer = world.cfn.log[0].answer
+    assert answer is not None
+    assert answer.physical_id == f"cache-vpc-ingress:{id_part}:6379:{','.join(sorted((world.cache, world.shared)))}"
+    assert (answer.data["Source"], answer.data[next(iter(given))]) == (held, held)
+    assert targets_of(world.from_source(held)) == INTO_BOTH
+    world.cfn.delete_stack(stack)
+    assert world.from_source(held) == set()
+
+
+def test_respelling_a_cidr_is_no_replacement_and_changes_no_rule(world: Vpc) -> None:
+    stack = world.cfn.create_stack("app", {"Access": world.let_in(SourceCidrIpv6=VPN)})
+    first = stack.resources["Access"].physical_id
+    world.cfn.update_stack(stack, {"Access": world.let_in(SourceCidrIpv6="2001:0db8:00ab::/48")})
+    assert (stack.status, stack.resources["Access"].physical_id) == ("UPDATE_COMPLETE", first)
+    assert [i.event["RequestType"] for i in world.cfn.log] == ["Create", "Update"]  # no cleanup Delete
+    assert targets_of(world.from_source(VPN)) == INTO_BOTH
+
+
+def test_a_prefix_list_is_let_in_claimed_and_taken_back(world: Vpc) -> None:
+    agents = world.moto.prefix_list("build-agents", ["10.8.0.0/16", "10.9.0.0/16"])
+    stack = world.cfn.create_stack("app", {"Access": world.let_in(SourcePrefixListId=agents.upper())})
+    assert stack.status == "CREATE_COMPLETE"
+    assert stack.resources["Access"].physical_id.startswith(f"cache-vpc-ingress:{agents}:6379:")
+    assert targets_of(world.from_source(agents)) == INTO_BOTH
+    claims = [tags for (source, _), tags in world.moto.rule_tags(world.cache).items() if source == agents]
+    assert [sorted(v for k, v in tags.items() if k.startswith("cache-ingress:claim:")) for tags in claims] == [
+        ["stack app, resource Access"]
+    ]
+    world.cfn.delete_stack(stack)
+    assert world.from_source(agents) == set()
+
+
+def test_a_prefix_list_that_does_not_exist_fails_naming_it_and_rolls_back_cleanly(world: Vpc) -> None:
+    stack = world.cfn.create_stack("app", {"Access": world.let_in(SourcePrefixListId="pl-0123456789abcdef0")})
+    assert stack.status == "ROLLBACK_COMPLETE"
+    reason = world.cfn.log[0].answer.reason  # type: ignore[union-attr]
+    assert "SourcePrefixListId pl-0123456789abcdef0 does not exist in this account and region" in reason
+    assert world.from_source("pl-0123456789abcdef0") == set()
+
+
+def test_the_whole_internet_is_refused_before_any_call_unless_the_stack_says_so(world: Vpc) -> None:
+    refused = world.cfn.create_stack("app", {"Access": world.let_in(SourceCidrIp="0.0.0.0/0")})
+    assert refused.status == "ROLLBACK_COMPLETE"
+    assert "SourceCidrIp 0.0.0.0/0 lets in every address on the internet" in world.cfn.log[0].answer.reason  # type: ignore[union-attr]
+    assert world.ec2_calls == []
+    meant = world.cfn.create_stack(
+        "public", {"Access": world.let_in(SourceCidrIp="0.0.0.0/0", AllowAnyIpAddress="true")}
+    )
+    assert meant.status == "CREATE_COMPLETE"
+    assert targets_of(world.from_source("0.0.0.0/0")) == INTO_BOTH
+
+
+def test_two_stacks_letting_in_the_same_cidr_each_keep_it_until_both_are_deleted(world: Vpc) -> None:
+    x = world.cfn.create_stack("x", {"Access": world.let_in(SourceCidrIp=OFFICE)})
+    y = world.cfn.create_stack("y", {"Access": world.let_in(SourceCidrIp=OFFICE, TargetSecurityGroupIds=[world.cache])})
+    world.cfn.delete_stack(x)
+    assert targets_of(world.from_source(OFFICE)) == {"cache"}
+    world.cfn.delete_stack(y)
+    assert world.from_source(OFFICE) == set()
+
+
+def test_a_cidr_rule_made_by_hand_survives_a_create_and_delete_with_its_description(world: Vpc) -> None:
+    world.by_hand_from(world.cache, CidrIpv6=VPN)
+    stack = world.cfn.create_stack("app", {"Access": world.let_in(SourceCidrIpv6=VPN)})
+    assert targets_of(world.from_source(VPN)) == INTO_BOTH
+    world.cfn.delete_stack(stack)
+    assert world.from_source(VPN) == {("cache", 6379, "opened by the on-call")}
+
+
+def test_changing_the_kind_of_source_replaces_the_rules_and_a_rollback_restores_them(world: Vpc) -> None:
+    stack = world.cfn.create_stack("app", {"Access": world.access()})
+    world.cfn.update_stack(stack, {"Access": world.let_in(SourceCidrIp=OFFICE)}, another_resource_fails=True)
+    assert stack.status == "UPDATE_ROLLBACK_COMPLETE"
+    assert (world.rules(), world.from_source(OFFICE)) == (BOTH, set())
+    world.cfn.update_stack(stack, {"Access": world.let_in(SourceCidrIp=OFFICE)})
+    assert stack.status == "UPDATE_COMPLETE"
+    assert (world.rules(), targets_of(world.from_source(OFFICE))) == (set(), INTO_BOTH)

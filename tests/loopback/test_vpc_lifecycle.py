@@ -110,6 +110,7 @@ def test_a_cache_named_alone_gets_its_port_opened_on_each_of_its_groups(world: W
     assert (answer["Status"], answer["PhysicalResourceId"]) == ("SUCCESS", world.rule_set_id(world.cache, world.shared))
     rule_ids = answer["Data"].pop("SecurityGroupRuleIds").split(",")
     assert answer["Data"] == {
+        "Source": world.app,
         "SourceSecurityGroupId": world.app,
         "SourceSecurityGroupOwnerId": ACCOUNT,
         "Port": "6379",

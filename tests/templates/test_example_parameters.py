@@ -28,6 +28,8 @@ EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
 STACK_ID = "arn:aws:cloudformation:us-east-1:123456789012:stack/consumer/5b6a8e10-0c1d-11ef-9a0b-0a1b2c3d4e5f"
 #: What CloudFormation itself checks for these parameter types: an existing resource of that kind.
 TYPED_SAMPLES = {"AWS::EC2::SecurityGroup::Id": "sg-0123456789abcdef0"}
+#: What ``Ref`` of a resource the example makes itself gives, by the resource's type.
+REF_SAMPLES = {"AWS::EC2::PrefixList": "pl-0123456789abcdef0", "AWS::EC2::SecurityGroup": "sg-0123456789abcdef0"}
 _NO_VALUE = object()
 
 
@@ -71,7 +73,10 @@ def resolve(value: Any, parameters: dict[str, str], template: dict[str, Any]) ->
     if not isinstance(value, dict):
         return value
     if "Ref" in value:
-        return _NO_VALUE if value["Ref"] == "AWS::NoValue" else parameters[value["Ref"]]
+        name = value["Ref"]
+        if name == "AWS::NoValue":
+            return _NO_VALUE
+        return parameters[name] if name in parameters else REF_SAMPLES[template["Resources"][name]["Type"]]
     if "Fn::If" in value:
         condition, if_true, if_false = value["Fn::If"]
         chosen = if_true if condition_holds(condition, parameters, template) else if_false
