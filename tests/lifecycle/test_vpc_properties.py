@@ -1,8 +1,9 @@
 """Random VPC-mode histories of several stacks, people and concurrent operations, against moto's EC2.
 
-Two stacks, each with up to two resources whose sources (``app``,
-``batch``), ports and target groups are drawn so that resources of both
-stacks often declare the same rules; replacements, rollbacks, lost answers,
+Two stacks, each with up to two resources whose sources (the groups
+``app`` and ``batch``, an IPv4 and an IPv6 range, a prefix list), ports and
+target groups are drawn so that resources of both stacks often declare the
+same rules; replacements, rollbacks, lost answers,
 repeated deliveries and throttling all occur. People add rules by hand. And
 another stack's resource is created or deleted in the middle of an
 operation, between two of its EC2 calls, as a second Lambda sandbox would.
@@ -14,6 +15,7 @@ made by hand; each rule made by hand keeps its own description.
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 from typing import Any
 
@@ -34,7 +36,16 @@ from tests.lifecycle.simulator import CloudFormation, Stack, history_settings, h
 from tests.support import servers
 
 SETTLED = {"CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE", "ROLLBACK_COMPLETE", "DELETE_COMPLETE"}
-SOURCES = ["app", "batch"]
+#: Each source's name -> the property that names it; the world swaps names for ids (and the IPv6 range
+#: is declared in an upper-case spelling, which must be the same rules as the canonical one).
+SOURCES = {
+    "app": "SourceSecurityGroupId",
+    "batch": "SourceSecurityGroupId",
+    "office": "SourceCidrIp",
+    "vpn": "SourceCidrIpv6",
+    "agents": "SourcePrefixListId",
+}
+CIDRS = {"office": "10.20.0.0/16", "vpn": "2001:DB8:AB::/48"}
 TARGETS = [None, ["cache"], ["shared"], ["cache", "shared"]]
 PORTS = [None, "6379", "6380"]
 FAULTS = st.sampled_from(
@@ -50,10 +61,8 @@ Rule = tuple[str, str, int]  # (source id, target id, port)
 @st.composite
 def access(draw: st.DrawFn) -> dict[str, Any]:
     """Properties with group names for ids: the world's ids are only known once it is built."""
-    properties: dict[str, Any] = {
-        "ServerlessCacheName": "sessions",
-        "SourceSecurityGroupId": draw(st.sampled_from(SOURCES)),
-    }
+    source = draw(st.sampled_from(sorted(SOURCES)))
+    properties: dict[str, Any] = {"ServerlessCacheName": "sessions", SOURCES[source]: source}
     targets, port = draw(st.sampled_from(TARGETS)), draw(st.sampled_from(PORTS))
     if targets is not None:
         properties["TargetSecurityGroupIds"] = targets
@@ -71,6 +80,8 @@ def access(draw: st.DrawFn) -> dict[str, Any]:
         properties["Port"] = "not-a-port"  # input the function must refuse
     elif trouble == 2:
         properties["Port"] = "22"  # a port the cache does not serve
+    elif trouble == 3:
+        properties = {"ServerlessCacheName": "sessions", "SourceCidrIp": "0.0.0.0/0"}  # the internet, not opted in
     return properties
 
 
@@ -92,7 +103,8 @@ class VpcStackHistory(RuleBasedStateMachine):
         app, cache, shared = ids.values()
         (batch,) = servers().moto.security_groups("batch").values()
         servers().standin.add_serverless_cache(Cache("sessions", (cache, shared), port=6379, reader_port=6380))
-        self.ids = {"app": app, "batch": batch, "cache": cache, "shared": shared}
+        agents = servers().moto.prefix_list("build-agents", ["10.8.0.0/16"])
+        self.ids = {"app": app, "batch": batch, "cache": cache, "shared": shared, "agents": agents, **CIDRS}
         self.cfn = CloudFormation(servers().receiver, servers().standin, budget=30.0)
         self.stacks: list[Stack | None] = [None, None]
         self.last_status = "NONE"
@@ -226,16 +238,28 @@ class VpcStackHistory(RuleBasedStateMachine):
 
     @precondition(lambda self: len(self.by_hand) < 3)
     @rule(
-        source=st.sampled_from(SOURCES), into=st.sampled_from(["cache", "shared"]), port=st.sampled_from([6379, 6380])
+        source=st.sampled_from(sorted(SOURCES)),
+        into=st.sampled_from(["cache", "shared"]),
+        port=st.sampled_from([6379, 6380]),
     )
     def a_person_adds_a_rule(self, source: str, into: str, port: int) -> None:
         """Made by hand: counted only if it was new (adding an existing rule changes nothing in EC2)."""
-        key = (self.ids[source], self.ids[into], port)
+        key = (canonical(SOURCES[source], self.ids[source]), self.ids[into], port)
         if key in self._actual():
             return
         description = f"by hand {len(self.by_hand)}"
-        pair = {"GroupId": key[0], "UserId": "123456789012", "Description": description}
-        permission = {"IpProtocol": "tcp", "FromPort": port, "ToPort": port, "UserIdGroupPairs": [pair]}
+        field, entry = {
+            "SourceSecurityGroupId": ("UserIdGroupPairs", {"GroupId": key[0], "UserId": "123456789012"}),
+            "SourceCidrIp": ("IpRanges", {"CidrIp": key[0]}),
+            "SourceCidrIpv6": ("Ipv6Ranges", {"CidrIpv6": key[0]}),
+            "SourcePrefixListId": ("PrefixListIds", {"PrefixListId": key[0]}),
+        }[SOURCES[source]]
+        permission = {
+            "IpProtocol": "tcp",
+            "FromPort": port,
+            "ToPort": port,
+            field: [{**entry, "Description": description}],
+        }
         servers().moto.client("ec2").authorize_security_group_ingress(GroupId=key[1], IpPermissions=[permission])
         self.by_hand[key] = description
 
@@ -250,7 +274,9 @@ class VpcStackHistory(RuleBasedStateMachine):
         for props in live:
             targets = props.get("TargetSecurityGroupIds") or [self.ids["cache"], self.ids["shared"]]
             ports = [int(props["Port"])] if "Port" in props else [6379, 6380]
-            rules |= {(props["SourceSecurityGroupId"], t, p) for t in targets for p in ports}
+            (named,) = (name for name in set(SOURCES.values()) if name in props)
+            source = canonical(named, props[named])
+            rules |= {(source, t, p) for t in targets for p in ports}
         return rules
 
     def _actual(self) -> dict[Rule, str]:
@@ -270,6 +296,11 @@ class VpcStackHistory(RuleBasedStateMachine):
         assert set(actual) <= certain | self._declared(settled=False), "a rule nothing holds is left"
         for key, description in self.by_hand.items():
             assert actual[key] == description, f"the rule made by hand {key} was rewritten"
+
+
+def canonical(kind: str, value: str) -> str:
+    """A source as EC2 holds it once the function has sent it: a CIDR in its shortest spelling."""
+    return str(ipaddress.ip_network(value)) if kind.startswith("SourceCidr") else value
 
 
 #: Its examples drawn by this many tests, run at once under pytest -n (see history_shards).

@@ -65,7 +65,7 @@ class Vpc:
         permission = {"IpProtocol": "tcp", "FromPort": port, "ToPort": port, "UserIdGroupPairs": [pair]}
         self.moto.client("ec2").authorize_security_group_ingress(GroupId=target, IpPermissions=[permission])
 
-    def let_in(self, **source: str) -> dict[str, Any]:
+    def let_in(self, **source: Any) -> dict[str, Any]:
         """The replication group's access for another kind of source: SourceCidrIp=..., and so on."""
         return {"ReplicationGroupId": "app-cache", **source}
 
