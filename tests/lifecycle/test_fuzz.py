@@ -48,14 +48,14 @@ FUZZ = settings(
 
 def _answer(event: dict[str, Any]) -> tuple[dict[str, Any], int]:
     """The one answer to ``event``, checked as CloudFormation would take it, and how many API calls it made."""
-    standin = servers().standin
-    calls_before = len(standin.calls())
+    standin, ec2 = servers().standin, servers().ec2
+    calls_before = len(standin.calls()) + len(ec2.calls())
     (put,) = handle(event, seconds=10).puts
     assert len(put.body) <= 4096
     body: dict[str, Any] = json.loads(put.body)
     assert body["PhysicalResourceId"]
     assert len(body["PhysicalResourceId"].encode()) <= 1024
-    return body, len(standin.calls()) - calls_before
+    return body, len(standin.calls()) + len(ec2.calls()) - calls_before
 
 
 def _refused_without_a_call(body: dict[str, Any], calls: int, names: tuple[str, ...]) -> None:
@@ -141,6 +141,8 @@ vpc_values = st.one_of(
     nasty_text,
     json_values,
     st.sampled_from(["app-cache", "sg-0a1b2c3d4e5f60718", "SG-0A1B2C3D", "6379", "0", "65536", "2109-8765-4321"]),
+    st.sampled_from(["10.0.0.0/8", "10.0.0.1/8", "0.0.0.0/0", "::/0", "2001:DB8::/32", "fe80::%1/64", "10.0.0.1"]),
+    st.sampled_from(["pl-0123abcd", "PL-0123456789ABCDEF0", "pl-", "true", "false", "TRUE", "yes"]),
     st.lists(st.sampled_from(["sg-0000000a", "sg-0a1b2c3d4e5f60718", "web", ""]), max_size=4),
 )
 vpc_properties = st.dictionaries(
