@@ -414,3 +414,107 @@ def test_server_errors_and_throttling_are_retried_by_the_one_policy(stubber: Stu
     ec2_stubber.add_client_error("authorize_security_group_ingress", "RequestLimitExceeded", "", 503)
     authorize(ec2_stubber, A, 6379, 6380)
     assert_success(invoke(vpc_event(ServerlessCacheName="sessions")))
+
+
+# -- sources other than a security group ------------------------------------------------
+
+
+def ranged_rule(rule_id: str, port: int, tags: dict[str, str], **source: str) -> dict[str, Any]:
+    """A rule into A from ``source`` (CidrIpv4=..., and so on), as DescribeSecurityGroupRules shows it."""
+    item = {**rule(rule_id, A, port, tags), **source}
+    del item["ReferencedGroupInfo"]
+    return item
+
+
+def ranged_event(**source: Any) -> dict[str, Any]:
+    event = load_event("vpc-create.json")
+    event["ResourceProperties"] = {"ServiceToken": event["ServiceToken"], "ServerlessCacheName": "sessions", **source}
+    return event
+
+
+def test_an_ipv6_range_is_sent_in_its_shortest_spelling_in_ipv6_ranges_with_the_claim(
+    stubber: Stubber, ec2_stubber: Stubber
+) -> None:
+    physical_id = f"cache-vpc-ingress:[2001:db8:ab::/48]:6379,6380:{A}"
+    serverless(stubber, [A])
+    params = {
+        "GroupId": A,
+        "IpPermissions": [
+            {
+                "IpProtocol": "tcp",
+                "FromPort": p,
+                "ToPort": p,
+                "Ipv6Ranges": [{"CidrIpv6": "2001:db8:ab::/48", "Description": DESCRIPTION}],
+            }
+            for p in (6379, 6380)
+        ],
+        "TagSpecifications": [{"ResourceType": "security-group-rule", "Tags": tag_list(claim(physical_id).tags())}],
+    }
+    made = [ranged_rule(f"sgr-{p}", p, {}, CidrIpv6="2001:db8:ab::/48") for p in (6379, 6380)]
+    ec2_stubber.add_response("authorize_security_group_ingress", {"Return": True, "SecurityGroupRules": made}, params)
+
+    answer = invoke(ranged_event(SourceCidrIpv6="2001:0DB8:00AB:0000::/48"))
+    assert_success(answer)
+    assert answer["PhysicalResourceId"] == physical_id
+    assert (answer["Data"]["Source"], answer["Data"]["SourceCidrIpv6"]) == ("2001:db8:ab::/48", "2001:db8:ab::/48")
+
+
+def test_a_prefix_list_ec2_does_not_know_fails_naming_it_and_claims_nothing(
+    stubber: Stubber, ec2_stubber: Stubber
+) -> None:
+    physical_id = f"cache-vpc-ingress:pl-0123456789abcdef0:6379,6380:{A}"
+    serverless(stubber, [A])
+    params = {
+        "GroupId": A,
+        "IpPermissions": [
+            {
+                "IpProtocol": "tcp",
+                "FromPort": p,
+                "ToPort": p,
+                "PrefixListIds": [{"PrefixListId": "pl-0123456789abcdef0", "Description": DESCRIPTION}],
+            }
+            for p in (6379, 6380)
+        ],
+        "TagSpecifications": [{"ResourceType": "security-group-rule", "Tags": tag_list(claim(physical_id).tags())}],
+    }
+    ec2_stubber.add_client_error(
+        "authorize_security_group_ingress",
+        "InvalidPrefixListID.NotFound",
+        "The prefix list ID 'pl-0123456789abcdef0' does not exist",
+        400,
+        expected_params=params,
+    )
+
+    assert_failed(
+        invoke(ranged_event(SourcePrefixListId="pl-0123456789abcdef0")),
+        "SourcePrefixListId pl-0123456789abcdef0 does not exist in this account and region",
+    )
+
+
+def test_an_ipv4_rule_another_resource_holds_is_found_by_its_range_and_claimed(
+    stubber: Stubber, ec2_stubber: Stubber
+) -> None:
+    physical_id = f"cache-vpc-ingress:10.20.0.0/16:6379:{A}"
+    other = Claim(STACK, "Other", physical_id)
+    held = ranged_rule("sgr-a", 6379, other.tags(), CidrIpv4="10.20.0.0/16")
+    unrelated = ranged_rule("sgr-b", 6379, {}, CidrIpv4="10.0.0.0/8")
+    serverless(stubber, [A])
+    permission = {"IpProtocol": "tcp", "FromPort": 6379, "ToPort": 6379}
+    ec2_stubber.add_client_error(
+        "authorize_security_group_ingress",
+        "InvalidPermission.Duplicate",
+        "the rule exists",
+        400,
+        expected_params={
+            "GroupId": A,
+            "IpPermissions": [{**permission, "IpRanges": [{"CidrIp": "10.20.0.0/16", "Description": DESCRIPTION}]}],
+            "TagSpecifications": [{"ResourceType": "security-group-rule", "Tags": tag_list(claim(physical_id).tags())}],
+        },
+    )
+    rules_of(ec2_stubber, A, unrelated, held)
+    tag(ec2_stubber, "sgr-a", claim(physical_id).tags())
+    read(ec2_stubber, {**held, "Tags": tag_list({**other.tags(), **claim(physical_id).tags()})})
+
+    answer = invoke(ranged_event(SourceCidrIp="10.20.0.0/16", Port="6379"))
+    assert_success(answer)
+    assert (answer["PhysicalResourceId"], answer["Data"]["SecurityGroupRuleIds"]) == (physical_id, "sgr-a")
