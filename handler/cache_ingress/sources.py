@@ -57,6 +57,16 @@ class Source:
     owner: str = ""
 
     @property
+    def predates_claims(self) -> bool:
+        """Whether the release before claims could have made a rule from this source: from a group only.
+
+        An unclaimed rule from any other source with this resource's own
+        description was made by someone else (a person copying it, say), so it
+        is never taken for this resource's own, and never revoked.
+        """
+        return self.kind is SourceKind.SECURITY_GROUP
+
+    @property
     def id_part(self) -> str:
         """How the physical id names it: ``sg-…@<account>``, ``10.0.0.0/8``, ``[2001:db8::/32]`` or ``pl-…``.
 

@@ -91,7 +91,7 @@ class VpcMode:
         """Let go of this instance's claim; rules made by the release before claims count as it, for its own id."""
         work = _Ec2Work(self.ec2, deadline, self.sleep)
         claim = Claim(instance.stack_id, instance.logical_id, granted.physical_id)
-        own_id = granted.physical_id == instance.physical_id
+        own_id = granted.physical_id == instance.physical_id and granted.source.predates_claims
         earlier = vpc.default_description(instance.stack_id, instance.logical_id) if own_id else None
         revoked = release_rules(work, granted, claim, earlier)
         return Result(Change.REVOKED if revoked else Change.ALREADY_ABSENT)
@@ -207,7 +207,7 @@ class _EarlierRelease:
     @classmethod
     def of(cls, instance: Instance, granted: RuleSet, description: str) -> _EarlierRelease | None:
         held = vpc.parse_physical_id(instance.physical_id)
-        if held is None or held.source != granted.source:
+        if held is None or held.source != granted.source or not held.source.predates_claims:
             return None
         default = vpc.default_description(instance.stack_id, instance.logical_id)
         claim = Claim(instance.stack_id, instance.logical_id, instance.physical_id)
@@ -294,7 +294,9 @@ def _claimed(
     """
     if found.revoking(time.time()):
         return False
-    own = found.made_by_earlier_release(vpc.default_description(claim.stack_id, claim.logical_id))
+    own = rule_set.source.predates_claims and found.made_by_earlier_release(
+        vpc.default_description(claim.stack_id, claim.logical_id)
+    )
     made_earlier = earlier.made(found) if earlier else None
     added = {} if found.claimed_by(claim) else claim_tags(claim, found, made_earlier, own)
     if added and not work.done_unless_gone(partial(work.ec2.tag, found.rule_id, added)):

@@ -79,10 +79,10 @@ class Vpc:
             if held == source
         }
 
-    def by_hand_from(self, target: str, **source: str) -> None:
+    def by_hand_from(self, target: str, description: str = "opened by the on-call", **source: str) -> None:
         """An operator's rule on 6379 from a CIDR: ``CidrIp=...`` or ``CidrIpv6=...``."""
         ranges = "Ipv6Ranges" if "CidrIpv6" in source else "IpRanges"
-        entry = {**source, "Description": "opened by the on-call"}
+        entry = {**source, "Description": description}
         permission = {"IpProtocol": "tcp", "FromPort": 6379, "ToPort": 6379, ranges: [entry]}
         self.moto.client("ec2").authorize_security_group_ingress(GroupId=target, IpPermissions=[permission])
 
@@ -414,3 +414,14 @@ def test_changing_the_kind_of_source_replaces_the_rules_and_a_rollback_restores_
     world.cfn.update_stack(stack, {"Access": world.let_in(SourceCidrIp=OFFICE)})
     assert stack.status == "UPDATE_COMPLETE"
     assert (world.rules(), targets_of(world.from_source(OFFICE))) == (set(), INTO_BOTH)
+
+
+def test_a_cidr_rule_made_by_hand_with_the_resources_own_description_is_still_not_taken_for_its_own(
+    world: Vpc,
+) -> None:
+    """Only group rules can come from the release before claims; any other unclaimed rule is someone else's."""
+    copied = "cache-sg-ingress: stack app, resource Access"
+    world.by_hand_from(world.cache, description=copied, CidrIp=OFFICE)
+    stack = world.cfn.create_stack("app", {"Access": world.let_in(SourceCidrIp=OFFICE)})
+    world.cfn.delete_stack(stack)
+    assert world.from_source(OFFICE) == {("cache", 6379, copied)}
