@@ -102,6 +102,7 @@ class VpcStackHistory(RuleBasedStateMachine):
         self.elsewhere = VpcMode(
             aws_api.ElastiCacheApi(aws_api.make_client("elasticache")),
             aws_api.Ec2Api(aws_api.make_client("ec2")),
+            aws_api.MemoryDbApi(aws_api.make_client("memorydb")),
         )
         self.elsewhere_held: tuple[RuleSet, dict[str, Any]] | None = None
 
