@@ -1,8 +1,9 @@
 """Random VPC-mode histories of several stacks, people and concurrent operations, against moto's EC2.
 
-Two stacks, each with up to two resources whose sources (``app``,
-``batch``), ports and target groups are drawn so that resources of both
-stacks often declare the same rules; replacements, rollbacks, lost answers,
+Two stacks, each with up to two resources whose cache (the serverless
+cache ``sessions`` or the MemoryDB cluster ``sessions``, behind the same
+groups), sources (``app``, ``batch``), ports and target groups are drawn so
+that resources of both stacks often declare the same rules; replacements, rollbacks, lost answers,
 repeated deliveries and throttling all occur. People add rules by hand. And
 another stack's resource is created or deleted in the middle of an
 operation, between two of its EC2 calls, as a second Lambda sandbox would.
@@ -36,6 +37,8 @@ from tests.support import servers
 SETTLED = {"CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE", "ROLLBACK_COMPLETE", "DELETE_COMPLETE"}
 SOURCES = ["app", "batch"]
 TARGETS = [None, ["cache"], ["shared"], ["cache", "shared"]]
+#: The caches a resource may name, each behind both groups, and their endpoint ports.
+CACHES = {"ServerlessCacheName": (6379, 6380), "MemoryDBClusterName": (6379,)}
 PORTS = [None, "6379", "6380"]
 FAULTS = st.sampled_from(
     ["throttling", "ec2-throttling", "ec2-errors", "hang", "ec2-hang", "receiver-retried", "answer-lost", "none"]
@@ -50,10 +53,8 @@ Rule = tuple[str, str, int]  # (source id, target id, port)
 @st.composite
 def access(draw: st.DrawFn) -> dict[str, Any]:
     """Properties with group names for ids: the world's ids are only known once it is built."""
-    properties: dict[str, Any] = {
-        "ServerlessCacheName": "sessions",
-        "SourceSecurityGroupId": draw(st.sampled_from(SOURCES)),
-    }
+    cache = draw(st.sampled_from(sorted(CACHES)))
+    properties: dict[str, Any] = {cache: "sessions", "SourceSecurityGroupId": draw(st.sampled_from(SOURCES))}
     targets, port = draw(st.sampled_from(TARGETS)), draw(st.sampled_from(PORTS))
     if targets is not None:
         properties["TargetSecurityGroupIds"] = targets
@@ -66,7 +67,7 @@ def access(draw: st.DrawFn) -> dict[str, Any]:
         properties["ServiceTimeout"] = service_timeout
     trouble = draw(st.integers(0, 13))
     if trouble == 0:
-        properties["ServerlessCacheName"] = "gone"  # a cache that does not exist
+        properties[cache] = "gone"  # a cache that does not exist
     elif trouble == 1:
         properties["Port"] = "not-a-port"  # input the function must refuse
     elif trouble == 2:
@@ -92,6 +93,9 @@ class VpcStackHistory(RuleBasedStateMachine):
         app, cache, shared = ids.values()
         (batch,) = servers().moto.security_groups("batch").values()
         servers().standin.add_serverless_cache(Cache("sessions", (cache, shared), port=6379, reader_port=6380))
+        servers().moto.client("memorydb").create_cluster(
+            ClusterName="sessions", NodeType="db.t4g.small", ACLName="open-access", SecurityGroupIds=[cache, shared]
+        )
         self.ids = {"app": app, "batch": batch, "cache": cache, "shared": shared}
         self.cfn = CloudFormation(servers().receiver, servers().standin, budget=30.0)
         self.stacks: list[Stack | None] = [None, None]
@@ -243,14 +247,15 @@ class VpcStackHistory(RuleBasedStateMachine):
     def _declared(self, settled: bool = True) -> set[Rule]:
         """What the resources of settled stacks (or, with ``settled=False``, of stacks CloudFormation
         left in a failed state, whose last operation may or may not have gone through) declare, resolved
-        as the sessions cache would resolve them."""
+        as the cache they name would resolve them."""
         rules: set[Rule] = set()
         live = [p for s in self.stacks if s and (s.status in SETTLED) == settled for p in s.declared().values()]
         if settled and self.elsewhere_held is not None:
             live.append(self.elsewhere_held[1])
         for props in live:
             targets = props.get("TargetSecurityGroupIds") or [self.ids["cache"], self.ids["shared"]]
-            ports = [int(props["Port"])] if "Port" in props else [6379, 6380]
+            cache = next(kind for kind in CACHES if kind in props)
+            ports = [int(props["Port"])] if "Port" in props else list(CACHES[cache])
             rules |= {(props["SourceSecurityGroupId"], t, p) for t in targets for p in ports}
         return rules
 
