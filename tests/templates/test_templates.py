@@ -169,6 +169,16 @@ def test_the_vpc_consumer_names_the_cache_alone_and_reads_attributes_the_functio
     assert read <= {"Port", "Ports", "TargetSecurityGroupIds", "SourceSecurityGroupId", "Description"}
 
 
+def test_the_memorydb_consumer_names_the_cluster_alone_and_reads_attributes_the_function_returns() -> None:
+    consumer: dict[str, Any] = cfn_yaml.load(str(ROOT / "examples" / "memorydb-consumer.yaml"))
+    properties = consumer["Resources"]["AppStoreAccess"]["Properties"]
+    assert set(properties) == {"ServiceToken", "ServiceTimeout", "MemoryDBClusterName", "SourceSecurityGroupId"}
+    assert properties["MemoryDBClusterName"] == {"Ref": "ClusterName"}
+    read = {o["Value"]["Fn::GetAtt"][1] for o in consumer["Outputs"].values() if "Fn::GetAtt" in o["Value"]}
+    assert read
+    assert read <= {"Port", "Ports", "TargetSecurityGroupIds", "SourceSecurityGroupId", "Description"}
+
+
 def test_claims_are_written_only_with_this_resources_tag_keys_and_only_while_authorizing(
     template: dict[str, Any],
 ) -> None:
