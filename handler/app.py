@@ -45,8 +45,14 @@ def ec2() -> aws_api.Ec2Api:
 
 
 @functools.cache
+def memorydb() -> aws_api.MemoryDbApi:
+    """MemoryDB, where a MemoryDBClusterName is looked up."""
+    return aws_api.MemoryDbApi(aws_api.make_client("memorydb"))
+
+
+@functools.cache
 def modes() -> Modes:
-    return Modes(classic=ClassicMode(api()), vpc=VpcMode(api(), ec2()))
+    return Modes(classic=ClassicMode(api()), vpc=VpcMode(api(), ec2(), memorydb()))
 
 
 def _instance(event: dict[str, Any]) -> Instance:

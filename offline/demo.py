@@ -3,7 +3,8 @@
 Twice, once per mode: Create -> Update keeping the id -> Update replacing ->
 Delete of the old id -> Delete of the new id -> the same Delete again, each
 sent to the real ``lambda_handler``. EC2-Classic mode runs against the
-ElastiCache stand-in; VPC mode against moto's EC2 and replication groups.
+ElastiCache stand-in; VPC mode against moto's EC2 and replication groups,
+and then one grant on a MemoryDB cluster (moto's too), made and taken back.
 Exits non-zero if any answer is not what the lifecycle expects.
 """
 
@@ -16,7 +17,15 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from offline.harness import CLAIM_TAG_PREFIX, EXAMPLE_GROUPS, ROOT, STACK_ACCOUNT, OfflineAws, load_event
+from offline.harness import (
+    CLAIM_TAG_PREFIX,
+    EXAMPLE_GROUPS,
+    MEMORYDB_EXAMPLE,
+    ROOT,
+    STACK_ACCOUNT,
+    OfflineAws,
+    load_event,
+)
 
 EVENTS = ROOT / "events"
 
@@ -99,6 +108,23 @@ def vpc_steps(ids: dict[str, str]) -> list[VpcStep]:
     ]
 
 
+def memorydb_steps(ids: dict[str, str]) -> list[VpcStep]:
+    """One grant on the example world's MemoryDB cluster, guarded by shared-clients alone: made, then taken back."""
+    create = load_event(EVENTS / "vpc-memorydb-create.json", ids)
+    delete = load_event(EVENTS / "vpc-memorydb-delete.json", ids)
+    app, shared = ids["sg-0a1b2c3d4e5f60718"], ids["sg-0d0d0d0d0d0d0d0d2"]
+    rules_id = f"cache-vpc-ingress:{app}@{STACK_ACCOUNT}:6379:{shared}"
+    return [
+        VpcStep(
+            f"app-servers may reach the MemoryDB cluster {MEMORYDB_EXAMPLE}, found by name",
+            create,
+            rules_id,
+            {("shared-clients", 6379)},
+        ),
+        VpcStep("Delete (stack deletion): the rule and its claim are taken back", delete, rules_id, set()),
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--settle", type=float, default=0.5, help="seconds ElastiCache takes to settle a change")
@@ -153,14 +179,25 @@ def run_vpc(aws: OfflineAws) -> int:
     """The VPC-mode lifecycle; the number of steps that went wrong."""
     ids = aws.build_vpc_example()
     app, cache, shared = (ids[example] for example in EXAMPLE_GROUPS)
-    names = {cache: "app-cache", shared: "shared-clients"}
     print(
         "VPC mode: moto plays EC2 and the replication groups. The replication group app-cache (port 6379) is "
         f"guarded by security groups app-cache ({cache}) and shared-clients ({shared}); "
         f"app-servers is {app}.\n"
     )
+    failures = _run_vpc_steps(aws, ids, vpc_steps(ids))
+    print(
+        f"MemoryDB: moto plays MemoryDB too. The cluster {MEMORYDB_EXAMPLE} (port 6379) is guarded by "
+        f"shared-clients ({shared}) alone.\n"
+    )
+    return failures + _run_vpc_steps(aws, ids, memorydb_steps(ids))
+
+
+def _run_vpc_steps(aws: OfflineAws, ids: dict[str, str], steps: list[VpcStep]) -> int:
+    """Each step sent to the handler, with the rules from app-servers and the claims on them after it."""
+    app, cache, shared = (ids[example] for example in EXAMPLE_GROUPS)
+    names = {cache: "app-cache", shared: "shared-clients"}
     failures = 0
-    for number, step in enumerate(vpc_steps(ids), 1):
+    for number, step in enumerate(steps, 1):
         event = step.event
         started = time.monotonic()
         answer = aws.invoke(event)

@@ -1,8 +1,8 @@
 """Runs the real handler offline: the AWS stand-ins, the https receiver, and a Lambda-like context.
 
-With ``vpc=True``, moto's server plays EC2 and the replication groups (the
-ElastiCache stand-in forwards to it what it does not serve itself), and a
-CloudFormation stand-in answers which id a logical id holds.
+With ``vpc=True``, moto's server plays EC2, the replication groups (the
+ElastiCache stand-in forwards to it what it does not serve itself) and
+MemoryDB's clusters.
 
 Used by ``make demo`` and ``make invoke``. The handler module is imported only
 after the environment points boto3 at the stand-in and the sender at the
@@ -90,6 +90,7 @@ class OfflineAws:
         if self.moto is not None:
             self.standin.upstream = self.moto.start()
             os.environ["AWS_ENDPOINT_URL_EC2"] = self.moto.url
+            os.environ["AWS_ENDPOINT_URL_MEMORYDB"] = self.moto.url
         os.environ.pop("AWS_PROFILE", None)
         if self._debug:
             # Everything at DEBUG, botocore and crhelper included: what a function deployed with LogLevel=DEBUG logs.
@@ -147,7 +148,8 @@ class OfflineAws:
 
 def build_vpc_example(moto: MotoBackend, standin: ElastiCacheStandIn) -> dict[str, str]:
     """The world the ``events/vpc-*.json`` examples assume: the replication group ``app-cache`` guarded by
-    groups ``app-cache`` and ``shared-clients``, and a group ``app-servers`` to let in.
+    groups ``app-cache`` and ``shared-clients``, the MemoryDB cluster ``app-store`` guarded by
+    ``shared-clients``, both on 6379, and a group ``app-servers`` to let in.
 
     Returns each example id of the events -> the id moto gave that group.
     """
@@ -165,6 +167,14 @@ def build_vpc_example(moto: MotoBackend, standin: ElastiCacheStandIn) -> dict[st
     )
     # ...and the stand-in keeps what moto leaves out: the security groups its member clusters show.
     standin.add_cache_cluster(Cache("app-cache-001", guards, 6379, replication_group="app-cache"))
+    # moto keeps MemoryDB clusters whole: their endpoint's port and their security groups.
+    moto.client("memorydb").create_cluster(
+        ClusterName=MEMORYDB_EXAMPLE,
+        NodeType="db.t4g.small",
+        ACLName="open-access",
+        SecurityGroupIds=[groups["shared-clients"]],
+        Port=6379,
+    )
     return {example: groups[name] for example, name in EXAMPLE_GROUPS.items()}
 
 
@@ -198,9 +208,13 @@ def load_event(name: str | Path, ids: Mapping[str, str] | None = None, **changes
 def is_vpc_event(event: dict[str, Any]) -> bool:
     properties = event.get("ResourceProperties")
     return isinstance(properties, dict) and any(
-        name in properties for name in ("ReplicationGroupId", "CacheClusterId", "ServerlessCacheName")
+        name in properties
+        for name in ("ReplicationGroupId", "CacheClusterId", "ServerlessCacheName", "MemoryDBClusterName")
     )
 
+
+#: The MemoryDB cluster of the VPC example world (``events/vpc-memorydb-*.json``).
+MEMORYDB_EXAMPLE = "app-store"
 
 #: The security group ids the VPC example events use, and the group each stands for.
 EXAMPLE_GROUPS = {

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cache_ingress.aws_api import Ec2Api, ElastiCacheApi
+from cache_ingress.aws_api import Ec2Api, ElastiCacheApi, MemoryDbApi
 from cache_ingress.classic_lifecycle import ClassicMode
 from cache_ingress.modes import Modes
 from cache_ingress.vpc_lifecycle import VpcMode
@@ -95,6 +95,7 @@ def servers() -> Servers:
     started.ec2.upstream = started.moto.start()
     os.environ["AWS_ENDPOINT_URL_ELASTICACHE"] = started.standin.start()
     os.environ["AWS_ENDPOINT_URL_EC2"] = started.ec2.start()
+    os.environ["AWS_ENDPOINT_URL_MEMORYDB"] = started.moto.url  # moto's MemoryDB clusters, as they are
     started.receiver.start()
     # CloudFormation's ResponseURL is https; the sender trusts the receiver's self-signed certificate this way.
     os.environ["SSL_CERT_FILE"] = started.receiver.cafile
@@ -201,7 +202,7 @@ def run_make(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[st
 #: Both modes without clients: enough to parse properties and ids, which makes no call.
 OFFLINE_MODES = Modes(
     classic=ClassicMode(ElastiCacheApi(None)),
-    vpc=VpcMode(ElastiCacheApi(None), Ec2Api(None)),
+    vpc=VpcMode(ElastiCacheApi(None), Ec2Api(None), MemoryDbApi(None)),
 )
 
 

@@ -1,4 +1,4 @@
-"""The only module that talks to AWS: ElastiCache and EC2 calls and their error mapping.
+"""The only module that talks to AWS: ElastiCache, MemoryDB and EC2 calls and their error mapping.
 
 Clients are passed in, so tests hand them a botocore Stubber or point them at
 the loopback stand-ins; nothing here decides what an error means for the stack
@@ -51,9 +51,10 @@ _read_timeout: contextvars.ContextVar[float | None] = contextvars.ContextVar("re
 def make_client(service: str = "elasticache", config: Config = CLIENT_CONFIG) -> Any:
     """A client that honours the standard SDK settings, its read timeout bounded by :func:`time_limit`.
 
-    ``AWS_REGION``, ``AWS_ENDPOINT_URL_ELASTICACHE``, ``AWS_ENDPOINT_URL_EC2``
-    and friends are read by boto3 itself, which is how tests, ``sam local
-    invoke`` and the demo point the function at the stand-ins.
+    ``AWS_REGION``, ``AWS_ENDPOINT_URL_ELASTICACHE``, ``AWS_ENDPOINT_URL_EC2``,
+    ``AWS_ENDPOINT_URL_MEMORYDB`` and friends are read by boto3 itself, which
+    is how tests, ``sam local invoke`` and the demo point the function at the
+    stand-ins.
     """
     # boto3 reads AWS_DEFAULT_REGION; Lambda and sam local also set AWS_REGION, the documented one.
     client = boto3.client(service, region_name=os.environ.get("AWS_REGION") or None, config=config)
@@ -139,6 +140,17 @@ class ElastiCacheApi:
 
     def serverless_cache(self, name: str) -> dict[str, Any]:
         return _first(_call(self.client.describe_serverless_caches, ServerlessCacheName=name), "ServerlessCaches")
+
+
+class MemoryDbApi:
+    """MemoryDB, whose clusters VPC mode finds by name like ElastiCache's caches; its one call is a lookup."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def cluster(self, name: str) -> dict[str, Any]:
+        """Without shard details: the cluster endpoint's port is the one every node serves on."""
+        return _first(_call(self.client.describe_clusters, ClusterName=name), "Clusters")
 
 
 class Ec2Api:

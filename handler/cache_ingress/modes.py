@@ -2,8 +2,8 @@
 
 The properties choose the mode: ``CacheSecurityGroupName`` and friends for an
 EC2-Classic cache security group, a cache name (``ReplicationGroupId``,
-``CacheClusterId`` or ``ServerlessCacheName``) for EC2 ingress rules on the
-security groups of a cache in a VPC. The physical id says which mode minted
+``CacheClusterId``, ``ServerlessCacheName`` or ``MemoryDBClusterName``) for EC2
+ingress rules on the security groups of a cache in a VPC. The physical id says which mode minted
 it. What comes out is a :class:`Request` or a :class:`Granted`: a mode's value
 bound to that mode, so the caller never asks which mode it holds.
 """

@@ -22,7 +22,7 @@ from typing import Any
 
 from . import retry
 from . import vpc_rules as vpc
-from .aws_api import ApiError, Ec2Api, ElastiCacheApi
+from .aws_api import ApiError, Ec2Api, ElastiCacheApi, MemoryDbApi
 from .claims import (
     PRE_EXISTING_KEY,
     REVOKING_KEY,
@@ -48,8 +48,10 @@ REVOKING_MARK_GRACE_S = 20.0
 class VpcMode:
     """:class:`~cache_ingress.protocol.Mode` for caches in a VPC: the request resolves into EC2 ingress rules."""
 
-    def __init__(self, elasticache: ElastiCacheApi, ec2: Ec2Api, sleep: Sleep = time.sleep) -> None:
-        self.elasticache = elasticache
+    def __init__(
+        self, elasticache: ElastiCacheApi, ec2: Ec2Api, memorydb: MemoryDbApi, sleep: Sleep = time.sleep
+    ) -> None:
+        self.caches = CacheApis(elasticache, memorydb)
         self.ec2 = ec2
         self.sleep = sleep
 
@@ -60,7 +62,7 @@ class VpcMode:
         return vpc.parse_physical_id(physical_id)
 
     def resolve(self, request: VpcRequest, *, deadline: Deadline) -> RuleSet:
-        return discover(self.elasticache, request, deadline, self.sleep)
+        return discover(self.caches, request, deadline, self.sleep)
 
     def grant(
         self, granted: RuleSet, *, request: VpcRequest, instance: Instance, deadline: Deadline, undo_on_failure: bool
@@ -99,7 +101,7 @@ class VpcMode:
     def left_by_failed_update(
         self, attempted: VpcRequest, *, request: VpcRequest | None, physical_id: str, deadline: Deadline
     ) -> RuleSet | None:
-        return unrecorded_by_failed_update(self.elasticache, attempted, request, physical_id, deadline, self.sleep)
+        return unrecorded_by_failed_update(self.caches, attempted, request, physical_id, deadline, self.sleep)
 
     def could_name(self, request: VpcRequest, granted: RuleSet) -> bool:
         return vpc.could_resolve_to(request, granted)
@@ -108,12 +110,21 @@ class VpcMode:
         return vpc.same_rules_asked(one, other)
 
 
-def discover(api: ElastiCacheApi, request: VpcRequest, deadline: Deadline, sleep: Sleep = time.sleep) -> RuleSet:
-    """The rules the request means, reading from ElastiCache what the properties leave out."""
-    return vpc.resolve(request, _network(api, request, deadline, sleep))
+@dataclass(frozen=True)
+class CacheApis:
+    """Where a cache named by the properties is looked up: ElastiCache, or MemoryDB for a MemoryDB cluster."""
+
+    elasticache: ElastiCacheApi
+    memorydb: MemoryDbApi
 
 
-def _network(api: ElastiCacheApi, request: VpcRequest, deadline: Deadline, sleep: Sleep) -> CacheNetwork:
+def discover(caches: CacheApis, request: VpcRequest, deadline: Deadline, sleep: Sleep = time.sleep) -> RuleSet:
+    """The rules the request means, reading from ElastiCache or MemoryDB what the properties leave out."""
+    return vpc.resolve(request, _network(caches, request, deadline, sleep))
+
+
+def _network(caches: CacheApis, request: VpcRequest, deadline: Deadline, sleep: Sleep) -> CacheNetwork:
+    api = caches.elasticache
     cache = request.cache
 
     def refusal(err: ApiError) -> ResourceError:
@@ -134,6 +145,8 @@ def _network(api: ElastiCacheApi, request: VpcRequest, deadline: Deadline, sleep
             raise refusal(err) from err
         return found
 
+    if cache.kind is CacheKind.MEMORYDB:
+        return vpc.network_of_memorydb_cluster(describe(lambda: caches.memorydb.cluster(cache.lookup_name)))
     if cache.kind is CacheKind.SERVERLESS:
         return vpc.network_of_serverless_cache(describe(lambda: api.serverless_cache(cache.name)))
     if cache.kind is CacheKind.CACHE_CLUSTER:
@@ -424,7 +437,7 @@ def _let_go_quietly(work: _Ec2Work, rule_set: RuleSet, claim: Claim) -> None:
 
 
 def unrecorded_by_failed_update(
-    api: ElastiCacheApi,
+    caches: CacheApis,
     attempted: VpcRequest,
     request: VpcRequest | None,
     physical_id: str,
@@ -446,7 +459,7 @@ def unrecorded_by_failed_update(
     if request is not None and vpc.same_rules_asked(attempted, request):
         return None
     try:
-        rule_set = discover(api, attempted, deadline, sleep)
+        rule_set = discover(caches, attempted, deadline, sleep)
     except (CacheNotFound, CacheUnusable, InvalidProperties):
         return None  # that attempt could not have authorized anything either
     return None if rule_set.physical_id == physical_id else rule_set

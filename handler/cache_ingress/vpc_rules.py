@@ -4,8 +4,8 @@ Today's caches live in a VPC and are reached through VPC security groups, so
 "let my application reach that cache" means EC2 ingress rules: TCP on the
 cache's port(s), from the application's security group, into each security
 group attached to the cache. The properties name the cache; what its ports
-and groups are is read from ElastiCache (:mod:`cache_ingress.aws_api`) and
-handed to :func:`resolve` here, which decides the exact rules.
+and groups are is read from ElastiCache or MemoryDB (:mod:`cache_ingress.aws_api`)
+and handed to :func:`resolve` here, which decides the exact rules.
 
 The physical id is those rules, canonically encoded, so Delete takes back
 exactly what was authorized even after the cache has changed or is gone.
@@ -26,7 +26,7 @@ from .sources import ALLOW_ANY_ADDRESS, GROUP_ID, OWNER_PROPERTY, SOURCE_PROPERT
 
 ID_PREFIX = "cache-vpc-ingress"
 #: Names of the cache, one of which a VPC-mode resource sets.
-CACHE_PROPERTIES = ("ReplicationGroupId", "CacheClusterId", "ServerlessCacheName")
+CACHE_PROPERTIES = ("ReplicationGroupId", "CacheClusterId", "ServerlessCacheName", "MemoryDBClusterName")
 KNOWN_PROPERTIES = (
     *CACHE_PROPERTIES,
     *SOURCE_PROPERTIES,
@@ -51,15 +51,16 @@ _ID = re.compile(
 
 
 class CacheKind(Enum):
-    """How the cache is named, which decides the Describe call that finds it."""
+    """How the cache is named, which decides the Describe call that finds it (ElastiCache's, or MemoryDB's)."""
 
     REPLICATION_GROUP = "ReplicationGroupId"
     CACHE_CLUSTER = "CacheClusterId"
     SERVERLESS = "ServerlessCacheName"
+    MEMORYDB = "MemoryDBClusterName"
 
     @property
     def max_length(self) -> int:
-        """AWS's limit on the name: 50 characters for a cache cluster, 40 for the others."""
+        """AWS's limit on the name: 50 characters for a cache cluster, 40 for the others (a MemoryDB cluster's too)."""
         return 50 if self is CacheKind.CACHE_CLUSTER else 40
 
 
@@ -70,6 +71,17 @@ class CacheRef:
 
     def __str__(self) -> str:
         return f"{self.kind.value} {self.name!r}"
+
+    @property
+    def lookup_name(self) -> str:
+        """The name the Describe call is given.
+
+        MemoryDB keeps a cluster's name in lower case whatever case it was
+        created with (its developer guide: resource names in ARNs are lower
+        case), so a MemoryDB name is looked up in lower case; the reasons
+        still show it as the stack spells it. ElastiCache names go as given.
+        """
+        return self.name.lower() if self.kind is CacheKind.MEMORYDB else self.name
 
 
 @dataclass(frozen=True)
@@ -277,7 +289,7 @@ def parse_physical_id(physical_id: Any) -> RuleSet | None:
     return rule_set if rule_set.physical_id == physical_id else None
 
 
-# -- what ElastiCache's Describe answers say about a cache's network ------------------------
+# -- what ElastiCache's and MemoryDB's Describe answers say about a cache's network ----------
 
 
 def network_of_replication_group(group: Mapping[str, Any], member: Mapping[str, Any] | None) -> CacheNetwork:
@@ -305,6 +317,14 @@ def network_of_serverless_cache(cache: Mapping[str, Any]) -> CacheNetwork:
     return CacheNetwork(_ports(ports), tuple(sorted(set(groups))))
 
 
+def network_of_memorydb_cluster(cluster: Mapping[str, Any]) -> CacheNetwork:
+    """The cluster endpoint's port (every node of a MemoryDB cluster serves on it) and its security groups.
+
+    A cluster still being created has no endpoint yet, so no port: :func:`resolve` calls it unusable.
+    """
+    return CacheNetwork(_ports([_endpoint_port(cluster.get("ClusterEndpoint"))]), _cluster_groups(cluster))
+
+
 def _endpoint_port(endpoint: Any) -> int | None:
     port = endpoint.get("Port") if isinstance(endpoint, Mapping) else None
     return port if isinstance(port, int) and not isinstance(port, bool) and 1 <= port <= 65535 else None
@@ -325,9 +345,9 @@ def _cluster_groups(cluster: Mapping[str, Any]) -> tuple[str, ...]:
 
 # -- what EC2 and ElastiCache error codes mean ----------------------------------------------
 
-#: Describe errors that mean "no such cache".
+#: Describe errors that mean "no such cache" (the last is MemoryDB's DescribeClusters).
 CACHE_NOT_FOUND_CODES = frozenset(
-    {"ReplicationGroupNotFoundFault", "CacheClusterNotFound", "ServerlessCacheNotFoundFault"}
+    {"ReplicationGroupNotFoundFault", "CacheClusterNotFound", "ServerlessCacheNotFoundFault", "ClusterNotFoundFault"}
 )
 
 #: Lookups refused for lack of permission (an IAM policy, an SCP): nothing was looked up.

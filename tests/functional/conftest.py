@@ -55,3 +55,11 @@ def ec2_stubber(servers: Servers) -> Iterator[Stubber]:
     with Stubber(app.ec2().client) as stub:
         yield stub
         stub.assert_no_pending_responses()
+
+
+@pytest.fixture
+def memorydb_stubber(servers: Servers) -> Iterator[Stubber]:
+    """botocore's Stubber on the handler's MemoryDB client; every queued answer must be used."""
+    with Stubber(app.memorydb().client) as stub:
+        yield stub
+        stub.assert_no_pending_responses()

@@ -518,3 +518,144 @@ def test_an_ipv4_rule_another_resource_holds_is_found_by_its_range_and_claimed(
     answer = invoke(ranged_event(SourceCidrIp="10.20.0.0/16", Port="6379"))
     assert_success(answer)
     assert (answer["PhysicalResourceId"], answer["Data"]["SecurityGroupRuleIds"]) == (physical_id, "sgr-a")
+
+
+# -- MemoryDB clusters ----------------------------------------------------------------
+
+STORE_ID = f"cache-vpc-ingress:{SOURCE}@{ACCOUNT}:6379:{A},{B}"
+
+
+def memorydb_cluster(stub: Stubber, groups: list[str], asked: str = "app-store", port: int | None = 6379) -> None:
+    """DescribeClusters asked for exactly ``asked``, answering with the cluster (no endpoint while ``port`` is None)."""
+    cluster: dict[str, Any] = {
+        "Name": asked,
+        "Status": "available" if port else "creating",
+        "SecurityGroups": [{"SecurityGroupId": g, "Status": "active"} for g in groups],
+    }
+    if port:
+        cluster["ClusterEndpoint"] = {
+            "Address": f"clustercfg.{asked}.abc123.memorydb.us-east-1.amazonaws.com",
+            "Port": port,
+        }
+    stub.add_response("describe_clusters", {"Clusters": [cluster]}, {"ClusterName": asked})
+
+
+def memorydb_refused(stub: Stubber, code: str, status: int, asked: str = "app-store", message: str = "") -> None:
+    stub.add_client_error("describe_clusters", code, message or code, status, expected_params={"ClusterName": asked})
+
+
+def test_a_memorydb_cluster_is_found_by_name_and_its_endpoint_port_opened_on_each_of_its_groups(
+    memorydb_stubber: Stubber, ec2_stubber: Stubber
+) -> None:
+    memorydb_cluster(memorydb_stubber, [B, A])
+    made = authorize(ec2_stubber, A, 6379, physical_id=STORE_ID)
+    made += authorize(ec2_stubber, B, 6379, physical_id=STORE_ID)
+    answer = invoke(vpc_event(MemoryDBClusterName="app-store"))
+    assert_success(answer)
+    assert answer["PhysicalResourceId"] == STORE_ID
+    assert (answer["Data"]["Ports"], answer["Data"]["SecurityGroupRuleIds"]) == ("6379", ",".join(made))
+
+
+def test_a_memorydb_name_spelt_in_capitals_is_looked_up_as_memorydb_keeps_it_in_lower_case(
+    memorydb_stubber: Stubber, ec2_stubber: Stubber
+) -> None:
+    memorydb_cluster(memorydb_stubber, [A], asked="app-store")
+    authorize(ec2_stubber, A, 6379, physical_id=f"cache-vpc-ingress:{SOURCE}@{ACCOUNT}:6379:{A}")
+    assert_success(invoke(vpc_event(MemoryDBClusterName="App-Store")))
+
+
+def test_a_missing_memorydb_cluster_fails_naming_it_without_touching_ec2(
+    memorydb_stubber: Stubber, ec2_stubber: Stubber
+) -> None:
+    memorydb_refused(memorydb_stubber, "ClusterNotFoundFault", 400, asked="nope", message="Cluster nope not found")
+    answer = invoke(vpc_event(MemoryDBClusterName="nope"))
+    assert_failed(answer)
+    assert answer["Reason"].startswith("MemoryDBClusterName 'nope' not found: no such cache in this account and region")
+
+
+def test_a_memorydb_cluster_still_being_created_is_unusable_until_it_has_its_endpoint(
+    memorydb_stubber: Stubber, ec2_stubber: Stubber
+) -> None:
+    memorydb_cluster(memorydb_stubber, [A], port=None)
+    answer = invoke(vpc_event(MemoryDBClusterName="app-store"))
+    assert_failed(answer, "MemoryDBClusterName 'app-store' has no endpoint port yet")
+
+
+def test_bad_memorydb_names_fail_naming_the_property_before_any_call(
+    memorydb_stubber: Stubber, ec2_stubber: Stubber
+) -> None:
+    for name in ("app--store", "9lives", "s" * 41, "app_store"):
+        answer = invoke(vpc_event(MemoryDBClusterName=name))
+        assert_failed(answer, "MemoryDBClusterName must start with a letter")
+
+
+def test_a_memorydb_lookup_refused_fails_and_its_rollback_delete_succeeds_without_touching_ec2(
+    memorydb_stubber: Stubber, ec2_stubber: Stubber
+) -> None:
+    """An SCP denies memorydb:DescribeClusters: the Create fails with a not-ours id, and its rollback Delete succeeds."""
+    for _ in range(2):
+        memorydb_refused(
+            memorydb_stubber,
+            "AccessDeniedException",
+            400,
+            message="User is not authorized to perform: memorydb:DescribeClusters with an explicit deny",
+        )
+    created = invoke(vpc_event(MemoryDBClusterName="app-store"))
+    assert_failed(created, "AccessDeniedException")
+    assert "the function's role may not look up MemoryDBClusterName 'app-store'" in created["Reason"]
+    assert not created["PhysicalResourceId"].startswith("cache-vpc-ingress:")
+    rollback = vpc_event("Delete", MemoryDBClusterName="app-store")
+    rollback["PhysicalResourceId"] = created["PhysicalResourceId"]
+    answer = invoke(rollback)
+    assert (answer["Status"], answer["PhysicalResourceId"]) == ("SUCCESS", created["PhysicalResourceId"])
+
+
+def test_a_throttled_or_failing_memorydb_lookup_is_retried_by_the_one_policy(
+    memorydb_stubber: Stubber, ec2_stubber: Stubber
+) -> None:
+    memorydb_refused(memorydb_stubber, "ThrottlingException", 400, message="Rate exceeded")
+    memorydb_refused(memorydb_stubber, "InternalServerErrorException", 500)
+    memorydb_cluster(memorydb_stubber, [A, B])
+    authorize(ec2_stubber, A, 6379, physical_id=STORE_ID)
+    authorize(ec2_stubber, B, 6379, physical_id=STORE_ID)
+    assert invoke(vpc_event(MemoryDBClusterName="app-store"))["PhysicalResourceId"] == STORE_ID
+
+
+def test_delete_lets_go_of_its_claims_after_the_memorydb_cluster_is_gone_without_looking_it_up(
+    memorydb_stubber: Stubber, ec2_stubber: Stubber
+) -> None:
+    """The id names the rules: the cluster, deleted by hand, is not looked up (nothing is queued for it)."""
+    held = f"cache-vpc-ingress:{SOURCE}@{ACCOUNT}:6379:{A}"
+    ours = rule("sgr-1", A, 6379, claim(held).tags())
+    rules_of(ec2_stubber, A, ours)
+    mark(ec2_stubber, "sgr-1")
+    read(ec2_stubber, ours)
+    revoke(ec2_stubber, A, "sgr-1")
+    event = vpc_event("Delete", MemoryDBClusterName="app-store")
+    event["PhysicalResourceId"] = held
+    assert_success(invoke(event))
+
+
+def test_a_rollback_delete_of_a_failed_create_finishes_when_the_memorydb_cluster_is_gone(
+    memorydb_stubber: Stubber, ec2_stubber: Stubber
+) -> None:
+    memorydb_refused(memorydb_stubber, "ClusterNotFoundFault", 400, message="Cluster app-store not found")
+    rollback = vpc_event("Delete", MemoryDBClusterName="app-store")
+    rollback["PhysicalResourceId"] = "cache-access-AppCacheAccess-1A2B3C4D5E6F"  # the failed Create's, not ours
+    answer = invoke(rollback)
+    assert (answer["Status"], answer["PhysicalResourceId"]) == ("SUCCESS", rollback["PhysicalResourceId"])
+
+
+def test_a_rollback_update_to_a_memorydb_cluster_deleted_meanwhile_keeps_the_id_it_holds(
+    memorydb_stubber: Stubber, ec2_stubber: Stubber
+) -> None:
+    """The failed attempt narrowed to group B; the rollback's cluster is gone, so the held id's rules are re-claimed
+    as they stand, with no lookup to go by, and the stack can finish its rollback."""
+    held = f"cache-vpc-ingress:{SOURCE}@{ACCOUNT}:6379:{A}"
+    memorydb_refused(memorydb_stubber, "ClusterNotFoundFault", 400, message="Cluster app-store not found")
+    authorize(ec2_stubber, A, 6379, physical_id=held)
+    event = vpc_event("Update", MemoryDBClusterName="app-store")
+    event["PhysicalResourceId"] = held
+    event["OldResourceProperties"] = {**event["ResourceProperties"], "TargetSecurityGroupIds": [B]}
+    answer = invoke(event)
+    assert (answer["Status"], answer["PhysicalResourceId"]) == ("SUCCESS", held)

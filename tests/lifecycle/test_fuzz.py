@@ -9,6 +9,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import app
 from cache_ingress import vpc_rules
 from cache_ingress.errors import InvalidProperties
 from cache_ingress.modes import ALL_PROPERTIES
@@ -47,15 +48,29 @@ FUZZ = settings(
 
 
 def _answer(event: dict[str, Any]) -> tuple[dict[str, Any], int]:
-    """The one answer to ``event``, checked as CloudFormation would take it, and how many API calls it made."""
+    """The one answer to ``event``, checked as CloudFormation would take it, and how many API calls it made.
+
+    ElastiCache's calls are the stand-in's record, EC2's the front's; MemoryDB's go straight to moto, so they are counted on the
+    handler's own MemoryDB client.
+    """
     standin, ec2 = servers().standin, servers().ec2
     calls_before = len(standin.calls()) + len(ec2.calls())
-    (put,) = handle(event, seconds=10).puts
+    memorydb_calls: list[str] = []
+
+    def count(model: Any, **_: Any) -> None:
+        memorydb_calls.append(model.name)
+
+    events = app.memorydb().client.meta.events
+    events.register("before-call.memorydb", count)
+    try:
+        (put,) = handle(event, seconds=10).puts
+    finally:
+        events.unregister("before-call.memorydb", count)
     assert len(put.body) <= 4096
     body: dict[str, Any] = json.loads(put.body)
     assert body["PhysicalResourceId"]
     assert len(body["PhysicalResourceId"].encode()) <= 1024
-    return body, len(standin.calls()) + len(ec2.calls()) - calls_before
+    return body, len(standin.calls()) + len(ec2.calls()) - calls_before + len(memorydb_calls)
 
 
 def _refused_without_a_call(body: dict[str, Any], calls: int, names: tuple[str, ...]) -> None:
@@ -140,7 +155,9 @@ def test_events_missing_fields_are_still_answered(
 vpc_values = st.one_of(
     nasty_text,
     json_values,
-    st.sampled_from(["app-cache", "sg-0a1b2c3d4e5f60718", "SG-0A1B2C3D", "6379", "0", "65536", "2109-8765-4321"]),
+    st.sampled_from(
+        ["app-cache", "App-Store", "sg-0a1b2c3d4e5f60718", "SG-0A1B2C3D", "6379", "0", "65536", "2109-8765-4321"]
+    ),
     st.sampled_from(["10.0.0.0/8", "10.0.0.1/8", "0.0.0.0/0", "::/0", "2001:DB8::/32", "fe80::%1/64", "10.0.0.1"]),
     st.sampled_from(["pl-0123abcd", "PL-0123456789ABCDEF0", "pl-", "true", "false", "TRUE", "yes"]),
     st.lists(st.sampled_from(["sg-0000000a", "sg-0a1b2c3d4e5f60718", "web", ""]), max_size=4),
@@ -165,3 +182,13 @@ def test_any_vpc_properties_get_one_answer_and_bad_ones_a_reason_naming_a_proper
     body, calls = _answer(event)
     if not _valid(props, event["StackId"]):
         _refused_without_a_call(body, calls, (*ALL_PROPERTIES, "ServiceTimeout"))
+
+
+def test_the_fuzzed_answers_count_memorydb_lookups_as_calls(
+    standin: ElastiCacheStandIn, receiver: ResponseReceiver
+) -> None:
+    """The call count the tests above rely on sees a MemoryDB lookup (here one for a cluster that is not there)."""
+    props = {"MemoryDBClusterName": "no-such-cluster", "SourceSecurityGroupId": "sg-0a1b2c3d4e5f60718"}
+    body, calls = _answer(load_event("vpc-create.json", ResourceProperties=props))
+    assert (body["Status"], calls) == ("FAILED", 1)
+    assert body["Reason"].startswith("MemoryDBClusterName 'no-such-cluster' not found")

@@ -49,6 +49,7 @@ class Sandbox:
         mode = VpcMode(
             aws_api.ElastiCacheApi(aws_api.make_client("elasticache")),
             aws_api.Ec2Api(aws_api.make_client("ec2")),
+            aws_api.MemoryDbApi(aws_api.make_client("memorydb")),
         )
         return cls(stack, mode, properties)
 

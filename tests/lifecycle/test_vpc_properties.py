@@ -1,9 +1,10 @@
 """Random VPC-mode histories of several stacks, people and concurrent operations, against moto's EC2.
 
-Two stacks, each with up to two resources whose sources (the groups
-``app`` and ``batch``, an IPv4 and an IPv6 range, a prefix list), ports and
-target groups are drawn so that resources of both stacks often declare the
-same rules; replacements, rollbacks, lost answers,
+Two stacks, each with up to two resources whose cache (the serverless
+cache ``sessions`` or the MemoryDB cluster ``sessions``, behind the same
+groups), sources (the groups ``app`` and ``batch``, an IPv4 and an IPv6
+range, a prefix list), ports and target groups are drawn so that resources of
+both stacks often declare the same rules; replacements, rollbacks, lost answers,
 repeated deliveries and throttling all occur. People add rules by hand. And
 another stack's resource is created or deleted in the middle of an
 operation, between two of its EC2 calls, as a second Lambda sandbox would.
@@ -47,6 +48,8 @@ SOURCES = {
 }
 CIDRS = {"office": "10.20.0.0/16", "vpn": "2001:DB8:AB::/48"}
 TARGETS = [None, ["cache"], ["shared"], ["cache", "shared"]]
+#: The caches a resource may name, each behind both groups, and their endpoint ports.
+CACHES = {"ServerlessCacheName": (6379, 6380), "MemoryDBClusterName": (6379,)}
 PORTS = [None, "6379", "6380"]
 FAULTS = st.sampled_from(
     ["throttling", "ec2-throttling", "ec2-errors", "hang", "ec2-hang", "receiver-retried", "answer-lost", "none"]
@@ -61,8 +64,8 @@ Rule = tuple[str, str, int]  # (source id, target id, port)
 @st.composite
 def access(draw: st.DrawFn) -> dict[str, Any]:
     """Properties with group names for ids: the world's ids are only known once it is built."""
-    source = draw(st.sampled_from(sorted(SOURCES)))
-    properties: dict[str, Any] = {"ServerlessCacheName": "sessions", SOURCES[source]: source}
+    cache, source = draw(st.sampled_from(sorted(CACHES))), draw(st.sampled_from(sorted(SOURCES)))
+    properties: dict[str, Any] = {cache: "sessions", SOURCES[source]: source}
     targets, port = draw(st.sampled_from(TARGETS)), draw(st.sampled_from(PORTS))
     if targets is not None:
         properties["TargetSecurityGroupIds"] = targets
@@ -75,7 +78,7 @@ def access(draw: st.DrawFn) -> dict[str, Any]:
         properties["ServiceTimeout"] = service_timeout
     trouble = draw(st.integers(0, 13))
     if trouble == 0:
-        properties["ServerlessCacheName"] = "gone"  # a cache that does not exist
+        properties[cache] = "gone"  # a cache that does not exist
     elif trouble == 1:
         properties["Port"] = "not-a-port"  # input the function must refuse
     elif trouble == 2:
@@ -103,6 +106,9 @@ class VpcStackHistory(RuleBasedStateMachine):
         app, cache, shared = ids.values()
         (batch,) = servers().moto.security_groups("batch").values()
         servers().standin.add_serverless_cache(Cache("sessions", (cache, shared), port=6379, reader_port=6380))
+        servers().moto.client("memorydb").create_cluster(
+            ClusterName="sessions", NodeType="db.t4g.small", ACLName="open-access", SecurityGroupIds=[cache, shared]
+        )
         agents = servers().moto.prefix_list("build-agents", ["10.8.0.0/16"])
         self.ids = {"app": app, "batch": batch, "cache": cache, "shared": shared, "agents": agents, **CIDRS}
         self.cfn = CloudFormation(servers().receiver, servers().standin, budget=30.0)
@@ -114,6 +120,7 @@ class VpcStackHistory(RuleBasedStateMachine):
         self.elsewhere = VpcMode(
             aws_api.ElastiCacheApi(aws_api.make_client("elasticache")),
             aws_api.Ec2Api(aws_api.make_client("ec2")),
+            aws_api.MemoryDbApi(aws_api.make_client("memorydb")),
         )
         self.elsewhere_held: tuple[RuleSet, dict[str, Any]] | None = None
 
@@ -266,14 +273,15 @@ class VpcStackHistory(RuleBasedStateMachine):
     def _declared(self, settled: bool = True) -> set[Rule]:
         """What the resources of settled stacks (or, with ``settled=False``, of stacks CloudFormation
         left in a failed state, whose last operation may or may not have gone through) declare, resolved
-        as the sessions cache would resolve them."""
+        as the cache they name would resolve them."""
         rules: set[Rule] = set()
         live = [p for s in self.stacks if s and (s.status in SETTLED) == settled for p in s.declared().values()]
         if settled and self.elsewhere_held is not None:
             live.append(self.elsewhere_held[1])
         for props in live:
             targets = props.get("TargetSecurityGroupIds") or [self.ids["cache"], self.ids["shared"]]
-            ports = [int(props["Port"])] if "Port" in props else [6379, 6380]
+            cache = next(kind for kind in CACHES if kind in props)
+            ports = [int(props["Port"])] if "Port" in props else list(CACHES[cache])
             (named,) = (name for name in set(SOURCES.values()) if name in props)
             source = canonical(named, props[named])
             rules |= {(source, t, p) for t in targets for p in ports}

@@ -2,8 +2,9 @@
 
 The world is the examples' (``offline.harness.build_vpc_example``): the
 replication group ``app-cache`` on 6379, guarded by ``app-cache`` and
-``shared-clients``; ``app-servers`` (and ``batch``) to let in; and a
-serverless cache ``sessions`` behind the same two groups, on 6379 and 6380.
+``shared-clients``; ``app-servers`` (and ``batch``) to let in; a
+serverless cache ``sessions`` behind the same two groups, on 6379 and 6380;
+and a MemoryDB cluster ``store`` behind them too, on 6379.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 
 import app as handler
+from cache_ingress.claims import CLAIM_PREFIX
 from offline.harness import build_vpc_example
 from offline.moto_backend import MotoBackend
 from offline.receiver import ResponseReceiver
@@ -60,6 +62,19 @@ class Vpc:
     def sessions(self, **extra: Any) -> dict[str, Any]:
         return {"ServerlessCacheName": "sessions", "SourceSecurityGroupId": self.app, **extra}
 
+    def store(self, **extra: Any) -> dict[str, Any]:
+        return {"MemoryDBClusterName": "store", "SourceSecurityGroupId": self.app, **extra}
+
+    def claims(self) -> dict[tuple[str, int], set[str]]:
+        """(target name, port) of every rule from app-servers -> the claims on it, as a person reads them."""
+        names = {self.cache: "cache", self.shared: "shared"}
+        return {
+            (names[target], port): {v for k, v in tags.items() if k.startswith(CLAIM_PREFIX)}
+            for target in (self.cache, self.shared)
+            for (source, port), tags in self.moto.rule_tags(target).items()
+            if source == self.app
+        }
+
     def by_hand(self, target: str, port: int = 6379, description: str = "opened by the on-call") -> None:
         pair = {"GroupId": self.app, "UserId": ACCOUNT, "Description": description}
         permission = {"IpProtocol": "tcp", "FromPort": port, "ToPort": port, "UserIdGroupPairs": [pair]}
@@ -97,6 +112,9 @@ def world(moto: MotoBackend, standin: ElastiCacheStandIn, receiver: ResponseRece
     (batch,) = moto.security_groups("batch").values()
     app, cache, shared = ids.values()
     standin.add_serverless_cache(Cache("sessions", (cache, shared), port=6379, reader_port=6380))
+    moto.client("memorydb").create_cluster(
+        ClusterName="store", NodeType="db.t4g.small", ACLName="open-access", SecurityGroupIds=[cache, shared]
+    )
     calls: list[str] = []
 
     def record(model: Any, **_: Any) -> None:
@@ -238,7 +256,54 @@ def test_a_move_to_vpc_mode_whose_answer_is_lost_is_taken_back_by_the_rollback(
     assert (standin.authorized(), world.rules()) == ({("app-cache-sg", "app-servers", ACCOUNT)}, set())
 
 
+def test_a_memorydb_cluster_named_alone_is_opened_narrowed_and_closed_with_its_claims(world: Vpc) -> None:
+    stack = world.cfn.create_stack("app", {"Access": world.store()})
+    assert (stack.status, world.rules()) == ("CREATE_COMPLETE", BOTH)
+    assert set(world.claims()) == {("cache", 6379), ("shared", 6379)}
+    assert all(held == {"stack app, resource Access"} for held in world.claims().values())
+
+    world.cfn.update_stack(stack, {"Access": world.store(TargetSecurityGroupIds=[world.cache])})
+    assert (stack.status, world.rules()) == ("UPDATE_COMPLETE", {("app", "cache", 6379)})
+
+    world.cfn.delete_stack(stack)
+    assert (stack.status, world.rules(), world.claims()) == ("DELETE_COMPLETE", set(), {})
+
+
+def test_a_stack_whose_memorydb_cluster_was_deleted_by_hand_still_deletes_and_takes_its_rules_back(world: Vpc) -> None:
+    stack = world.cfn.create_stack("app", {"Access": world.store()})
+    world.moto.client("memorydb").delete_cluster(ClusterName="store")
+    world.cfn.delete_stack(stack)
+    assert (stack.status, world.rules()) == ("DELETE_COMPLETE", set())
+
+
+def test_a_create_for_a_missing_memorydb_cluster_rolls_back_cleanly(world: Vpc) -> None:
+    stack = world.cfn.create_stack("app", {"Access": world.store(MemoryDBClusterName="gone")})
+    assert (stack.status, world.rules(), world.writes()) == ("ROLLBACK_COMPLETE", set(), [])
+    assert "MemoryDBClusterName 'gone' not found" in world.cfn.log[0].answer.reason  # type: ignore[union-attr]
+
+
+def test_moving_from_a_replication_group_to_a_memorydb_cluster_keeps_the_rules_both_name(world: Vpc) -> None:
+    """Same source, groups and port: the id is the same rules, so the Update keeps the id and revokes nothing."""
+    stack = world.cfn.create_stack("app", {"Access": world.access()})
+    first = stack.resources["Access"].physical_id
+    world.cfn.update_stack(stack, {"Access": world.store()})
+    assert (stack.status, stack.resources["Access"].physical_id, world.rules()) == ("UPDATE_COMPLETE", first, BOTH)
+    assert "RevokeSecurityGroupIngress" not in world.writes()  # the access never went away
+    world.cfn.delete_stack(stack)
+    assert world.rules() == set()
+
+
 # -- several stacks, and people --------------------------------------------------------
+
+
+def test_a_memorydb_stack_and_a_replication_group_stack_sharing_rules_each_hold_them(world: Vpc) -> None:
+    x = world.cfn.create_stack("x", {"Access": world.access()})
+    y = world.cfn.create_stack("y", {"Access": world.store()})
+    assert all(held == {"stack x, resource Access", "stack y, resource Access"} for held in world.claims().values())
+    world.cfn.delete_stack(x)
+    assert world.rules() == BOTH  # y's MemoryDB cluster still needs them
+    world.cfn.delete_stack(y)
+    assert world.rules() == set()
 
 
 def test_two_stacks_sharing_a_rule_each_keep_it_until_both_are_deleted(world: Vpc) -> None:

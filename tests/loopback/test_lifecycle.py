@@ -218,8 +218,15 @@ def test_concurrent_creates_from_threads_each_get_an_answer(aws: ElastiCacheStan
 def test_make_demo_runs_the_whole_lifecycle() -> None:
     result = run_module("offline.demo", "--settle", "0.1")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.count('"Status": "SUCCESS"') == 12  # six steps per mode
+    assert result.stdout.count('"Status": "SUCCESS"') == 14  # six steps per mode, and a MemoryDB grant's two
     assert "Lifecycle complete" in result.stdout
+    # The MemoryDB grant: its rule is shown with its claim once made, and gone after its Delete.
+    granted, taken_back = result.stdout.split("== 1. Create: app-servers may reach the MemoryDB cluster app-store")[
+        1
+    ].split("== 2. Delete")
+    assert "shared-clients <- app-servers, tcp/6379" in granted
+    assert "1 claim(s): stack cache-access, resource AppStoreAccess" in granted
+    assert "EC2 ingress rules:\n     (empty)" in taken_back
 
 
 def test_make_invoke_prints_the_answer_and_fails_on_failed() -> None:

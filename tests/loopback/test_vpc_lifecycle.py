@@ -323,11 +323,51 @@ def test_a_cache_cluster_of_its_own_is_found_by_id(world: World) -> None:
     assert {(port, source) for source, _, port, _ in world.moto.ingress(world.shared)} == {(11211, world.app)}
 
 
-def test_a_missing_cache_cluster_or_serverless_cache_is_named_in_the_reason(world: World) -> None:
-    for name in ("CacheClusterId", "ServerlessCacheName"):
-        answer = world.send(world.create_for(**{name: "nope"}))
+def test_a_memorydb_cluster_is_found_in_memorydb_and_its_grant_made_and_taken_back_with_its_claim(
+    world: World,
+) -> None:
+    """The example world's MemoryDB cluster app-store (moto's MemoryDB), guarded by shared-clients on 6379."""
+    store_default = "cache-sg-ingress: stack cache-access, resource AppStoreAccess"
+    answer = world.send(world.event("vpc-memorydb-create.json"))
+    assert (answer["Status"], answer["PhysicalResourceId"]) == ("SUCCESS", world.rule_set_id(world.shared))
+    assert (answer["Data"]["Ports"], answer["Data"]["TargetSecurityGroupIds"]) == ("6379", world.shared)
+    assert world.rules() == {("shared-clients", 6379, store_default)}
+    assert list(world.holders().values()) == [["stack cache-access, resource AppStoreAccess"]]
+    assert world.standin.calls() == []  # nothing was asked of ElastiCache
+    assert_success(world.send(world.event("vpc-memorydb-delete.json")))
+    assert world.rules() == set()
+
+
+def test_a_memorydb_grant_sharing_a_rule_with_a_replication_group_grant_leaves_it_to_that_one(world: World) -> None:
+    """Both let app-servers into shared-clients on 6379: two claims on one rule, whatever kind of cache named it."""
+    assert_success(world.send(world.event("vpc-create.json")))
+    assert_success(world.send(world.event("vpc-memorydb-create.json")))
+    shared_rule = [held for held in world.holders().values() if len(held) == 2]
+    assert shared_rule == [
+        ["stack cache-access, resource AppCacheAccess", "stack cache-access, resource AppStoreAccess"]
+    ]
+    assert_success(world.send(world.event("vpc-memorydb-delete.json")))
+    assert {(group, port) for group, port, _ in world.rules()} == {("app-cache", 6379), ("shared-clients", 6379)}
+    assert sorted(world.holders().values()) == [["stack cache-access, resource AppCacheAccess"]] * 2
+
+
+def test_delete_takes_back_the_rules_after_the_memorydb_cluster_is_deleted(world: World) -> None:
+    assert_success(world.send(world.event("vpc-memorydb-create.json")))
+    world.moto.client("memorydb").delete_cluster(ClusterName="app-store")
+    assert_success(world.send(world.event("vpc-memorydb-delete.json")))
+    assert world.rules() == set()
+
+
+def test_a_missing_cache_cluster_serverless_cache_or_memorydb_cluster_is_named_in_the_reason(world: World) -> None:
+    for name in ("CacheClusterId", "ServerlessCacheName", "MemoryDBClusterName"):
+        event = world.create_for(**{name: "nope"})
+        answer = world.send(event)
         assert answer["Status"] == "FAILED"
         assert answer["Reason"].startswith(f"{name} 'nope' not found")
+        # CloudFormation's rollback Delete of the failed Create, whose id is not one of ours.
+        rollback = {**event, "RequestType": "Delete", "PhysicalResourceId": answer["PhysicalResourceId"]}
+        assert_success(world.send(rollback))
+    assert world.rules() == set()
 
 
 @pytest.mark.xfail(

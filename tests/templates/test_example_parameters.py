@@ -161,10 +161,19 @@ def test_the_defaults_and_samples_are_accepted_by_both() -> None:
         assert what_the_handler_says(path.name, parameters) is None, path.name
 
 
+@pytest.mark.parametrize(
+    ("example", "parameter", "named"),
+    [
+        ("vpc-consumer.yaml", "CacheName", "ReplicationGroupId"),
+        ("memorydb-consumer.yaml", "ClusterName", "MemoryDBClusterName"),
+    ],
+)
 @pytest.mark.parametrize("name", ["app--cache", "app-cache-", "1app", "a" * 41])
-def test_a_cache_name_the_handler_refuses_the_vpc_example_refuses_too(name: str) -> None:
-    spec = load(ROOT / "examples" / "vpc-consumer.yaml")["Parameters"]["CacheName"]
+def test_a_cache_name_the_handler_refuses_the_vpc_examples_refuse_too(
+    example: str, parameter: str, named: str, name: str
+) -> None:
+    spec = load(ROOT / "examples" / example)["Parameters"][parameter]
     assert not allowed(spec, name)
-    reason = what_the_handler_says("vpc-consumer.yaml", {**defaults("vpc-consumer.yaml"), "CacheName": name})
+    reason = what_the_handler_says(example, {**defaults(example), parameter: name})
     assert reason is not None
-    assert reason.startswith("ReplicationGroupId must start with a letter")
+    assert reason.startswith(f"{named} must start with a letter")

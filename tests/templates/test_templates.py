@@ -13,7 +13,7 @@ from cache_ingress.claims import TAG_PREFIX
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Each API class of handler/cache_ingress/aws_api.py, and the IAM service its client calls.
-API_SERVICES = {"ElastiCacheApi": "elasticache", "Ec2Api": "ec2"}
+API_SERVICES = {"ElastiCacheApi": "elasticache", "Ec2Api": "ec2", "MemoryDbApi": "memorydb"}
 #: The resources each action may touch: this account and region, and only the kind of resource it needs.
 SCOPES = {
     "elasticache:AuthorizeCacheSecurityGroupIngress": ["elasticache", "securitygroup:*"],
@@ -27,6 +27,8 @@ SCOPES = {
     "ec2:UpdateSecurityGroupRuleDescriptionsIngress": ["ec2", "security-group/*", "security-group-rule/*"],
     "ec2:CreateTags": ["ec2", "security-group-rule/*"],
     "ec2:DeleteTags": ["ec2", "security-group-rule/*"],
+    # MemoryDB's ARNs: arn:<partition>:memorydb:<region>:<account>:cluster/<name> (Service Authorization Reference).
+    "memorydb:DescribeClusters": ["memorydb", "cluster/*"],
 }
 #: Actions EC2 authorizes on no resource but "*" (the Service Authorization Reference lists no resource type).
 UNSCOPED = {"ec2:DescribeSecurityGroupRules"}
@@ -162,6 +164,16 @@ def test_the_vpc_consumer_names_the_cache_alone_and_reads_attributes_the_functio
     consumer: dict[str, Any] = cfn_yaml.load(str(ROOT / "examples" / "vpc-consumer.yaml"))
     properties = consumer["Resources"]["AppCacheAccess"]["Properties"]
     assert set(properties) == {"ServiceToken", "ServiceTimeout", "ReplicationGroupId", "SourceSecurityGroupId"}
+    read = {o["Value"]["Fn::GetAtt"][1] for o in consumer["Outputs"].values() if "Fn::GetAtt" in o["Value"]}
+    assert read
+    assert read <= {"Port", "Ports", "TargetSecurityGroupIds", "SourceSecurityGroupId", "Description"}
+
+
+def test_the_memorydb_consumer_names_the_cluster_alone_and_reads_attributes_the_function_returns() -> None:
+    consumer: dict[str, Any] = cfn_yaml.load(str(ROOT / "examples" / "memorydb-consumer.yaml"))
+    properties = consumer["Resources"]["AppStoreAccess"]["Properties"]
+    assert set(properties) == {"ServiceToken", "ServiceTimeout", "MemoryDBClusterName", "SourceSecurityGroupId"}
+    assert properties["MemoryDBClusterName"] == {"Ref": "ClusterName"}
     read = {o["Value"]["Fn::GetAtt"][1] for o in consumer["Outputs"].values() if "Fn::GetAtt" in o["Value"]}
     assert read
     assert read <= {"Port", "Ports", "TargetSecurityGroupIds", "SourceSecurityGroupId", "Description"}

@@ -108,6 +108,22 @@ def test_mixing_classic_and_vpc_properties_names_both_sides() -> None:
         ({**VALID, "ReplicationGroupId": "a" * 41}, "at most 40 characters"),
         ({"CacheClusterId": "a" * 51, "SourceSecurityGroupId": SOURCE}, "CacheClusterId must start with a letter"),
         ({"ServerlessCacheName": "a" * 41, "SourceSecurityGroupId": SOURCE}, "at most 40 characters"),
+        (
+            {"MemoryDBClusterName": "a" * 41, "SourceSecurityGroupId": SOURCE},
+            "MemoryDBClusterName must start with a letter and hold only letters, digits and single hyphens, "
+            "at most 40 characters",
+        ),
+        ({"MemoryDBClusterName": "1store", "SourceSecurityGroupId": SOURCE}, "MemoryDBClusterName must start"),
+        ({"MemoryDBClusterName": "app--store", "SourceSecurityGroupId": SOURCE}, "MemoryDBClusterName must start"),
+        ({"MemoryDBClusterName": "app-store-", "SourceSecurityGroupId": SOURCE}, "MemoryDBClusterName must start"),
+        ({"MemoryDBClusterName": "app_store", "SourceSecurityGroupId": SOURCE}, "MemoryDBClusterName must start"),
+        (
+            {"MemoryDBClusterName": ["app-store"], "SourceSecurityGroupId": SOURCE},
+            "MemoryDBClusterName must be a string",
+        ),
+        ({"MemoryDBClusterName": " ", "SourceSecurityGroupId": SOURCE}, "MemoryDBClusterName must not be empty"),
+        ({**VALID, "MemoryDBClusterName": "app-store"}, "got ReplicationGroupId and MemoryDBClusterName"),
+        ({"SourceSecurityGroupId": SOURCE}, "ServerlessCacheName, MemoryDBClusterName to name the cache; none is set"),
         ({**VALID, "Description": 7}, "Description must be a string, got a number"),
         ({**VALID, "ServiceTimeout": "0"}, "ServiceTimeout must be a number of seconds from 1 to 3600"),
         ({**VALID, "ServiceTimeout": "3601"}, "ServiceTimeout must be a number of seconds from 1 to 3600"),
@@ -124,6 +140,43 @@ def test_a_cache_cluster_id_may_have_the_50_characters_aws_allows() -> None:
     request = parse_request({"CacheClusterId": name, "SourceSecurityGroupId": SOURCE}, STACK, "X")
     assert isinstance(request, VpcRequest)
     assert (len(name), request.cache.name) == (50, name)
+
+
+def test_a_memorydb_cluster_name_may_have_40_characters_and_is_looked_up_in_lower_case() -> None:
+    """MemoryDB keeps names in lower case: a stack may spell one as it was created, and it is still found."""
+    name = "App-" + "s" * 36
+    request = parse_request({"MemoryDBClusterName": name, "SourceSecurityGroupId": SOURCE}, STACK, "X")
+    assert isinstance(request, VpcRequest)
+    assert (len(name), str(request.cache), request.cache.lookup_name) == (
+        40,
+        f"MemoryDBClusterName {name!r}",
+        name.lower(),
+    )
+    elasticache = parse(ReplicationGroupId="App-Cache").cache
+    assert elasticache.lookup_name == "App-Cache"  # ElastiCache's names go as the stack spells them, as before
+
+
+def test_a_memorydb_cluster_opens_its_cluster_endpoint_port_into_its_security_groups() -> None:
+    cluster = {
+        "Name": "app-store",
+        "Status": "available",
+        "ClusterEndpoint": {"Address": "clustercfg.app-store.abc123.memorydb.us-east-1.amazonaws.com", "Port": 6390},
+        "SecurityGroups": [
+            {"SecurityGroupId": "sg-0000000b", "Status": "active"},
+            {"SecurityGroupId": "sg-0000000a", "Status": "active"},
+        ],
+    }
+    assert vpc_rules.network_of_memorydb_cluster(cluster) == CacheNetwork((6390,), ("sg-0000000a", "sg-0000000b"))
+    creating = {"Name": "app-store", "Status": "creating", "SecurityGroups": [{"SecurityGroupId": "sg-0000000a"}]}
+    assert vpc_rules.network_of_memorydb_cluster(creating) == CacheNetwork((), ("sg-0000000a",))
+    request = parse_request(
+        {"MemoryDBClusterName": "app-store", "SourceSecurityGroupId": SOURCE, "Port": "6379"}, STACK, "X"
+    )
+    with pytest.raises(InvalidProperties) as caught:
+        vpc_rules.resolve(request, vpc_rules.network_of_memorydb_cluster(cluster))
+    assert str(caught.value) == "Port 6379 is not an endpoint port of MemoryDBClusterName 'app-store', which has 6390"
+    with pytest.raises(CacheUnusable, match="MemoryDBClusterName 'app-store' has no endpoint port yet"):
+        vpc_rules.resolve(request, vpc_rules.network_of_memorydb_cluster(creating))
 
 
 def test_numbers_given_as_json_numbers_are_read_like_their_digits() -> None:
