@@ -139,7 +139,15 @@ def test_a_dropped_connection_is_retried(aws: ElastiCacheStandIn) -> None:
 def test_the_handler_returns_only_after_the_backstop_answer_is_delivered(
     aws: ElastiCacheStandIn, receiver: ResponseReceiver
 ) -> None:
-    """Lambda freezes the sandbox when the handler returns: a PUT still in flight on the timer's thread would be lost."""
+    """Lambda freezes the sandbox when the handler returns: a PUT still in flight on the timer's thread would be lost.
+
+    The sandbox is warm (its clients made by an earlier invocation), so the Authorize starts at once: in a cold
+    one, making them delays it, its read is cut at the deadline plus half the answer's reserve, and the answer
+    then has less time than the slowed PUT takes (the first test of a process used to fail so).
+    """
+    import app
+
+    app.modes()
     aws.set_latency(3.2, {"AuthorizeCacheSecurityGroupIngress"})  # the call returns after the backstop fired at 3 s
     receiver.slow_next(1, 0.5)  # and the backstop's PUT is still in flight then
     delivery = handle(load_event("create.json"), seconds=4.0)
