@@ -426,6 +426,15 @@ def ranged_rule(rule_id: str, port: int, tags: dict[str, str], **source: str) ->
     return item
 
 
+def ranged_authorize_params(physical_id: str, source: dict[str, Any], *ports: int) -> dict[str, Any]:
+    """The Authorize into A from a range or list, ``source`` being its IpPermission part, carrying the claim."""
+    return {
+        "GroupId": A,
+        "IpPermissions": [{"IpProtocol": "tcp", "FromPort": p, "ToPort": p, **source} for p in ports],
+        "TagSpecifications": [{"ResourceType": "security-group-rule", "Tags": tag_list(claim(physical_id).tags())}],
+    }
+
+
 def ranged_event(**source: Any) -> dict[str, Any]:
     event = load_event("vpc-create.json")
     event["ResourceProperties"] = {"ServiceToken": event["ServiceToken"], "ServerlessCacheName": "sessions", **source}
@@ -437,19 +446,8 @@ def test_an_ipv6_range_is_sent_in_its_shortest_spelling_in_ipv6_ranges_with_the_
 ) -> None:
     physical_id = f"cache-vpc-ingress:[2001:db8:ab::/48]:6379,6380:{A}"
     serverless(stubber, [A])
-    params = {
-        "GroupId": A,
-        "IpPermissions": [
-            {
-                "IpProtocol": "tcp",
-                "FromPort": p,
-                "ToPort": p,
-                "Ipv6Ranges": [{"CidrIpv6": "2001:db8:ab::/48", "Description": DESCRIPTION}],
-            }
-            for p in (6379, 6380)
-        ],
-        "TagSpecifications": [{"ResourceType": "security-group-rule", "Tags": tag_list(claim(physical_id).tags())}],
-    }
+    ipv6 = {"Ipv6Ranges": [{"CidrIpv6": "2001:db8:ab::/48", "Description": DESCRIPTION}]}
+    params = ranged_authorize_params(physical_id, ipv6, 6379, 6380)
     made = [ranged_rule(f"sgr-{p}", p, {}, CidrIpv6="2001:db8:ab::/48") for p in (6379, 6380)]
     ec2_stubber.add_response("authorize_security_group_ingress", {"Return": True, "SecurityGroupRules": made}, params)
 
@@ -464,19 +462,8 @@ def test_a_prefix_list_ec2_does_not_know_fails_naming_it_and_claims_nothing(
 ) -> None:
     physical_id = f"cache-vpc-ingress:pl-0123456789abcdef0:6379,6380:{A}"
     serverless(stubber, [A])
-    params = {
-        "GroupId": A,
-        "IpPermissions": [
-            {
-                "IpProtocol": "tcp",
-                "FromPort": p,
-                "ToPort": p,
-                "PrefixListIds": [{"PrefixListId": "pl-0123456789abcdef0", "Description": DESCRIPTION}],
-            }
-            for p in (6379, 6380)
-        ],
-        "TagSpecifications": [{"ResourceType": "security-group-rule", "Tags": tag_list(claim(physical_id).tags())}],
-    }
+    listed = {"PrefixListIds": [{"PrefixListId": "pl-0123456789abcdef0", "Description": DESCRIPTION}]}
+    params = ranged_authorize_params(physical_id, listed, 6379, 6380)
     ec2_stubber.add_client_error(
         "authorize_security_group_ingress",
         "InvalidPrefixListID.NotFound",
@@ -499,17 +486,13 @@ def test_an_ipv4_rule_another_resource_holds_is_found_by_its_range_and_claimed(
     held = ranged_rule("sgr-a", 6379, other.tags(), CidrIpv4="10.20.0.0/16")
     unrelated = ranged_rule("sgr-b", 6379, {}, CidrIpv4="10.0.0.0/8")
     serverless(stubber, [A])
-    permission = {"IpProtocol": "tcp", "FromPort": 6379, "ToPort": 6379}
+    ipv4 = {"IpRanges": [{"CidrIp": "10.20.0.0/16", "Description": DESCRIPTION}]}
     ec2_stubber.add_client_error(
         "authorize_security_group_ingress",
         "InvalidPermission.Duplicate",
         "the rule exists",
         400,
-        expected_params={
-            "GroupId": A,
-            "IpPermissions": [{**permission, "IpRanges": [{"CidrIp": "10.20.0.0/16", "Description": DESCRIPTION}]}],
-            "TagSpecifications": [{"ResourceType": "security-group-rule", "Tags": tag_list(claim(physical_id).tags())}],
-        },
+        expected_params=ranged_authorize_params(physical_id, ipv4, 6379),
     )
     rules_of(ec2_stubber, A, unrelated, held)
     tag(ec2_stubber, "sgr-a", claim(physical_id).tags())
