@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import parse_qs, urlencode
 from xml.sax.saxutils import escape  # used to write XML; nothing here parses any  # nosec B406
@@ -102,16 +101,3 @@ class QueryService(LoopbackService):
         """Serve on 127.0.0.1 (a free port unless one is given) and return the endpoint URL."""
         self._server = serve(self, self.thread_name, port)
         return self.url
-
-
-@dataclass(frozen=True)
-class Call:
-    """One request as a stand-in saw it: it ``arrived``, then was ``answered`` (faults wait in between), on the
-    monotonic clock."""
-
-    action: str
-    params: dict[str, str]
-    status: int
-    error: str | None
-    arrived: float
-    answered: float
