@@ -99,6 +99,7 @@ class VpcStackHistory(RuleBasedStateMachine):
         super().__init__()
         servers().moto.reset()
         servers().ec2.reset()
+        servers().memorydb.reset()
         servers().standin.reset()
         servers().standin.upstream = servers().moto.url
         servers().receiver.reset()
