@@ -1,11 +1,11 @@
 """One fault plan for every loopback server: what goes wrong with the next calls, as tests and benchmarks arm it.
 
-The ElastiCache stand-in and the https receiver both inherit :class:`FaultPlan`,
-so either is armed the same way (``throttle_next``, ``throttle_for``,
-``fail_next``, ``drop_next``, ``stall_next``, ``slow_next``, ``set_latency``,
-``set_rate_limit``) and the order in which faults win is the same for both.
-Each server takes one :class:`Fault` per call and only turns it into its own
-wire format.
+The ElastiCache stand-in, the fronts before moto (:mod:`offline.front`) and
+the https receiver all inherit :class:`FaultPlan`, so each is armed the same
+way (``throttle_next``, ``throttle_for``, ``fail_next``, ``drop_next``,
+``stall_next``, ``slow_next``, ``set_latency``, ``set_rate_limit``) and the
+order in which faults win is the same for all. Each server takes one
+:class:`Fault` per call and only turns it into its own wire format.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ class FaultPlan:
         self._armed = _Armed()
 
     def throttle_next(self, count: int) -> None:
-        """Throttle the next ``count`` calls (ElastiCache answers ``Throttling``, HTTP 400)."""
+        """Throttle the next ``count`` calls (each server answers as its service does: ElastiCache ``Throttling``)."""
         with self._fault_lock:
             self._armed.throttle = count
 

@@ -21,6 +21,18 @@ class LoopbackHandler(BaseHTTPRequestHandler):
         self.close_connection = True
         self.connection.close()
 
+    def reply(self, status: int, body: str | None, content_type: str) -> None:
+        """Answer ``status`` with ``body``; no body (``None``) hangs up unanswered, as :meth:`drop`."""
+        if body is None:
+            self.drop()
+            return
+        data = body.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: URLs may hold (test) signatures, and tests read each server's record of calls instead."""
 

@@ -10,15 +10,14 @@ sends a request on, unchanged, to another endpoint speaking the same protocol
 
 from __future__ import annotations
 
-import http.client
 import re
 import uuid
-from dataclasses import dataclass
 from typing import Protocol
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, urlencode
 from xml.sax.saxutils import escape  # used to write XML; nothing here parses any  # nosec B406
 
 from offline.loopback import LoopbackHandler, LoopbackServer, LoopbackService
+from offline.upstream import post
 
 
 class ApiFault(Exception):
@@ -57,22 +56,11 @@ def parse_form(raw: bytes) -> dict[str, str]:
 
 def forward(endpoint: str, service: str, region: str, form: dict[str, str]) -> tuple[int, str, str | None]:
     """Relay a request to ``endpoint`` as it came: (HTTP status, its XML unchanged, its error code if any)."""
-    url = urlsplit(endpoint)
-    connection = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port or 80, timeout=30)
-    try:
-        # moto tells services apart by the credential scope of the signature, which it does not check.
-        scope = f"Credential=offline/20260101/{region}/{service}/aws4_request"
-        headers = {
-            "Content-Type": "application/x-www-form-urlencoded",
-            "Authorization": f"AWS4-HMAC-SHA256 {scope}, SignedHeaders=host, Signature=0",
-        }
-        connection.request("POST", "/", urlencode(form), headers)
-        response = connection.getresponse()
-        text = response.read().decode()
-    finally:
-        connection.close()
-    error = re.search(r"<Code>([^<]*)</Code>", text) if response.status >= 400 else None
-    return response.status, text, error.group(1) if error else None
+    status, text = post(
+        endpoint, service, region, urlencode(form), {"Content-Type": "application/x-www-form-urlencoded"}
+    )
+    error = re.search(r"<Code>([^<]*)</Code>", text) if status >= 400 else None
+    return status, text, error.group(1) if error else None
 
 
 class QueryApi(Protocol):
@@ -88,15 +76,7 @@ class QueryRequestHandler(LoopbackHandler):
     def do_POST(self) -> None:
         form = parse_form(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
         status, body = self.api.handle(form)
-        if body is None:
-            self.drop()
-            return
-        data = body.encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "text/xml")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        self.reply(status, body, "text/xml")
 
 
 def serve(api: QueryApi, name: str, port: int = 0) -> LoopbackServer:
@@ -121,16 +101,3 @@ class QueryService(LoopbackService):
         """Serve on 127.0.0.1 (a free port unless one is given) and return the endpoint URL."""
         self._server = serve(self, self.thread_name, port)
         return self.url
-
-
-@dataclass(frozen=True)
-class Call:
-    """One request as a stand-in saw it: it ``arrived``, then was ``answered`` (faults wait in between), on the
-    monotonic clock."""
-
-    action: str
-    params: dict[str, str]
-    status: int
-    error: str | None
-    arrived: float
-    answered: float

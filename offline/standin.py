@@ -34,8 +34,9 @@ from xml.sax.saxutils import escape  # used to write XML; nothing here parses an
 
 from offline.caches import Cache as Cache
 from offline.caches import CacheCatalog
+from offline.call_log import Call, CallLog
 from offline.faults import Fault, FaultPlan
-from offline.query_protocol import ApiFault, Call, QueryService, error_xml, forward, response_xml
+from offline.query_protocol import ApiFault, QueryService, error_xml, forward, response_xml
 
 VERSION = "2015-02-02"
 NAMESPACE = f"http://elasticache.amazonaws.com/doc/{VERSION}/"
@@ -84,7 +85,7 @@ class ElastiCacheStandIn(FaultPlan, QueryService):
         self._groups: dict[str, _Group] = {}
         self._caches = CacheCatalog(region, account_id)
         self.upstream = upstream
-        self._calls: list[Call] = []
+        self._log = CallLog()
 
     # -- serving ---------------------------------------------------------
 
@@ -96,7 +97,7 @@ class ElastiCacheStandIn(FaultPlan, QueryService):
             self._groups.clear()
             self._caches = CacheCatalog(self.region, self.account_id)
             self.clear_faults()
-            self._calls.clear()
+            self._log.clear()
             self.classic_enabled = True
 
     def add_group(self, name: str, description: str = "stand-in group") -> None:
@@ -119,8 +120,7 @@ class ElastiCacheStandIn(FaultPlan, QueryService):
             self._caches.serverless.pop(name, None)
 
     def calls(self, action: str | None = None) -> list[Call]:
-        with self._lock:
-            return [c for c in self._calls if action is None or c.action == action]
+        return self._log.calls(action)
 
     def ingress_table(self) -> list[dict[str, str]]:
         """Every entry of every group, as the API would describe it now."""
@@ -157,8 +157,7 @@ class ElastiCacheStandIn(FaultPlan, QueryService):
         if fault is not None:
             time.sleep(fault.wait)
         status, body, error = self._answer(action, params, fault)
-        with self._lock:
-            self._calls.append(Call(action, params, status, error, arrived, self._clock()))
+        self._log.record(Call(action, params, status, error, arrived, self._clock()))
         return status, body
 
     def _answer(self, action: str, params: dict[str, str], fault: Fault | None) -> tuple[int, str | None, str | None]:

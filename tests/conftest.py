@@ -29,7 +29,7 @@ for _leak in ("AWS_PROFILE", "AWS_SAM_LOCAL", "POWERTOOLS_LOG_LEVEL", "LOG_LEVEL
 
 @pytest.fixture(scope="session")
 def servers() -> support.Servers:
-    """moto, the ElastiCache and CloudFormation stand-ins and the receiver, started on first use."""
+    """moto, the fronts before it, the ElastiCache stand-in and the receiver, started on first use."""
     return support.servers()
 
 
@@ -46,12 +46,14 @@ def standin(servers: support.Servers) -> Iterator[ElastiCacheStandIn]:
 
 @pytest.fixture
 def moto(servers: support.Servers, standin: ElastiCacheStandIn) -> MotoBackend:
-    """moto's server, emptied: EC2, and the replication groups the stand-in now forwards to it.
+    """moto's server, emptied: EC2, MemoryDB, and the replication groups the stand-in now forwards to it.
 
-    The function reaches EC2 through the front (``servers.ec2``), emptied of faults and calls too.
+    The function reaches EC2 and MemoryDB through the fronts (``servers.ec2``, ``servers.memorydb``), emptied
+    of faults and calls too.
     """
     servers.moto.reset()
     servers.ec2.reset()
+    servers.memorydb.reset()
     standin.upstream = servers.moto.url
     return servers.moto
 

@@ -7,9 +7,9 @@ Lambda-like context, and what CloudFormation would have received is read back
 from the receiver. Events come from :func:`load_event`, the same loader the
 demo and ``make invoke`` use.
 
-The servers (moto, the ElastiCache stand-in, the CloudFormation stand-in and
-the receiver) start on the first call of :func:`servers`, not at import: the
-unit tier never calls it, so it pays for none of them.
+The servers (moto, the ElastiCache stand-in, the fronts before moto's EC2 and
+MemoryDB, and the receiver) start on the first call of :func:`servers`, not at
+import: the unit tier never calls it, so it pays for none of them.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from offline.harness import OFFLINE_ENV, LambdaContext, load_event
 
 if TYPE_CHECKING:
     from offline.ec2_front import Ec2Front
+    from offline.memorydb_front import MemoryDbFront
     from offline.moto_backend import MotoBackend
     from offline.receiver import Put, ResponseReceiver
     from offline.standin import ElastiCacheStandIn
@@ -74,6 +75,7 @@ class Servers:
     standin: ElastiCacheStandIn
     receiver: ResponseReceiver
     ec2: Ec2Front  # the function's EC2 endpoint: moto, behind a front that takes faults and logs calls
+    memorydb: MemoryDbFront  # the function's MemoryDB endpoint: moto's clusters, behind a front of the same kind
 
 
 @functools.cache
@@ -87,15 +89,18 @@ def servers() -> Servers:
     calls it never imports moto.
     """
     from offline.ec2_front import Ec2Front
+    from offline.memorydb_front import MemoryDbFront
     from offline.moto_backend import MotoBackend
     from offline.receiver import ResponseReceiver
     from offline.standin import ElastiCacheStandIn
 
-    started = Servers(MotoBackend(), ElastiCacheStandIn(settle_delay=0.0), ResponseReceiver(), Ec2Front())
-    started.ec2.upstream = started.moto.start()
+    started = Servers(
+        MotoBackend(), ElastiCacheStandIn(settle_delay=0.0), ResponseReceiver(), Ec2Front(), MemoryDbFront()
+    )
+    started.ec2.upstream = started.memorydb.upstream = started.moto.start()
     os.environ["AWS_ENDPOINT_URL_ELASTICACHE"] = started.standin.start()
     os.environ["AWS_ENDPOINT_URL_EC2"] = started.ec2.start()
-    os.environ["AWS_ENDPOINT_URL_MEMORYDB"] = started.moto.url  # moto's MemoryDB clusters, as they are
+    os.environ["AWS_ENDPOINT_URL_MEMORYDB"] = started.memorydb.start()
     started.receiver.start()
     # CloudFormation's ResponseURL is https; the sender trusts the receiver's self-signed certificate this way.
     os.environ["SSL_CERT_FILE"] = started.receiver.cafile
@@ -110,6 +115,7 @@ def stop_servers() -> None:
     running.standin.stop()
     running.receiver.stop()
     running.ec2.stop()
+    running.memorydb.stop()
     running.moto.stop()
     servers.cache_clear()
 

@@ -9,7 +9,6 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import app
 from cache_ingress import vpc_rules
 from cache_ingress.errors import InvalidProperties
 from cache_ingress.modes import ALL_PROPERTIES
@@ -50,27 +49,20 @@ FUZZ = settings(
 def _answer(event: dict[str, Any]) -> tuple[dict[str, Any], int]:
     """The one answer to ``event``, checked as CloudFormation would take it, and how many API calls it made.
 
-    ElastiCache's calls are the stand-in's record, EC2's the front's; MemoryDB's go straight to moto, so they are counted on the
-    handler's own MemoryDB client.
+    The calls are those that reached AWS: the ElastiCache stand-in's record and the EC2 and MemoryDB fronts'.
     """
-    standin, ec2 = servers().standin, servers().ec2
-    calls_before = len(standin.calls()) + len(ec2.calls())
-    memorydb_calls: list[str] = []
-
-    def count(model: Any, **_: Any) -> None:
-        memorydb_calls.append(model.name)
-
-    events = app.memorydb().client.meta.events
-    events.register("before-call.memorydb", count)
-    try:
-        (put,) = handle(event, seconds=10).puts
-    finally:
-        events.unregister("before-call.memorydb", count)
+    calls_before = _calls_made()
+    (put,) = handle(event, seconds=10).puts
     assert len(put.body) <= 4096
     body: dict[str, Any] = json.loads(put.body)
     assert body["PhysicalResourceId"]
     assert len(body["PhysicalResourceId"].encode()) <= 1024
-    return body, len(standin.calls()) + len(ec2.calls()) - calls_before + len(memorydb_calls)
+    return body, _calls_made() - calls_before
+
+
+def _calls_made() -> int:
+    running = servers()
+    return len(running.standin.calls()) + len(running.ec2.calls()) + len(running.memorydb.calls())
 
 
 def _refused_without_a_call(body: dict[str, Any], calls: int, names: tuple[str, ...]) -> None:
@@ -187,7 +179,8 @@ def test_any_vpc_properties_get_one_answer_and_bad_ones_a_reason_naming_a_proper
 def test_the_fuzzed_answers_count_memorydb_lookups_as_calls(
     standin: ElastiCacheStandIn, receiver: ResponseReceiver
 ) -> None:
-    """The call count the tests above rely on sees a MemoryDB lookup (here one for a cluster that is not there)."""
+    """The call count the tests above rely on sees a MemoryDB lookup (here one for a cluster that is not there),
+    as the MemoryDB front logged it."""
     props = {"MemoryDBClusterName": "no-such-cluster", "SourceSecurityGroupId": "sg-0a1b2c3d4e5f60718"}
     body, calls = _answer(load_event("vpc-create.json", ResourceProperties=props))
     assert (body["Status"], calls) == ("FAILED", 1)

@@ -5,7 +5,9 @@ cache ``sessions`` or the MemoryDB cluster ``sessions``, behind the same
 groups), sources (the groups ``app`` and ``batch``, an IPv4 and an IPv6
 range, a prefix list), ports and target groups are drawn so that resources of
 both stacks often declare the same rules; replacements, rollbacks, lost answers,
-repeated deliveries and throttling all occur. People add rules by hand. And
+repeated deliveries and throttling all occur, and the cache's Describe is
+throttled or hangs whichever service it goes to (the ElastiCache stand-in, or
+the MemoryDB front before moto). People add rules by hand. And
 another stack's resource is created or deleted in the middle of an
 operation, between two of its EC2 calls, as a second Lambda sandbox would.
 
@@ -99,6 +101,7 @@ class VpcStackHistory(RuleBasedStateMachine):
         super().__init__()
         servers().moto.reset()
         servers().ec2.reset()
+        servers().memorydb.reset()
         servers().standin.reset()
         servers().standin.upstream = servers().moto.url
         servers().receiver.reset()
@@ -152,15 +155,17 @@ class VpcStackHistory(RuleBasedStateMachine):
         meanwhile: tuple[int, dict[str, Any]] | None,
     ) -> None:
         """No stack: create one; a failed state: delete; else as drawn. ``meanwhile``: the other sandbox's turn."""
-        if fault == "throttling":
+        if fault == "throttling":  # the cache's Describe, ElastiCache's or MemoryDB's
             servers().standin.throttle_next(3)
+            servers().memorydb.throttle_next(3)
         elif fault == "ec2-throttling":
             servers().ec2.throttle_next(3)
         elif fault == "ec2-errors":
             servers().ec2.fail_next(1, 500)
             servers().ec2.throttle_next(1)
-        elif fault == "hang":  # a Describe held 3 s, then dropped
+        elif fault == "hang":  # the cache's Describe held 3 s, then dropped
             servers().standin.stall_next(1, 3.0)
+            servers().memorydb.stall_next(1, 3.0)
         elif fault == "ec2-hang":  # an EC2 call held 3 s, then dropped unapplied
             servers().ec2.stall_next(1, 3.0)
         elif fault in ("receiver-retried", "answer-lost"):
@@ -179,6 +184,7 @@ class VpcStackHistory(RuleBasedStateMachine):
             for thread in threads:
                 thread.join()
             servers().standin.clear_faults()
+            servers().memorydb.clear_faults()
             servers().ec2.clear_faults()
             servers().receiver.fail_next(0)
 

@@ -1,7 +1,7 @@
 """Time discipline, as CloudFormation and AWS would notice it: work stops when CloudFormation stops waiting.
 
 Every scenario runs the real handler over loopback with faults injected into
-the stand-ins (the ElastiCache stand-in, and the EC2 front before moto), and
+the stand-ins (the ElastiCache stand-in, and the EC2 and MemoryDB fronts before moto), and
 checks what a user would notice: when the answer arrived and what it said,
 and, from the stand-ins' call logs, that no change arrived after it. Each
 waits a while after the answer for a late write to show up.
@@ -150,6 +150,32 @@ def test_service_timeout_bounds_the_work_and_the_answer(servers: Servers, vpc: d
     assert answered_at(delivery) - delivery.started < 5.0
     assert_failed(answer, "ServiceTimeout")
     assert ec2_writes_after(servers.ec2, delivery.started + 5.0) == []
+
+
+def test_a_throttled_memorydb_lookup_is_retried_and_the_create_succeeds(servers: Servers, vpc: dict[str, str]) -> None:
+    """MemoryDB throttles the DescribeClusters that finds the cluster, three times: the one retry policy waits it out."""
+    servers.memorydb.throttle_next(3)
+    assert_success(invoke(load_event("vpc-memorydb-create.json", vpc)))
+    assert [c.error for c in servers.memorydb.calls("DescribeClusters")] == [*["ThrottlingException"] * 3, None]
+    _app, _cache, shared = vpc.values()
+    assert app_rules(servers.moto, vpc) == {(shared, 6379)}  # app-store is guarded by shared-clients alone
+
+
+def test_a_memorydb_lookup_stalling_past_service_timeout_is_answered_failed_before_cloudformation_stops_waiting(
+    servers: Servers, vpc: dict[str, str]
+) -> None:
+    """DescribeClusters hangs past ServiceTimeout, then is dropped: FAILED before CloudFormation gives up, no rule ever."""
+    servers.memorydb.stall_next(1, 5.0)
+    event = load_event("vpc-memorydb-create.json", vpc)
+    event["ResourceProperties"]["ServiceTimeout"] = "4"  # CloudFormation waits 4 s; the function's deadline is 3 s
+    delivery = handle(event, seconds=30.0)
+    answer = delivery.answer()
+    assert answered_at(delivery) - delivery.started < 4.0
+    assert_failed(answer, "the deadline set by the resource's ServiceTimeout")
+    time.sleep(max(0.0, delivery.started + 5.5 - time.monotonic()))  # the stalled call has been dropped by now
+    assert [c.error for c in servers.memorydb.calls()] == ["dropped"]  # the one lookup, never answered nor retried
+    assert servers.ec2.writes() == []
+    assert app_rules(servers.moto, vpc) == set()
 
 
 def _create(event: dict[str, Any]) -> str:
