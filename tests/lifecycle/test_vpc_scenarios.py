@@ -276,6 +276,32 @@ def test_a_stack_whose_memorydb_cluster_was_deleted_by_hand_still_deletes_and_ta
     assert (stack.status, world.rules()) == ("DELETE_COMPLETE", set())
 
 
+def test_respelling_the_case_of_a_gone_memorydb_clusters_name_keeps_the_rules_and_never_sticks_a_rollback(
+    world: Vpc,
+) -> None:
+    """MemoryDB keeps names in lower case: ``Store`` and ``store`` are one cluster, so one request.
+
+    With the cluster deleted by hand, an Update that only respells the name
+    cannot look it up; like a Description-only Update it asks for exactly the
+    rules the held id names, so it keeps them. Taken for a different request,
+    it failed, and its rollback Update (the same two names, swapped) failed
+    too: UPDATE_ROLLBACK_FAILED.
+    """
+    stack = world.cfn.create_stack("app", {"Access": world.store(MemoryDBClusterName="Store")})
+    held = stack.resources["Access"].physical_id
+    world.moto.client("memorydb").delete_cluster(ClusterName="store")
+    world.cfn.update_stack(stack, {"Access": world.store(MemoryDBClusterName="store")}, another_resource_fails=True)
+    assert (stack.status, stack.resources["Access"].physical_id, world.rules()) == (
+        "UPDATE_ROLLBACK_COMPLETE",
+        held,
+        BOTH,
+    )
+    world.cfn.update_stack(stack, {"Access": world.store(MemoryDBClusterName="store")})
+    assert (stack.status, stack.resources["Access"].physical_id, world.rules()) == ("UPDATE_COMPLETE", held, BOTH)
+    world.cfn.delete_stack(stack)
+    assert world.rules() == set()
+
+
 def test_a_create_for_a_missing_memorydb_cluster_rolls_back_cleanly(world: Vpc) -> None:
     stack = world.cfn.create_stack("app", {"Access": world.store(MemoryDBClusterName="gone")})
     assert (stack.status, world.rules(), world.writes()) == ("ROLLBACK_COMPLETE", set(), [])
