@@ -203,9 +203,15 @@ def cidr(kind: SourceKind, value: Any) -> str:
 
 
 def _address(value: str, kind: SourceKind) -> str | None:
+    """The one address ``value`` is, to suggest its /32 or /128; None if adding one would not make a CIDR.
+
+    ipaddress reads an IPv6 zone (``fe80::1%eth0``), which no CIDR may carry.
+    """
     try:
         address = ipaddress.ip_address(value)
     except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
         return None
     return str(address) if address.version == (4 if kind is SourceKind.IPV4 else 6) else None
 

@@ -167,6 +167,13 @@ def test_only_the_canonical_spelling_of_a_source_decodes(part: str) -> None:
     assert vpc_rules.parse_physical_id(f"cache-vpc-ingress:{part}:6379:sg-0000000a") is None
 
 
+def test_an_address_with_a_zone_is_not_told_to_add_a_prefix_length_it_could_not_take() -> None:
+    """``fe80::1%eth0/128`` is refused too (EC2 takes no zone): the reason must not suggest it."""
+    said = reason(SourceCidrIpv6="fe80::1%eth0")
+    assert said.startswith("SourceCidrIpv6 must be an IPv6 CIDR such as 2001:db8::/56")
+    assert "/128" not in said.replace("0 to 128", "")
+
+
 @pytest.mark.parametrize(
     ("spelled", "ipv4"),
     [
