@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 import app as handler
-from cache_ingress.claims import CLAIM_PREFIX
+from cache_ingress.claims import CLAIM_PREFIX, PRE_EXISTING_KEY
 from offline.harness import build_vpc_example
 from offline.moto_backend import MotoBackend
 from offline.receiver import ResponseReceiver
@@ -505,6 +505,25 @@ def test_changing_the_kind_of_source_replaces_the_rules_and_a_rollback_restores_
     world.cfn.update_stack(stack, {"Access": world.let_in(SourceCidrIp=OFFICE)})
     assert stack.status == "UPDATE_COMPLETE"
     assert (world.rules(), targets_of(world.from_source(OFFICE))) == (set(), INTO_BOTH)
+
+
+@pytest.mark.parametrize(
+    ("by_hand", "declared", "held"),
+    [
+        ({"CidrIpv6": "2001:DB8:AB::/48"}, {"SourceCidrIpv6": VPN}, VPN),
+        ({"CidrIp": "10.20.0.9/16"}, {"SourceCidrIp": OFFICE}, OFFICE),
+    ],
+)
+def test_a_rule_made_by_hand_from_the_same_range_spelt_otherwise_is_that_rule_and_outlives_the_delete(
+    world: Vpc, by_hand: dict[str, str], declared: dict[str, str], held: str
+) -> None:
+    """EC2 keeps one rule per range, however it was spelt (masked, lower case): the Create finds it, marks it."""
+    world.by_hand_from(world.cache, **by_hand)
+    stack = world.cfn.create_stack("app", {"Access": world.let_in(**declared)})
+    into_cache = [tags for (source, _), tags in world.moto.rule_tags(world.cache).items() if source == held]
+    assert [PRE_EXISTING_KEY in tags for tags in into_cache] == [True]
+    world.cfn.delete_stack(stack)
+    assert world.from_source(held) == {("cache", 6379, "opened by the on-call")}
 
 
 def test_a_cidr_rule_made_by_hand_with_the_resources_own_description_is_still_not_taken_for_its_own(
