@@ -33,13 +33,21 @@ that fails on plain moto:
 6. AuthorizeSecurityGroupIngress refuses a source prefix list that does not
    exist (``InvalidPrefixListID.NotFound``) and adds nothing; moto adds a rule
    from any ``pl-`` id at all.
+7. A rule's CIDR is kept as EC2 keeps it: an IPv4 range with its host bits
+   masked (``10.0.0.7/24`` is ``10.0.0.0/24``), an IPv6 range in its short
+   lower-case spelling, so two spellings of one range are one rule (the second
+   is ``InvalidPermission.Duplicate``, and either revokes it). moto keeps every
+   spelling as a rule of its own, a world where a person's rule and a
+   resource's from one range could stand side by side, as in no EC2.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import http.client
 import inspect
+import ipaddress
 import logging
 import threading
 from collections.abc import Iterator
@@ -63,6 +71,7 @@ _moto_equality = SecurityGroupRule.__eq__
 _moto_rules_named = SecurityGroupBackend._iterate_security_rules
 _moto_authorize_ingress = SecurityGroups.authorize_security_group_ingress
 _moto_update_ingress_descriptions = SecurityGroups.update_security_group_rule_descriptions_ingress
+_moto_rules_from_querystring = SecurityGroups._process_rules_from_querystring
 
 
 def _without_description(rule: SecurityGroupRule) -> SecurityGroupRule:
@@ -164,6 +173,22 @@ def _update_ingress_descriptions(self: SecurityGroups) -> ActionResult:
     return result
 
 
+def _rules_from_querystring(self: SecurityGroups) -> Iterator[dict[str, Any]]:
+    """The rules a request names, each CIDR as EC2 keeps it (correction 7), for every call that names rules."""
+    for kwargs in _moto_rules_from_querystring(self):
+        kwargs["ip_ranges"] = [_as_ec2_keeps_it(ip_range) for ip_range in kwargs["ip_ranges"]]
+        yield kwargs
+
+
+def _as_ec2_keeps_it(ip_range: dict[str, Any]) -> dict[str, Any]:
+    kept = dict(ip_range)
+    for key in ("CidrIp", "CidrIpv6"):
+        if isinstance(kept.get(key), str):
+            with contextlib.suppress(ValueError):  # not a CIDR at all: moto's own check refuses it
+                kept[key] = str(ipaddress.ip_network(kept[key], strict=False))
+    return kept
+
+
 def _prefix_list_entry(rule: SecurityGroupRule) -> dict[str, str]:
     entry: dict[str, str] = getattr(rule, "prefix_list_entry", {})
     return entry
@@ -192,6 +217,8 @@ def _correct_moto() -> None:
         SecurityGroups.authorize_security_group_ingress = _authorize_ingress  # type: ignore[method-assign]
     if SecurityGroups.update_security_group_rule_descriptions_ingress is not _update_ingress_descriptions:
         SecurityGroups.update_security_group_rule_descriptions_ingress = _update_ingress_descriptions  # type: ignore[method-assign]
+    if SecurityGroups._process_rules_from_querystring is not _rules_from_querystring:
+        SecurityGroups._process_rules_from_querystring = _rules_from_querystring  # type: ignore[method-assign]
     if vars(SecurityGroupRule)["description"] is not _description:
         SecurityGroupRule.description = _description  # type: ignore[method-assign, assignment]
 

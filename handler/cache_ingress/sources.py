@@ -189,6 +189,11 @@ def cidr(kind: SourceKind, value: Any) -> str:
         raise InvalidProperties(f"{kind.value} must be {wanted}, got {shown(value)}") from None
     if network.version != (4 if kind is SourceKind.IPV4 else 6):
         raise InvalidProperties(f"{kind.value} must be {wanted}, got {shown(value)}")
+    if isinstance(network, ipaddress.IPv6Network) and network.network_address.ipv4_mapped is not None:
+        # Python spells these differently from 3.13 on (::ffff:10.0.0.0/104, was ::ffff:a00:0/104), so
+        # their canonical text, and the id, would depend on the runtime; EC2 sees an IPv4 client as IPv4.
+        ipv4 = f"{network.network_address.ipv4_mapped}/{network.prefixlen - 96}"
+        raise InvalidProperties(f"{kind.value} {shown(value)} is an IPv4 range; use SourceCidrIp: {ipv4}")
     if network.network_address != ipaddress.ip_address(value.rsplit("/", 1)[0]):
         raise InvalidProperties(
             f"{kind.value} {shown(value)} has bits set past its prefix length; its network is {network}: "
@@ -198,9 +203,15 @@ def cidr(kind: SourceKind, value: Any) -> str:
 
 
 def _address(value: str, kind: SourceKind) -> str | None:
+    """The one address ``value`` is, to suggest its /32 or /128; None if adding one would not make a CIDR.
+
+    ipaddress reads an IPv6 zone (``fe80::1%eth0``), which no CIDR may carry.
+    """
     try:
         address = ipaddress.ip_address(value)
     except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
         return None
     return str(address) if address.version == (4 if kind is SourceKind.IPV4 else 6) else None
 

@@ -83,6 +83,10 @@ class CacheRef:
         """
         return self.name.lower() if self.kind is CacheKind.MEMORYDB else self.name
 
+    def same_cache(self, other: CacheRef) -> bool:
+        """Whether the two name one cache: a MemoryDB name respelt in another case still does."""
+        return (self.kind, self.lookup_name) == (other.kind, other.lookup_name)
+
 
 @dataclass(frozen=True)
 class VpcRequest:
@@ -173,8 +177,12 @@ def parse_properties(given: Any, stack_id: str, logical_id: str) -> VpcRequest:
 
 
 def same_rules_asked(one: VpcRequest, other: VpcRequest) -> bool:
-    """Whether two requests must resolve to the same rules: they differ at most in their description."""
-    return replace(one, description=other.description) == other
+    """Whether two requests must resolve to the same rules: they differ at most in their description.
+
+    And in the case of a MemoryDB name, which names one cluster whatever its case: an Update that only
+    respells it, while the cluster is gone, is then kept to the held id like a Description change.
+    """
+    return one.cache.same_cache(other.cache) and replace(one, description=other.description, cache=other.cache) == other
 
 
 def could_resolve_to(request: VpcRequest, rule_set: RuleSet) -> bool:

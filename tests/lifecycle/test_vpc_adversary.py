@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from cache_ingress import aws_api, vpc_lifecycle
+from cache_ingress.errors import ResourceFailure
 from cache_ingress.protocol import Instance
 from cache_ingress.timing import MAX_ANSWER_RESERVE_S, Deadline
 from cache_ingress.vpc_lifecycle import VpcMode
@@ -205,3 +206,31 @@ def test_upgrade_a_rule_the_earlier_release_made_for_one_stack_is_not_kept_for_e
     assert {(s, p) for s, p, _ in world.rules()} == {(world.app, 6379)}  # Y still declares it
     y.delete()
     assert world.rules() == set(), "the earlier release's rule outlived both stacks that declared it"
+
+
+#: EC2 allows 50 user tags on a resource, so a rule, and one claim is a tag (README, Limits).
+EC2_TAGS_PER_RESOURCE = 50
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=ResourceFailure,
+    reason="README, Limits: a rule holds at most 50 tags, one claim per resource, so at most 50 resources share it",
+)
+def test_any_number_of_stacks_can_let_the_same_office_range_into_one_cache(world: World) -> None:
+    """A group source is usually one application's own; a CIDR or prefix list (the office VPN, the build
+    agents) is what many stacks name alike, so many claims land on one rule. Its 51st resource's Create
+    cannot write its claim: EC2 answers TagLimitExceeded, and that stack fails to create (cleanly: its
+    rollback lets go of nothing, and the 50 others keep their access).
+    """
+    office = {
+        "ReplicationGroupId": "app-cache",
+        "SourceCidrIp": "10.20.0.0/16",
+        "TargetSecurityGroupIds": [world.cache],
+    }
+    sandbox = Sandbox.of("team0", office)
+    for n in range(EC2_TAGS_PER_RESOURCE):
+        Sandbox(f"team{n}", sandbox.mode, office).create()  # one sandbox's clients serve them all, in turn
+    latest = Sandbox("latecomer", sandbox.mode, office)
+    latest.create()
+    assert latest.granted is not None

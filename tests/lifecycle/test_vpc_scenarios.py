@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 import app as handler
-from cache_ingress.claims import CLAIM_PREFIX
+from cache_ingress.claims import CLAIM_PREFIX, PRE_EXISTING_KEY
 from offline.harness import build_vpc_example
 from offline.moto_backend import MotoBackend
 from offline.receiver import ResponseReceiver
@@ -276,6 +276,51 @@ def test_a_stack_whose_memorydb_cluster_was_deleted_by_hand_still_deletes_and_ta
     assert (stack.status, world.rules()) == ("DELETE_COMPLETE", set())
 
 
+def test_respelling_the_case_of_a_gone_memorydb_clusters_name_keeps_the_rules_and_never_sticks_a_rollback(
+    world: Vpc,
+) -> None:
+    """MemoryDB keeps names in lower case: ``Store`` and ``store`` are one cluster, so one request.
+
+    With the cluster deleted by hand, an Update that only respells the name
+    cannot look it up; like a Description-only Update it asks for exactly the
+    rules the held id names, so it keeps them. Taken for a different request,
+    it failed, and its rollback Update (the same two names, swapped) failed
+    too: UPDATE_ROLLBACK_FAILED.
+    """
+    stack = world.cfn.create_stack("app", {"Access": world.store(MemoryDBClusterName="Store")})
+    held = stack.resources["Access"].physical_id
+    world.moto.client("memorydb").delete_cluster(ClusterName="store")
+    world.cfn.update_stack(stack, {"Access": world.store(MemoryDBClusterName="store")}, another_resource_fails=True)
+    assert (stack.status, stack.resources["Access"].physical_id, world.rules()) == (
+        "UPDATE_ROLLBACK_COMPLETE",
+        held,
+        BOTH,
+    )
+    world.cfn.update_stack(stack, {"Access": world.store(MemoryDBClusterName="store")})
+    assert (stack.status, stack.resources["Access"].physical_id, world.rules()) == ("UPDATE_COMPLETE", held, BOTH)
+    world.cfn.delete_stack(stack)
+    assert world.rules() == set()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="README, Limits: an Update that spells out the held port or groups while the cache is gone cannot roll back",
+)
+def test_spelling_out_the_held_port_of_a_gone_cache_rolls_back(world: Vpc) -> None:
+    """The cluster is gone and an Update adds ``Port: "6379"``, the port the held id already names.
+
+    It cannot be looked up, so it fails (rightly: the cache is gone). Its
+    rollback Update, back to no Port, cannot look it up either, and it is
+    indistinguishable from a forward Update that drops Port: that one asks
+    for every port the cache has, perhaps more than the held id names, so it
+    must not keep the held id; the rollback fails with it.
+    """
+    stack = world.cfn.create_stack("app", {"Access": world.store()})
+    world.moto.client("memorydb").delete_cluster(ClusterName="store")
+    world.cfn.update_stack(stack, {"Access": world.store(Port="6379")})
+    assert (stack.status, world.rules()) == ("UPDATE_ROLLBACK_COMPLETE", BOTH)
+
+
 def test_a_create_for_a_missing_memorydb_cluster_rolls_back_cleanly(world: Vpc) -> None:
     stack = world.cfn.create_stack("app", {"Access": world.store(MemoryDBClusterName="gone")})
     assert (stack.status, world.rules(), world.writes()) == ("ROLLBACK_COMPLETE", set(), [])
@@ -479,6 +524,25 @@ def test_changing_the_kind_of_source_replaces_the_rules_and_a_rollback_restores_
     world.cfn.update_stack(stack, {"Access": world.let_in(SourceCidrIp=OFFICE)})
     assert stack.status == "UPDATE_COMPLETE"
     assert (world.rules(), targets_of(world.from_source(OFFICE))) == (set(), INTO_BOTH)
+
+
+@pytest.mark.parametrize(
+    ("by_hand", "declared", "held"),
+    [
+        ({"CidrIpv6": "2001:DB8:AB::/48"}, {"SourceCidrIpv6": VPN}, VPN),
+        ({"CidrIp": "10.20.0.9/16"}, {"SourceCidrIp": OFFICE}, OFFICE),
+    ],
+)
+def test_a_rule_made_by_hand_from_the_same_range_spelt_otherwise_is_that_rule_and_outlives_the_delete(
+    world: Vpc, by_hand: dict[str, str], declared: dict[str, str], held: str
+) -> None:
+    """EC2 keeps one rule per range, however it was spelt (masked, lower case): the Create finds it, marks it."""
+    world.by_hand_from(world.cache, **by_hand)
+    stack = world.cfn.create_stack("app", {"Access": world.let_in(**declared)})
+    into_cache = [tags for (source, _), tags in world.moto.rule_tags(world.cache).items() if source == held]
+    assert [PRE_EXISTING_KEY in tags for tags in into_cache] == [True]
+    world.cfn.delete_stack(stack)
+    assert world.from_source(held) == {("cache", 6379, "opened by the on-call")}
 
 
 def test_a_cidr_rule_made_by_hand_with_the_resources_own_description_is_still_not_taken_for_its_own(

@@ -156,6 +156,19 @@ def test_a_memorydb_cluster_name_may_have_40_characters_and_is_looked_up_in_lowe
     assert elasticache.lookup_name == "App-Cache"  # ElastiCache's names go as the stack spells them, as before
 
 
+def test_a_memorydb_name_in_another_case_asks_for_the_same_rules_an_elasticache_one_as_before() -> None:
+    """MemoryDB has one cluster for both spellings; ElastiCache's names are taken as written (see above)."""
+
+    def cluster(name: str, **props: str) -> VpcRequest:
+        request = parse_request({"MemoryDBClusterName": name, "SourceSecurityGroupId": SOURCE, **props}, STACK, "X")
+        assert isinstance(request, VpcRequest)
+        return request
+
+    assert vpc_rules.same_rules_asked(cluster("Store"), cluster("store", Description="d"))
+    assert not vpc_rules.same_rules_asked(cluster("Store"), cluster("stores"))
+    assert not vpc_rules.same_rules_asked(parse(ReplicationGroupId="App-Cache"), parse(ReplicationGroupId="app-cache"))
+
+
 def test_a_memorydb_cluster_opens_its_cluster_endpoint_port_into_its_security_groups() -> None:
     cluster = {
         "Name": "app-store",
