@@ -368,6 +368,9 @@ RULE_GONE_CODES = frozenset(
 )
 
 
+#: A tag write refused because the rule carries EC2's limit of 50 tags already (one claim per resource).
+TAG_LIMIT_CODES = frozenset({"TagLimitExceeded"})
+
 #: Authorize answers meaning the source prefix list does not exist (EC2 has spelled the code both ways).
 PREFIX_LIST_NOT_FOUND_CODES = frozenset({"InvalidPrefixListID.NotFound", "InvalidPrefixListId.NotFound"})
 

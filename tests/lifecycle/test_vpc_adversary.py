@@ -234,3 +234,18 @@ def test_any_number_of_stacks_can_let_the_same_office_range_into_one_cache(world
     latest = Sandbox("latecomer", sandbox.mode, office)
     latest.create()
     assert latest.granted is not None
+
+
+def test_the_resource_past_ec2s_tag_limit_is_told_why_it_cannot_share_the_rule(world: World) -> None:
+    office = {
+        "ReplicationGroupId": "app-cache",
+        "SourceCidrIp": "10.20.0.0/16",
+        "TargetSecurityGroupIds": [world.cache],
+    }
+    sandbox = Sandbox.of("team0", office)
+    for n in range(EC2_TAGS_PER_RESOURCE):
+        Sandbox(f"team{n}", sandbox.mode, office).create()
+    with pytest.raises(ResourceFailure) as refused:
+        Sandbox("latecomer", sandbox.mode, office).create()
+    assert "already carries EC2's limit of 50 tags, one claim per resource that shares it" in str(refused.value)
+    assert "declare this access once" in str(refused.value)
