@@ -191,9 +191,8 @@ class _Ec2Work:
                 raise ResourceFailure(
                     f"{err.operation} failed: a rule already carries EC2's limit of 50 tags, one claim per "
                     "resource that shares it (and any tags of your own), so no further resource can hold it. "
-                    "Let these stacks reach the "
-                    "cache through fewer resources: declare this access once, in a shared stack, or let a "
-                    "shared security group in instead"
+                    "Let these stacks reach the cache through fewer resources: declare this access once, in a "
+                    "shared stack, or let a shared security group in instead"
                 ) from err
             raise ResourceFailure(str(err)) from err
         return True
