@@ -98,3 +98,13 @@ def test_the_bad_input_id_is_named_as_the_handler_makes_it() -> None:
     row = next(line for line in README.splitlines() if line.startswith("| create with bad input |"))
     made = physical_id_or_fallback(None, {"LogicalResourceId": "<LogicalId>", "RequestId": "<RequestId>"})
     assert f"`{made}`" in row
+
+
+def test_every_sample_event_is_in_the_readmes_table_of_events() -> None:
+    """The table under "Local use" says what each file in ``events/`` shows; a new event is added there too."""
+    section = README.split("## Local use", 1)[1].split("\n## ", 1)[0]
+    listed = set(re.findall(r"^\| `([\w.-]+\.json)` \|", section, re.MULTILINE))
+    events = {path.name for path in (ROOT / "events").glob("*.json")} - {"local-env.json"}  # sam's settings
+    assert listed == events, (
+        f"README.md's table of events leaves out {sorted(events - listed)}, names missing {sorted(listed - events)}"
+    )
