@@ -74,8 +74,8 @@ templates: $(VENV)/.installed
 scan: $(VENV)/.installed $(SCAN_VENV)/.installed
 	@echo "== scanners: bandit, checkov"
 	$(BIN)/bandit --quiet --recursive handler offline
-	$(SCAN_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation --file template.yaml --file examples/consumer.yaml --file examples/vpc-consumer.yaml \
-		--file examples/memorydb-consumer.yaml
+	$(SCAN_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation \
+		$(addprefix --file ,template.yaml $(wildcard examples/*.yaml))
 
 # Every tier, on $(PYTEST_WORKERS) workers (each starts its own servers, lazily); the history shards go first
 # (tests/conftest.py), one per worker. PYTEST_WORKERS=0 runs them in this process.

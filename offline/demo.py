@@ -28,6 +28,9 @@ from offline.harness import (
 )
 
 EVENTS = ROOT / "events"
+#: The heading over the VPC steps' rules: each row is a rule into a security group (named like the cache it
+#: guards, in the example world), from app-servers.
+RULES_HEADING = "EC2 ingress rules (target security group <- source)"
 
 
 @dataclass(frozen=True)
@@ -171,7 +174,7 @@ def run_classic(aws: OfflineAws, settle: float) -> int:
             f"of {row['EC2SecurityGroupOwnerId']}: {row['Status']}"
             for row in table
         ]
-        _show(number, step.event["RequestType"], step.title, answer, "ElastiCache ingress table", rows, took, problems)
+        _show(number, step.event, step.title, answer, "ElastiCache ingress table", rows, took, problems)
     return failures
 
 
@@ -186,8 +189,8 @@ def run_vpc(aws: OfflineAws) -> int:
     )
     failures = _run_vpc_steps(aws, ids, vpc_steps(ids))
     print(
-        f"MemoryDB: moto plays MemoryDB too. The cluster {MEMORYDB_EXAMPLE} (port 6379) is guarded by "
-        f"shared-clients ({shared}) alone.\n"
+        f"MemoryDB: moto plays MemoryDB too. The MemoryDB cluster {MEMORYDB_EXAMPLE} (port 6379) is guarded by "
+        f"security group shared-clients ({shared}) alone, so letting app-servers in is one rule.\n"
     )
     return failures + _run_vpc_steps(aws, ids, memorydb_steps(ids))
 
@@ -222,8 +225,17 @@ def _run_vpc_steps(aws: OfflineAws, ids: dict[str, str], steps: list[VpcStep]) -
             f"{group} <- app-servers, tcp/{port}: {text!r}; {_claims(holders.get((group, port), []))}"
             for (group, port), text in sorted(rules.items())
         ]
-        _show(number, event["RequestType"], step.title, answer, "EC2 ingress rules", rows, took, problems)
+        _show(number, event, step.title, answer, RULES_HEADING, rows, took, problems)
     return failures
+
+
+def _properties(event: dict[str, Any]) -> str:
+    """The properties the step sends, on one line: what names the cache and the source is what a reader looks for.
+
+    ServiceToken is left out: the same function ARN in every step, and no part of the grant.
+    """
+    properties = {k: v for k, v in (event.get("ResourceProperties") or {}).items() if k != "ServiceToken"}
+    return json.dumps(properties)
 
 
 def _claims(values: list[str]) -> str:
@@ -245,7 +257,7 @@ def _check_answer(answer: dict[str, Any], expect_id: str) -> list[str]:
 
 def _show(
     number: int,
-    request_type: str,
+    event: dict[str, Any],
     title: str,
     answer: dict[str, Any],
     heading: str,
@@ -253,7 +265,8 @@ def _show(
     took: float,
     problems: list[str],
 ) -> None:
-    print(f"== {number}. {request_type}: {title}  ({took:.2f} s)")
+    print(f"== {number}. {event['RequestType']}: {title}  ({took:.2f} s)")
+    print(f"   ResourceProperties sent: {_properties(event)}")
     print("   CloudFormation received:")
     for line in json.dumps(answer, indent=2).splitlines():
         print("     " + line)

@@ -1,4 +1,4 @@
-"""moto's server on loopback: EC2 security groups and rules, and ElastiCache replication groups.
+"""moto's server on loopback: EC2 security groups and rules, ElastiCache replication groups, MemoryDB clusters.
 
 moto runs in this process, in a thread, so it starts in about a second and
 leaves nothing behind. Where moto 5.2.5 differs from EC2 as the EC2 API
@@ -21,15 +21,15 @@ that fails on plain moto:
    unknown rule id in SecurityGroupRuleDescriptions; it changes nothing
    unless every rule it names exists. moto ignores unknown rules silently,
    and ignores SecurityGroupRuleDescriptions altogether.
-5. AuthorizeSecurityGroupIngress answers with every rule it added
-   (SecurityGroupRules, one per permission and source); moto lists only the
-   rules of the last permission it was given.
 4. A SecurityGroupRule's Description (DescribeSecurityGroupRules, and the
    rules AuthorizeSecurityGroupIngress returns) is the rule's description
    whatever its source; moto reports it only for CIDR rules, not for rules
    from a security group, whose description DescribeSecurityGroups does show,
    and it drops the description of a rule from a prefix list altogether
    (``PrefixListIds[].Description`` is kept here, and updated by rule id).
+5. AuthorizeSecurityGroupIngress answers with every rule it added
+   (SecurityGroupRules, one per permission and source); moto lists only the
+   rules of the last permission it was given.
 6. AuthorizeSecurityGroupIngress refuses a source prefix list that does not
    exist (``InvalidPrefixListID.NotFound``) and adds nothing; moto adds a rule
    from any ``pl-`` id at all.
@@ -39,6 +39,10 @@ that fails on plain moto:
    is ``InvalidPermission.Duplicate``, and either revokes it). moto keeps every
    spelling as a rule of its own, a world where a person's rule and a
    resource's from one range could stand side by side, as in no EC2.
+
+MemoryDB needs no correction: moto answers DescribeClusters with what the
+function reads (the cluster endpoint's port, the security groups,
+``ClusterNotFoundFault``) as the MemoryDB API Reference describes it.
 """
 
 from __future__ import annotations

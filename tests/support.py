@@ -27,8 +27,10 @@ from typing import TYPE_CHECKING, Any
 
 from cache_ingress.aws_api import Ec2Api, ElastiCacheApi, MemoryDbApi
 from cache_ingress.classic_lifecycle import ClassicMode
+from cache_ingress.classic_rules import Ingress
 from cache_ingress.modes import Modes
 from cache_ingress.vpc_lifecycle import VpcMode
+from cache_ingress.vpc_rules import RuleSet, VpcRequest
 from offline.harness import OFFLINE_ENV, LambdaContext, load_event
 
 if TYPE_CHECKING:
@@ -46,6 +48,7 @@ __all__ = [
     "Servers",
     "assert_failed",
     "assert_success",
+    "attribute_names",
     "handle",
     "invoke",
     "load_event",
@@ -215,3 +218,16 @@ OFFLINE_MODES = Modes(
 def parse_request(properties: Any, stack_id: str, logical_id: str = "AppCacheIngress") -> Any:
     """Either mode's request, as the handler's switch reads the properties; raises InvalidProperties."""
     return OFFLINE_MODES.request(properties, stack_id=stack_id, logical_id=logical_id).value
+
+
+def attribute_names(request: VpcRequest | Ingress) -> set[str]:
+    """The attributes ``Fn::GetAtt`` can read once a Create of ``request`` succeeded, without calling AWS.
+
+    What the granted rules or ingress name (their ``attributes()``), and what each mode's grant adds
+    to them: ``VpcMode.grant`` the rules' Description and ids, ``ClassicMode``'s the entry's Status and,
+    when ElastiCache returns it, the group's ARN.
+    """
+    if isinstance(request, VpcRequest):
+        rules = RuleSet.of(request.source, [6379], ["sg-0123456789abcdef0"])
+        return {*rules.attributes(), "Description", "SecurityGroupRuleIds"}
+    return {*request.attributes(), "Status", "CacheSecurityGroupArn"}

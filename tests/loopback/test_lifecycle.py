@@ -9,6 +9,7 @@ from pathlib import Path
 import boto3
 import pytest
 
+from offline.demo import RULES_HEADING
 from offline.receiver import ResponseReceiver
 from offline.standin import ElastiCacheStandIn
 from tests.support import assert_failed, assert_success, handle, invoke, load_event, run_make, run_module
@@ -232,9 +233,10 @@ def test_make_demo_runs_the_whole_lifecycle() -> None:
     granted, taken_back = result.stdout.split("== 1. Create: app-servers may reach the MemoryDB cluster app-store")[
         1
     ].split("== 2. Delete")
+    assert '"MemoryDBClusterName": "app-store"' in granted  # what names the cache, as sent
     assert "shared-clients <- app-servers, tcp/6379" in granted
     assert "1 claim(s): stack cache-access, resource AppStoreAccess" in granted
-    assert "EC2 ingress rules:\n     (empty)" in taken_back
+    assert f"{RULES_HEADING}:\n     (empty)" in taken_back
 
 
 def test_make_invoke_prints_the_answer_and_fails_on_failed() -> None:

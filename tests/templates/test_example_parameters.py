@@ -21,7 +21,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cache_ingress.errors import InvalidProperties
-from tests.support import parse_request
+from tests.support import attribute_names, parse_request
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
@@ -135,7 +135,7 @@ def defaults(example: str) -> dict[str, str]:
 
 
 def test_every_example_feeds_the_provider_from_parameters() -> None:
-    """The check below is not empty: both examples' resources read their values from parameters."""
+    """The check below is not empty: every example's resources read their values from parameters."""
     assert {example for example, _ in feeding_parameters()} == {path.name for path in EXAMPLES}
 
 
@@ -166,6 +166,7 @@ def test_the_defaults_and_samples_are_accepted_by_both() -> None:
     [
         ("vpc-consumer.yaml", "CacheName", "ReplicationGroupId"),
         ("memorydb-consumer.yaml", "ClusterName", "MemoryDBClusterName"),
+        ("prefix-list-consumer.yaml", "CacheName", "ServerlessCacheName"),
     ],
 )
 @pytest.mark.parametrize("name", ["app--cache", "app-cache-", "1app", "a" * 41])
@@ -177,3 +178,32 @@ def test_a_cache_name_the_handler_refuses_the_vpc_examples_refuse_too(
     reason = what_the_handler_says(example, {**defaults(example), parameter: name})
     assert reason is not None
     assert reason.startswith(f"{named} must start with a letter")
+
+
+def got_attributes(value: Any) -> set[tuple[str, str]]:
+    """(resource, attribute) for every ``Fn::GetAtt`` inside ``value``."""
+    if isinstance(value, dict):
+        found = set()
+        if isinstance(value.get("Fn::GetAtt"), list):
+            resource, attribute = value["Fn::GetAtt"]
+            found.add((resource, attribute))
+        return found.union(*(got_attributes(v) for v in value.values()))
+    if isinstance(value, list):
+        return set().union(*(got_attributes(v) for v in value))
+    return set()
+
+
+@pytest.mark.parametrize("example", [path.name for path in EXAMPLES])
+def test_every_attribute_an_example_reads_is_one_its_resource_returns(example: str) -> None:
+    """A ``!GetAtt`` of an attribute the provider does not return fails the consumer's stack after the grant
+    (CloudFormation: "Vendor response doesn't contain ... key"), so each is held to what the handler returns
+    for the properties the example sends, with its parameters' defaults or samples."""
+    template = load(ROOT / "examples" / example)
+    resources = custom_resources(template)
+    read = got_attributes(template)
+    assert {resource for resource, _ in read} & set(resources), f"{example} reads no attribute of its resource"
+    for name, properties in resources.items():
+        request = parse_request(resolve(properties, defaults(example), template), STACK_ID)
+        returned = attribute_names(request)
+        unknown = sorted(attribute for resource, attribute in read if resource == name and attribute not in returned)
+        assert not unknown, f"{example}: {name} returns no {', '.join(unknown)}; it returns {sorted(returned)}"

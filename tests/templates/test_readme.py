@@ -16,7 +16,7 @@ import pytest
 
 from cache_ingress.errors import InvalidProperties
 from cache_ingress.response_body import physical_id_or_fallback
-from tests.support import parse_request
+from tests.support import attribute_names, parse_request
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
@@ -98,3 +98,48 @@ def test_the_bad_input_id_is_named_as_the_handler_makes_it() -> None:
     row = next(line for line in README.splitlines() if line.startswith("| create with bad input |"))
     made = physical_id_or_fallback(None, {"LogicalResourceId": "<LogicalId>", "RequestId": "<RequestId>"})
     assert f"`{made}`" in row
+
+
+def test_every_sample_event_is_in_the_readmes_table_of_events() -> None:
+    """The table under "Local use" says what each file in ``events/`` shows; a new event is added there too."""
+    section = README.split("## Local use", 1)[1].split("\n## ", 1)[0]
+    listed = set(re.findall(r"^\| `([\w.-]+\.json)` \|", section, re.MULTILINE))
+    events = {path.name for path in (ROOT / "events").glob("*.json")} - {"local-env.json"}  # sam's settings
+    assert listed == events, (
+        f"README.md's table of events leaves out {sorted(events - listed)}, names missing {sorted(listed - events)}"
+    )
+
+
+#: One request of each kind of source (VPC mode), and one in EC2-Classic mode.
+VPC_SOURCES = [
+    {"SourceSecurityGroupId": "sg-0123456789abcdef0"},
+    {"SourceCidrIp": "10.20.0.0/16"},
+    {"SourceCidrIpv6": "2001:db8:ab::/48"},
+    {"SourcePrefixListId": "pl-0123456789abcdef0"},
+]
+CLASSIC = {"CacheSecurityGroupName": "app-cache-sg", "EC2SecurityGroupName": "app-servers"}
+
+
+def attribute_tables() -> tuple[set[str], set[str]]:
+    """The attribute names under "Return values": VPC mode's table, then EC2-Classic mode's."""
+    section = README.split("### Return values", 1)[1].split("\n## ", 1)[0]
+    tables = re.findall(r"^\| attribute \| value \|\n\|---\|---\|\n((?:\|.*\n)+)", section, re.MULTILINE)
+    assert len(tables) == 2, "README.md's Return values should hold two attribute tables, VPC and EC2-Classic"
+    names = [
+        {name for row in rows.splitlines() for name in re.findall(r"`(\w+)`", row.split("|")[1])} for rows in tables
+    ]
+    return names[0], names[1]
+
+
+def test_the_readmes_attribute_tables_name_what_the_handler_returns() -> None:
+    """Every attribute a resource can return is in its mode's table, and the tables name no other."""
+    vpc_table, classic_table = attribute_tables()
+    vpc = set().union(
+        *(attribute_names(parse_request({"ReplicationGroupId": "sessions", **s}, STACK_ID)) for s in VPC_SOURCES)
+    )
+    classic = attribute_names(parse_request(CLASSIC, STACK_ID))
+    for mode, table, returned in (("VPC", vpc_table, vpc), ("EC2-Classic", classic_table, classic)):
+        assert table == returned, (
+            f"README.md's {mode} attribute table leaves out {sorted(returned - table)}, "
+            f"names {sorted(table - returned)} that the handler never returns"
+        )

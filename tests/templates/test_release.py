@@ -70,3 +70,15 @@ def test_the_metadata_points_at_files_that_exist_and_says_what_sam_publish_needs
     assert application["Name"] == "cache-sg-ingress"
     assert len(application["Labels"]) <= 10
     assert all(re.fullmatch(r"[a-zA-Z0-9+\-_:/@]{1,127}", label) for label in application["Labels"])
+
+
+def test_the_metadata_keeps_to_the_repositorys_limits(application: dict[str, Any]) -> None:
+    """CreateApplication's constraints (SAR API Reference): the publish fails on any of them, after the build.
+
+    The description grows with every kind of cache and source it names; the author is one lower-case word,
+    hyphens allowed, no spaces.
+    """
+    assert 1 <= len(application["Description"]) <= 256, len(application["Description"])
+    assert re.fullmatch(r"[a-z0-9](?:[a-z0-9]|-(?!-))*[a-z0-9]", application["Author"]), application["Author"]
+    assert len(application["Author"]) <= 127
+    assert re.fullmatch(r"[a-zA-Z0-9\-]{1,140}", application["Name"])
