@@ -17,6 +17,9 @@ from then on, or once the deadline has passed, it is closed and no call may star
 (:mod:`cache_ingress.retry` holds every AWS call to that). A change already in
 flight then may finish within the first half of the answer's reserve, and the
 answer waits for it. Every wait goes through :func:`pause`, so no loop sleeps past it.
+The backstop that answers for work overrunning the deadline fires a moment after it
+(:meth:`Deadline.backstop_time_left`), so a lookup cut at the deadline is answered by the
+handler, which knows what its failure meant.
 """
 
 from __future__ import annotations
@@ -59,6 +62,10 @@ CONNECT_TIMEOUT_S = 0.5
 READ_TIMEOUT_S = 5.0
 #: The least time an attempt needs: a connect, and a tenth of a second to read.
 MIN_ATTEMPT_S = CONNECT_TIMEOUT_S + 0.1
+#: How long after the deadline the backstop answers (at most half of the time a change in flight has):
+#: a lookup's read ends at the deadline, and the handler, given this moment, answers with its own reason
+#: (which call ran out of time), or SUCCESS when what ran out was cleanup after the request's work was done.
+BACKSTOP_GRACE_S = 0.25
 
 
 class Deadline:
@@ -86,6 +93,7 @@ class Deadline:
         self._at = now + seconds_from_now
         self.answer_by = max(self._at, now + (seconds_from_now if answer_within is None else answer_within))
         self._changes_by = (self._at + self.answer_by) / 2
+        self._backstop_at = self._at + min(BACKSTOP_GRACE_S, (self._changes_by - self._at) / 2)
         self.limit = limit
         self._state = threading.Condition()
         self._answered = False
@@ -120,6 +128,16 @@ class Deadline:
     def change_time_left(self) -> float:
         """Until a change in flight must have finished: the deadline plus half the answer's reserve."""
         return self._changes_by - self._clock()
+
+    def backstop_time_left(self) -> float:
+        """Until the backstop answers for work that overran the deadline: a moment after it.
+
+        Not at the deadline itself: every lookup's read is cut at the deadline, so a hung lookup ends
+        there and the handler answers at once, knowing what the failure meant (a reason naming the call,
+        or, for a best-effort cleanup after the work was done, SUCCESS). The backstop is for work that
+        does not end by then (a botocore that ignores the per-call read timeout).
+        """
+        return self._backstop_at - self._clock()
 
     def answer_time_left(self) -> float:
         """How long the answer may still take to deliver."""

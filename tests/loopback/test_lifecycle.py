@@ -148,9 +148,11 @@ def test_the_handler_returns_only_after_the_backstop_answer_is_delivered(
     import app
 
     app.modes()
-    aws.set_latency(3.2, {"AuthorizeCacheSecurityGroupIngress"})  # the call returns after the backstop fired at 3 s
-    receiver.slow_next(1, 0.5)  # and the backstop's PUT is still in flight then
-    delivery = handle(load_event("create.json"), seconds=4.0)
+    # Deadline 4.5 s; the backstop fires at 4.75 s and waits for the Authorize in flight (cut at 5.15 s),
+    # which returns after it fired...
+    aws.set_latency(4.9, {"AuthorizeCacheSecurityGroupIngress"})
+    receiver.slow_next(1, 0.5)  # ...and the backstop's PUT is still in flight then
+    delivery = handle(load_event("create.json"), seconds=6.0)
     (put,) = delivery.puts
     assert put.at <= delivery.returned
     assert put.json()["Status"] == "FAILED"

@@ -10,7 +10,7 @@ from botocore.stub import Stubber
 from cache_ingress import aws_api, retry
 from cache_ingress.aws_api import ApiError, Ec2Api
 from cache_ingress.errors import OutOfTime
-from cache_ingress.timing import MIN_ATTEMPT_S, Deadline
+from cache_ingress.timing import BACKSTOP_GRACE_S, MIN_ATTEMPT_S, Deadline
 
 GROUP = "sg-0000000000000000a"
 CLAIM = {"cache-ingress:claim:0123": "stack s, resource R"}
@@ -137,3 +137,12 @@ def test_the_deadline_is_the_earliest_of_the_lambdas_and_service_timeouts() -> N
     assert service_bound.answer_time_left() < 5.0
     assert service_bound.remaining() < service_bound.change_time_left() < service_bound.answer_time_left()
     assert Deadline.for_invocation(20.0, 3600.0, clock).limit == "the function's Timeout"
+
+
+def test_the_backstop_answers_a_moment_after_the_deadline_and_before_a_change_in_flight_must_end() -> None:
+    """A lookup's read is cut at the deadline: the handler, not the backstop, must be the one to answer it."""
+    clock = Clock()
+    for deadline in (Deadline.for_invocation(20.0, None, clock), Deadline.for_invocation(300.0, 3.0, clock)):
+        assert deadline.remaining() < deadline.backstop_time_left() < deadline.change_time_left()
+        assert deadline.backstop_time_left() <= deadline.remaining() + BACKSTOP_GRACE_S
+    assert Deadline(2.0, clock).backstop_time_left() == 2.0  # nothing kept for the answer: nothing to wait for
