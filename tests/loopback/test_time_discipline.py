@@ -221,6 +221,34 @@ def test_a_rollback_whose_cleanup_lookup_hangs_until_the_deadline_still_succeeds
     assert app_rules(servers.moto, vpc) == restored
 
 
+def test_a_rollback_whose_cleanup_revoke_is_in_flight_at_the_deadline_still_succeeds(
+    servers: Servers, vpc: dict[str, str]
+) -> None:
+    """As above, but the cleanup gets as far as its Revoke of the failed attempt's rule, and EC2 holds that call
+    past the deadline: the answer waits for it (cut at the deadline plus half the answer's reserve), and is the
+    handler's, SUCCESS, not the backstop's FAILED, since the rollback itself was done."""
+    _app, cache, shared = vpc.values()
+    held_properties = {**load_event("vpc-create.json", vpc)["ResourceProperties"], "TargetSecurityGroupIds": [cache]}
+    held = invoke({**load_event("vpc-create.json", vpc), "ResourceProperties": held_properties})["PhysicalResourceId"]
+    attempted = load_event("vpc-memorydb-create.json", vpc)["ResourceProperties"]  # into shared-clients
+    replacement = load_event("vpc-update.json", vpc, PhysicalResourceId=held, OldResourceProperties=held_properties)
+    assert invoke({**replacement, "ResourceProperties": attempted})["PhysicalResourceId"] != held  # its answer lost
+    assert app_rules(servers.moto, vpc) == {(cache, 6379), (shared, 6379)}
+    rollback = load_event("vpc-update.json", vpc, PhysicalResourceId=held, OldResourceProperties=attempted)
+    servers.ec2.reset()
+    servers.ec2.set_latency(5.0, {"RevokeSecurityGroupIngress"})
+    delivery = handle({**rollback, "ResourceProperties": held_properties}, seconds=4.0)  # deadline 3 s
+    answer = delivery.answer()
+    assert_success(answer)
+    assert answer["PhysicalResourceId"] == held
+    assert answered_at(delivery) - delivery.started < 4.0
+    time.sleep(max(0.0, delivery.started + 5.5 - time.monotonic()))  # EC2 has answered the held Revoke by now
+    (revoke,) = servers.ec2.calls("RevokeSecurityGroupIngress")
+    assert revoke.arrived < answered_at(delivery)
+    assert ec2_writes_after(servers.ec2, answered_at(delivery)) == []
+    assert app_rules(servers.moto, vpc) == {(cache, 6379)}  # EC2 applied it late: the attempt's rule, no other
+
+
 def _create(event: dict[str, Any]) -> str:
     answer = invoke(event)
     assert_success(answer)

@@ -139,10 +139,13 @@ def test_the_deadline_is_the_earliest_of_the_lambdas_and_service_timeouts() -> N
     assert Deadline.for_invocation(20.0, 3600.0, clock).limit == "the function's Timeout"
 
 
-def test_the_backstop_answers_a_moment_after_the_deadline_and_before_a_change_in_flight_must_end() -> None:
-    """A lookup's read is cut at the deadline: the handler, not the backstop, must be the one to answer it."""
+def test_the_backstop_answers_only_once_every_call_has_been_cut_and_leaves_the_answer_time() -> None:
+    """A lookup's read is cut at the deadline, a change's when its time runs out: until a moment after that the
+    handler, not the backstop, answers what they ended in; and the backstop's answer still has time to travel."""
     clock = Clock()
     for deadline in (Deadline.for_invocation(20.0, None, clock), Deadline.for_invocation(300.0, 3.0, clock)):
-        assert deadline.remaining() < deadline.backstop_time_left() < deadline.change_time_left()
-        assert deadline.backstop_time_left() <= deadline.remaining() + BACKSTOP_GRACE_S
+        assert deadline.remaining() < deadline.change_time_left() < deadline.backstop_time_left()
+        assert deadline.backstop_time_left() <= deadline.change_time_left() + BACKSTOP_GRACE_S
+        answer_time = deadline.answer_time_left() - deadline.change_time_left()
+        assert deadline.answer_time_left() - deadline.backstop_time_left() >= answer_time / 2
     assert Deadline(2.0, clock).backstop_time_left() == 2.0  # nothing kept for the answer: nothing to wait for
