@@ -136,8 +136,8 @@ class CustomResource(CfnResource):
         """Answer a Delete at once: the logs reach CloudWatch without crhelper's 120 s pause."""
 
     def _set_timeout(self) -> None:
-        """The backstop: answer FAILED when the work overruns its deadline (a hung API call)."""
-        delay = max(0.0, self.deadline.remaining())
+        """The backstop: answer FAILED when the work overruns every bound (a call no read timeout cuts)."""
+        delay = max(0.0, self.deadline.backstop_time_left())
         self._timer = threading.Timer(delay, self._timeout, args=(self._invocation,))
         self._timer.daemon = True
         self._timer.start()

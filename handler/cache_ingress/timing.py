@@ -17,6 +17,9 @@ from then on, or once the deadline has passed, it is closed and no call may star
 (:mod:`cache_ingress.retry` holds every AWS call to that). A change already in
 flight then may finish within the first half of the answer's reserve, and the
 answer waits for it. Every wait goes through :func:`pause`, so no loop sleeps past it.
+The backstop that answers for work overrunning every bound fires a moment after a change in
+flight must have ended (:meth:`Deadline.backstop_time_left`), so whatever those bounds cut is
+answered by the handler, which knows what its failure meant.
 """
 
 from __future__ import annotations
@@ -59,6 +62,9 @@ CONNECT_TIMEOUT_S = 0.5
 READ_TIMEOUT_S = 5.0
 #: The least time an attempt needs: a connect, and a tenth of a second to read.
 MIN_ATTEMPT_S = CONNECT_TIMEOUT_S + 0.1
+#: How long the backstop leaves the handler to answer once every call it may have made has ended (a change
+#: in flight by :meth:`Deadline.change_time_left`); at most half of the answer's time left after that.
+BACKSTOP_GRACE_S = 0.25
 
 
 class Deadline:
@@ -86,6 +92,7 @@ class Deadline:
         self._at = now + seconds_from_now
         self.answer_by = max(self._at, now + (seconds_from_now if answer_within is None else answer_within))
         self._changes_by = (self._at + self.answer_by) / 2
+        self._backstop_at = self._changes_by + min(BACKSTOP_GRACE_S, (self.answer_by - self._changes_by) / 2)
         self.limit = limit
         self._state = threading.Condition()
         self._answered = False
@@ -121,6 +128,17 @@ class Deadline:
         """Until a change in flight must have finished: the deadline plus half the answer's reserve."""
         return self._changes_by - self._clock()
 
+    def backstop_time_left(self) -> float:
+        """Until the backstop answers for work that overran every bound: a moment after a change must have ended.
+
+        Every lookup's read is cut at the deadline and every change's when :meth:`change_time_left` runs out,
+        so until then the handler's own thread answers, knowing what a failure meant: a reason naming the call
+        that ran out of time, or SUCCESS when what ran out was cleanup after the request's work was done (a
+        rollback taking back a failed attempt's rules). The backstop is for a call no bound cuts (a botocore
+        that ignores the per-call read timeout); no call starts after the deadline either way.
+        """
+        return self._backstop_at - self._clock()
+
     def answer_time_left(self) -> float:
         """How long the answer may still take to deliver."""
         return self.answer_by - self._clock()
@@ -152,7 +170,8 @@ class Deadline:
         """The invocation is answering: from now on nothing starts; a change in flight is waited for.
 
         Only the deadline backstop can find one in flight (the handler's own
-        thread makes the calls); it waits at most until :meth:`change_time_left` runs out.
+        thread makes the calls), and it fires once :meth:`change_time_left` has
+        run out: the wait, bounded by that, is a guard for a deadline answered sooner.
         """
         with self._state:
             self._answered = True

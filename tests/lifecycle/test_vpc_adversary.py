@@ -249,3 +249,45 @@ def test_the_resource_past_ec2s_tag_limit_is_told_why_it_cannot_share_the_rule(w
         Sandbox("latecomer", sandbox.mode, office).create()
     assert "already carries EC2's limit of 50 tags, one claim per resource that shares it" in str(refused.value)
     assert "declare this access once" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("shared", "at", "nth"),
+    [
+        (False, "CreateTags", 1),  # before the first's revoking mark
+        (False, "RevokeSecurityGroupIngress", 1),  # before its Revoke: the rule is gone by then
+        (True, "DeleteTags", 1),  # before it takes its claim off
+        (True, "DescribeSecurityGroupRules", 2),  # before it reads the rule again
+    ],
+    ids=["alone-mark", "alone-revoke", "shared-untag", "shared-reread"],
+)
+def test_one_delete_run_twice_at_once_on_a_cidr_rule_lets_go_once_and_keeps_what_another_holds(
+    world: World, shared: bool, at: str, nth: int
+) -> None:
+    """The same Delete delivered twice, run by two sandboxes at once: the second runs whole just before one of
+    the first's EC2 calls. Neither fails, the rule goes once nothing holds it, and another stack's claim on the
+    office range (when it shares the rule) keeps it until that stack is deleted too."""
+    office = {
+        "ReplicationGroupId": "app-cache",
+        "SourceCidrIp": "10.20.0.0/16",
+        "TargetSecurityGroupIds": [world.cache],
+    }
+    first, again = Sandbox.of("x", office), Sandbox.of("x", office)
+    first.create()
+    again.granted = first.granted
+    other = Sandbox.of("y", office)
+    if shared:
+        other.create()
+    ran: list[bool] = []
+
+    def delivered_again() -> None:
+        ran.append(True)
+        again.delete()
+
+    first.before(at, delivered_again, nth=nth)
+    first.delete()
+    assert ran, f"the first Delete made no {at} call {nth}"
+    assert {(s, p) for s, p, _ in world.rules()} == ({("10.20.0.0/16", 6379)} if shared else set())
+    if shared:
+        other.delete()
+    assert world.rules() == set()

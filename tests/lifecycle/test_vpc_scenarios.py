@@ -22,6 +22,7 @@ from offline.moto_backend import MotoBackend
 from offline.receiver import ResponseReceiver
 from offline.standin import Cache, ElastiCacheStandIn
 from tests.lifecycle.simulator import CloudFormation
+from tests.support import Servers
 
 ACCOUNT = "123456789012"
 MISSING = "sg-0ffffffffffffffff"
@@ -325,6 +326,56 @@ def test_a_create_for_a_missing_memorydb_cluster_rolls_back_cleanly(world: Vpc) 
     stack = world.cfn.create_stack("app", {"Access": world.store(MemoryDBClusterName="gone")})
     assert (stack.status, world.rules(), world.writes()) == ("ROLLBACK_COMPLETE", set(), [])
     assert "MemoryDBClusterName 'gone' not found" in world.cfn.log[0].answer.reason  # type: ignore[union-attr]
+
+
+def test_a_repeated_create_that_went_through_after_the_first_failed_its_lookup_is_taken_back_by_the_rollback(
+    world: Vpc, servers: Servers
+) -> None:
+    """The same Create delivered twice: the first's MemoryDB lookup hangs past the deadline, so it fails before any
+    change, with the id the function makes for that case; the second goes through and claims its rules, under the
+    same id, since both have the same RequestId. CloudFormation acts on the first answer: its rollback Delete of
+    that id must look the cluster up and let go of the claims, though the Create it answered changed nothing."""
+    servers.memorydb.stall_next(1, 3.0)
+    world.cfn.budget = 3.0  # the deadline is 2.25 s
+    world.cfn.duplicate_deliveries = True
+    stack = world.cfn.create_stack("app", {"Access": world.store()})
+    first, again, rollback, *_repeated = world.cfn.log
+    assert first.answer is not None
+    assert again.answer is not None
+    assert (first.answer.status, again.answer.status) == ("FAILED", "SUCCESS")
+    assert rollback.event["PhysicalResourceId"] == first.answer.physical_id
+    assert (stack.status, world.rules()) == ("ROLLBACK_COMPLETE", set())
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="README, Limits: the rollback Delete of a Create that failed in its lookup must make that lookup again",
+)
+@pytest.mark.parametrize("fault", ["no-endpoint", "throttled"])
+def test_a_create_whose_memorydb_lookup_never_succeeds_rolls_back_without_looking_again(
+    world: Vpc, servers: Servers, fault: str
+) -> None:
+    """MemoryDB never answers the lookup: a region without MemoryDB (its endpoint takes no connection), or
+    throttling that outlasts the deadline. The Create fails before its first change, with the id the function
+    makes for that case; its rollback Delete must make the same lookup (a repeated delivery of the Create may
+    have gone through under that id: the test above), so it fails the same way and the stack is ROLLBACK_FAILED."""
+    if fault == "no-endpoint":
+        servers.memorydb.drop_next(10_000)
+    else:
+        servers.memorydb.throttle_for(60.0)
+    world.cfn.budget = 3.0  # the deadline is 2.25 s
+    try:
+        stack = world.cfn.create_stack("app", {"Access": world.store()})
+        lookups = len(servers.memorydb.calls())
+    finally:
+        servers.memorydb.clear_faults()
+    create, rollback = world.cfn.log
+    assert create.answer is not None
+    assert create.answer.status == "FAILED"
+    assert "DescribeClusters failed with" in create.answer.reason
+    assert rollback.event["PhysicalResourceId"] == create.answer.physical_id
+    assert (stack.status, world.rules(), world.writes()) == ("ROLLBACK_COMPLETE", set(), [])
+    assert len(servers.memorydb.calls()) == lookups  # the rollback looked nothing up
 
 
 def test_moving_from_a_replication_group_to_a_memorydb_cluster_keeps_the_rules_both_name(world: Vpc) -> None:

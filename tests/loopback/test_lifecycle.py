@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 
 import boto3
 import pytest
+from botocore.exceptions import EndpointConnectionError
 
 from offline.demo import RULES_HEADING
 from offline.receiver import ResponseReceiver
@@ -142,19 +144,33 @@ def test_the_handler_returns_only_after_the_backstop_answer_is_delivered(
 ) -> None:
     """Lambda freezes the sandbox when the handler returns: a PUT still in flight on the timer's thread would be lost.
 
-    The sandbox is warm (its clients made by an earlier invocation), so the Authorize starts at once: in a cold
-    one, making them delays it, its read is cut at the deadline plus half the answer's reserve, and the answer
-    then has less time than the slowed PUT takes (the first test of a process used to fail so).
+    The backstop answers only for a call no bound cuts: here the Authorize hangs in the client before it is
+    sent (resolving the endpoint's name, say, which no read timeout covers) past the deadline and the time a
+    change may take, then fails. The sandbox is warm, so the hang starts at once.
     """
     import app
 
-    app.modes()
-    aws.set_latency(3.2, {"AuthorizeCacheSecurityGroupIngress"})  # the call returns after the backstop fired at 3 s
-    receiver.slow_next(1, 0.5)  # and the backstop's PUT is still in flight then
-    delivery = handle(load_event("create.json"), seconds=4.0)
+    app.modes()  # the sandbox's clients, made
+    client = app.api().client
+    started = time.monotonic()
+
+    def hang_then_fail(**_: object) -> None:
+        # 6 s: the deadline is 4.5 s, a change must end by 5.15 s, the backstop answers at 5.4 s; this call
+        # hangs until 5.5 s, while that answer's PUT is still in flight...
+        time.sleep(max(0.0, started + 5.5 - time.monotonic()))
+        raise EndpointConnectionError(endpoint_url="https://elasticache.us-east-1.amazonaws.com/")
+
+    receiver.slow_next(1, 0.2)  # ...for it takes 0.2 s
+    hook = "before-call.elasticache.AuthorizeCacheSecurityGroupIngress"
+    client.meta.events.register_first(hook, hang_then_fail)
+    try:
+        delivery = handle(load_event("create.json"), seconds=6.0)
+    finally:
+        client.meta.events.unregister(hook, hang_then_fail)
     (put,) = delivery.puts
     assert put.at <= delivery.returned
-    assert put.json()["Status"] == "FAILED"
+    assert_failed(put.json(), "ran out of time")
+    assert aws.calls("AuthorizeCacheSecurityGroupIngress") == []
 
 
 def test_repeated_deliveries_are_harmless(aws: ElastiCacheStandIn) -> None:

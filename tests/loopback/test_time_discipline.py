@@ -178,6 +178,79 @@ def test_a_memorydb_lookup_stalling_past_service_timeout_is_answered_failed_befo
     assert app_rules(servers.moto, vpc) == set()
 
 
+def test_a_memorydb_lookup_slower_than_the_deadline_is_answered_by_the_handler_naming_the_lookup(
+    servers: Servers, vpc: dict[str, str]
+) -> None:
+    """DescribeClusters answers only after the deadline: its read ends at the deadline, and the answer says which
+    call ran out of time, not only that the time ran out (the backstop's reason). No rule is made, even later."""
+    servers.memorydb.slow_next(1, 3.5)
+    delivery = handle(load_event("vpc-memorydb-create.json", vpc), seconds=4.0)  # deadline 3 s
+    answer = delivery.answer()
+    assert answered_at(delivery) - delivery.started < 4.0
+    assert_failed(answer, "DescribeClusters failed with ReadTimeoutError")
+    assert "ran out of time (the deadline set by the function's Timeout)" in answer["Reason"]
+    time.sleep(max(0.0, delivery.started + 4.0 - time.monotonic()))  # the slow lookup has been answered by now
+    assert servers.ec2.writes() == []
+    assert app_rules(servers.moto, vpc) == set()
+
+
+def test_a_rollback_whose_cleanup_lookup_hangs_until_the_deadline_still_succeeds(
+    servers: Servers, vpc: dict[str, str]
+) -> None:
+    """An Update onto the MemoryDB cluster failed, or went through unheard; its rollback Update restores the held
+    id's rules, then looks the attempt's cluster up to take back what it may have added. That lookup is cleanup: it
+    hangs until the deadline, and the rollback must still answer SUCCESS (FAILED would leave the stack
+    UPDATE_ROLLBACK_FAILED), once, in time, with nothing changed after the answer."""
+    created = invoke(load_event("vpc-create.json", vpc))
+    assert_success(created)
+    held = created["PhysicalResourceId"]
+    restored = app_rules(servers.moto, vpc)
+    attempted = load_event("vpc-memorydb-create.json", vpc)["ResourceProperties"]
+    rollback = load_event("vpc-update.json", vpc, PhysicalResourceId=held, OldResourceProperties=attempted)
+    rollback["ResourceProperties"] = load_event("vpc-create.json", vpc)["ResourceProperties"]
+    servers.ec2.reset()
+    servers.memorydb.stall_next(1, 5.0)
+    delivery = handle(rollback, seconds=4.0)  # deadline 3 s
+    answer = delivery.answer()
+    assert_success(answer)
+    assert answer["PhysicalResourceId"] == held
+    assert answered_at(delivery) - delivery.started < 4.0
+    while not servers.memorydb.calls() and time.monotonic() < delivery.started + 15.0:
+        time.sleep(0.1)  # the stalled lookup is logged once it is dropped, 5 s after it arrived
+    assert [c.error for c in servers.memorydb.calls()] == ["dropped"]  # the one lookup, never retried
+    assert ec2_writes_after(servers.ec2, answered_at(delivery)) == []
+    assert app_rules(servers.moto, vpc) == restored
+
+
+def test_a_rollback_whose_cleanup_revoke_is_in_flight_at_the_deadline_still_succeeds(
+    servers: Servers, vpc: dict[str, str]
+) -> None:
+    """As above, but the cleanup gets as far as its Revoke of the failed attempt's rule, and EC2 holds that call
+    past the deadline: the answer waits for it (cut at the deadline plus half the answer's reserve), and is the
+    handler's, SUCCESS, not the backstop's FAILED, since the rollback itself was done."""
+    _app, cache, shared = vpc.values()
+    held_properties = {**load_event("vpc-create.json", vpc)["ResourceProperties"], "TargetSecurityGroupIds": [cache]}
+    held = invoke({**load_event("vpc-create.json", vpc), "ResourceProperties": held_properties})["PhysicalResourceId"]
+    attempted = load_event("vpc-memorydb-create.json", vpc)["ResourceProperties"]  # into shared-clients
+    replacement = load_event("vpc-update.json", vpc, PhysicalResourceId=held, OldResourceProperties=held_properties)
+    assert invoke({**replacement, "ResourceProperties": attempted})["PhysicalResourceId"] != held  # its answer lost
+    assert app_rules(servers.moto, vpc) == {(cache, 6379), (shared, 6379)}
+    rollback = load_event("vpc-update.json", vpc, PhysicalResourceId=held, OldResourceProperties=attempted)
+    servers.ec2.reset()
+    servers.ec2.set_latency(5.0, {"RevokeSecurityGroupIngress"})
+    delivery = handle({**rollback, "ResourceProperties": held_properties}, seconds=4.0)  # deadline 3 s
+    answer = delivery.answer()
+    assert_success(answer)
+    assert answer["PhysicalResourceId"] == held
+    assert answered_at(delivery) - delivery.started < 4.0
+    while not servers.ec2.calls("RevokeSecurityGroupIngress") and time.monotonic() < delivery.started + 15.0:
+        time.sleep(0.1)  # the held Revoke is logged once EC2 answers it, 5 s after it arrived
+    (revoke,) = servers.ec2.calls("RevokeSecurityGroupIngress")
+    assert revoke.arrived < answered_at(delivery)
+    assert ec2_writes_after(servers.ec2, answered_at(delivery)) == []
+    assert app_rules(servers.moto, vpc) == {(cache, 6379)}  # EC2 applied it late: the attempt's rule, no other
+
+
 def _create(event: dict[str, Any]) -> str:
     answer = invoke(event)
     assert_success(answer)

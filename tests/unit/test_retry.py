@@ -10,7 +10,7 @@ from botocore.stub import Stubber
 from cache_ingress import aws_api, retry
 from cache_ingress.aws_api import ApiError, Ec2Api
 from cache_ingress.errors import OutOfTime
-from cache_ingress.timing import MIN_ATTEMPT_S, Deadline
+from cache_ingress.timing import BACKSTOP_GRACE_S, MIN_ATTEMPT_S, Deadline
 
 GROUP = "sg-0000000000000000a"
 CLAIM = {"cache-ingress:claim:0123": "stack s, resource R"}
@@ -137,3 +137,15 @@ def test_the_deadline_is_the_earliest_of_the_lambdas_and_service_timeouts() -> N
     assert service_bound.answer_time_left() < 5.0
     assert service_bound.remaining() < service_bound.change_time_left() < service_bound.answer_time_left()
     assert Deadline.for_invocation(20.0, 3600.0, clock).limit == "the function's Timeout"
+
+
+def test_the_backstop_answers_only_once_every_call_has_been_cut_and_leaves_the_answer_time() -> None:
+    """A lookup's read is cut at the deadline, a change's when its time runs out: until a moment after that the
+    handler, not the backstop, answers what they ended in; and the backstop's answer still has time to travel."""
+    clock = Clock()
+    for deadline in (Deadline.for_invocation(20.0, None, clock), Deadline.for_invocation(300.0, 3.0, clock)):
+        assert deadline.remaining() < deadline.change_time_left() < deadline.backstop_time_left()
+        assert deadline.backstop_time_left() <= deadline.change_time_left() + BACKSTOP_GRACE_S
+        answer_time = deadline.answer_time_left() - deadline.change_time_left()
+        assert deadline.answer_time_left() - deadline.backstop_time_left() >= answer_time / 2
+    assert Deadline(2.0, clock).backstop_time_left() == 2.0  # nothing kept for the answer: nothing to wait for
