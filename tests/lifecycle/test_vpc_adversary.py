@@ -212,6 +212,19 @@ def test_upgrade_a_rule_the_earlier_release_made_for_one_stack_is_not_kept_for_e
 EC2_TAGS_PER_RESOURCE = 50
 
 
+def fifty_stacks_let_the_office_in(world: World) -> Sandbox:
+    """Fifty stacks each let 10.20.0.0/16 into the cache's group; the 51st, not yet created, is returned."""
+    office = {
+        "ReplicationGroupId": "app-cache",
+        "SourceCidrIp": "10.20.0.0/16",
+        "TargetSecurityGroupIds": [world.cache],
+    }
+    sandbox = Sandbox.of("team0", office)
+    for n in range(EC2_TAGS_PER_RESOURCE):
+        Sandbox(f"team{n}", sandbox.mode, office).create()  # one sandbox's clients serve them all, in turn
+    return Sandbox("latecomer", sandbox.mode, office)
+
+
 @pytest.mark.xfail(
     strict=True,
     raises=ResourceFailure,
@@ -223,30 +236,14 @@ def test_any_number_of_stacks_can_let_the_same_office_range_into_one_cache(world
     cannot write its claim: EC2 answers TagLimitExceeded, and that stack fails to create (cleanly: its
     rollback lets go of nothing, and the 50 others keep their access).
     """
-    office = {
-        "ReplicationGroupId": "app-cache",
-        "SourceCidrIp": "10.20.0.0/16",
-        "TargetSecurityGroupIds": [world.cache],
-    }
-    sandbox = Sandbox.of("team0", office)
-    for n in range(EC2_TAGS_PER_RESOURCE):
-        Sandbox(f"team{n}", sandbox.mode, office).create()  # one sandbox's clients serve them all, in turn
-    latest = Sandbox("latecomer", sandbox.mode, office)
+    latest = fifty_stacks_let_the_office_in(world)
     latest.create()
     assert latest.granted is not None
 
 
 def test_the_resource_past_ec2s_tag_limit_is_told_why_it_cannot_share_the_rule(world: World) -> None:
-    office = {
-        "ReplicationGroupId": "app-cache",
-        "SourceCidrIp": "10.20.0.0/16",
-        "TargetSecurityGroupIds": [world.cache],
-    }
-    sandbox = Sandbox.of("team0", office)
-    for n in range(EC2_TAGS_PER_RESOURCE):
-        Sandbox(f"team{n}", sandbox.mode, office).create()
     with pytest.raises(ResourceFailure) as refused:
-        Sandbox("latecomer", sandbox.mode, office).create()
+        fifty_stacks_let_the_office_in(world).create()
     assert "already carries EC2's limit of 50 tags, one claim per resource that shares it" in str(refused.value)
     assert "declare this access once" in str(refused.value)
 
