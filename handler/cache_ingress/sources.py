@@ -30,9 +30,18 @@ ALLOW_ANY_ADDRESS = "AllowAnyIpAddress"
 GROUP_ID = re.compile(r"sg-(?:[0-9a-f]{8}|[0-9a-f]{17})")
 PREFIX_LIST_ID = re.compile(r"pl-(?:[0-9a-f]{8}|[0-9a-f]{17})")
 _ACCOUNT = re.compile(r"[0-9]{12}")
-# A CIDR as EC2 spells it: address, slash, prefix length in digits. ipaddress checks the rest.
-_IPV4_CIDR = re.compile(r"[0-9.]+/[0-9]{1,2}")
-_IPV6_CIDR = re.compile(r"[0-9A-Fa-f:.]+/[0-9]{1,3}")
+
+
+@dataclass(frozen=True)
+class _Family:
+    """What a CIDR of one IP version looks like, for parsing it and for the reasons that refuse it."""
+
+    name: str
+    version: int
+    bits: int
+    example: str
+    #: As EC2 spells a CIDR: address, slash, prefix length in digits. ipaddress checks the rest.
+    pattern: re.Pattern[str]
 
 
 class SourceKind(Enum):
@@ -43,6 +52,11 @@ class SourceKind(Enum):
     IPV6 = "SourceCidrIpv6"
     PREFIX_LIST = "SourcePrefixListId"
 
+
+_FAMILIES = {
+    SourceKind.IPV4: _Family("IPv4", 4, 32, "10.0.0.0/16", re.compile(r"[0-9.]+/[0-9]{1,2}")),
+    SourceKind.IPV6: _Family("IPv6", 6, 128, "2001:db8::/56", re.compile(r"[0-9A-Fa-f:.]+/[0-9]{1,3}")),
+}
 
 #: The properties that name a source; a resource sets exactly one.
 SOURCE_PROPERTIES = tuple(kind.value for kind in SourceKind)
@@ -105,7 +119,7 @@ class Source:
         if self.kind is SourceKind.PREFIX_LIST:
             return str(item.get("PrefixListId", "")).lower() == self.value
         held = item.get("CidrIpv4" if self.kind is SourceKind.IPV4 else "CidrIpv6")
-        return isinstance(held, str) and _network_text(held, self.kind) == self.value
+        return isinstance(held, str) and _network_text(held, _FAMILIES[self.kind]) == self.value
 
     def attributes(self) -> dict[str, str]:
         """What ``Fn::GetAtt`` reads: ``Source`` for every kind, and the kind's own property name."""
@@ -172,22 +186,21 @@ def cidr(kind: SourceKind, value: Any) -> str:
     EC2 would let in another. IPv6 may be spelled any way ipaddress reads
     (upper case, zeros written out); its canonical text is the shortest.
     """
-    family, example, bits = ("IPv4", "10.0.0.0/16", 32) if kind is SourceKind.IPV4 else ("IPv6", "2001:db8::/56", 128)
-    wanted = f"an {family} CIDR such as {example}"
+    family = _FAMILIES[kind]
+    wanted = f"an {family.name} CIDR such as {family.example}"
     if not isinstance(value, str):
         raise InvalidProperties(f"{kind.value} must be {wanted}, got {kind_of(value)}")
-    pattern = _IPV4_CIDR if kind is SourceKind.IPV4 else _IPV6_CIDR
-    if "/" not in value and _address(value, kind) is not None:
+    if "/" not in value and _is_one_address(value, family):
         raise InvalidProperties(
-            f"{kind.value} must be {wanted}: add the prefix length, {value}/{bits} for this one address"
+            f"{kind.value} must be {wanted}: add the prefix length, {value}/{family.bits} for this one address"
         )
-    if not pattern.fullmatch(value) or int(value.rsplit("/", 1)[1]) > bits:
-        raise InvalidProperties(f"{kind.value} must be {wanted}, prefix length 0 to {bits}, got {shown(value)}")
+    if not family.pattern.fullmatch(value) or int(value.rsplit("/", 1)[1]) > family.bits:
+        raise InvalidProperties(f"{kind.value} must be {wanted}, prefix length 0 to {family.bits}, got {shown(value)}")
     try:
         network = ipaddress.ip_network(value, strict=False)
     except ValueError:
         raise InvalidProperties(f"{kind.value} must be {wanted}, got {shown(value)}") from None
-    if network.version != (4 if kind is SourceKind.IPV4 else 6):
+    if network.version != family.version:
         raise InvalidProperties(f"{kind.value} must be {wanted}, got {shown(value)}")
     if isinstance(network, ipaddress.IPv6Network) and network.network_address.ipv4_mapped is not None:
         # Python spells these differently from 3.13 on (::ffff:10.0.0.0/104, was ::ffff:a00:0/104), so
@@ -202,27 +215,27 @@ def cidr(kind: SourceKind, value: Any) -> str:
     return str(network)
 
 
-def _address(value: str, kind: SourceKind) -> str | None:
-    """The one address ``value`` is, to suggest its /32 or /128; None if adding one would not make a CIDR.
+def _is_one_address(value: str, family: _Family) -> bool:
+    """Whether ``value`` is one address of ``family``, to suggest its /32 or /128: adding one makes a CIDR.
 
     ipaddress reads an IPv6 zone (``fe80::1%eth0``), which no CIDR may carry.
     """
     try:
         address = ipaddress.ip_address(value)
     except ValueError:
-        return None
+        return False
     if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
-        return None
-    return str(address) if address.version == (4 if kind is SourceKind.IPV4 else 6) else None
+        return False
+    return address.version == family.version
 
 
-def _network_text(text: str, kind: SourceKind) -> str | None:
-    """The canonical text of a CIDR EC2 holds, or None if it is not one of ``kind``'s."""
+def _network_text(text: str, family: _Family) -> str | None:
+    """The canonical text of a CIDR EC2 holds, or None if it is not one of ``family``'s."""
     try:
         network = ipaddress.ip_network(text, strict=False)
     except ValueError:
         return None
-    return str(network) if network.version == (4 if kind is SourceKind.IPV4 else 6) else None
+    return str(network) if network.version == family.version else None
 
 
 def _flag(properties: Mapping[str, Any], name: str) -> bool:
