@@ -209,22 +209,24 @@ def _rule_description(self: SecurityGroupRule) -> str | None:
 _description = property(_rule_description)
 
 
+def _corrections() -> list[tuple[type, str, Any]]:
+    """Each correction listed at the top of this module: (moto's class, the attribute replaced, its replacement)."""
+    return [
+        (SecurityGroupRule, "__init__", _rule_init),
+        (SecurityGroupRule, "__eq__", _rule_identity),
+        (SecurityGroupRule, "description", _description),
+        (SecurityGroupBackend, "_iterate_security_rules", _rules_named),
+        (SecurityGroups, "authorize_security_group_ingress", _authorize_ingress),
+        (SecurityGroups, "update_security_group_rule_descriptions_ingress", _update_ingress_descriptions),
+        (SecurityGroups, "_process_rules_from_querystring", _rules_from_querystring),
+    ]
+
+
 def _correct_moto() -> None:
-    """Apply the corrections listed at the top of this module; doing it again changes nothing."""
-    if SecurityGroupRule.__init__ is not _rule_init:
-        SecurityGroupRule.__init__ = _rule_init  # type: ignore[method-assign]
-    if SecurityGroupRule.__eq__ is not _rule_identity:
-        SecurityGroupRule.__eq__ = _rule_identity  # type: ignore[method-assign]
-    if SecurityGroupBackend._iterate_security_rules is not _rules_named:
-        SecurityGroupBackend._iterate_security_rules = _rules_named  # type: ignore[method-assign]
-    if SecurityGroups.authorize_security_group_ingress is not _authorize_ingress:
-        SecurityGroups.authorize_security_group_ingress = _authorize_ingress  # type: ignore[method-assign]
-    if SecurityGroups.update_security_group_rule_descriptions_ingress is not _update_ingress_descriptions:
-        SecurityGroups.update_security_group_rule_descriptions_ingress = _update_ingress_descriptions  # type: ignore[method-assign]
-    if SecurityGroups._process_rules_from_querystring is not _rules_from_querystring:
-        SecurityGroups._process_rules_from_querystring = _rules_from_querystring  # type: ignore[method-assign]
-    if vars(SecurityGroupRule)["description"] is not _description:
-        SecurityGroupRule.description = _description  # type: ignore[method-assign, assignment]
+    """Apply the corrections; doing it again changes nothing (each is read from the class itself first)."""
+    for owner, name, replacement in _corrections():
+        if vars(owner).get(name) is not replacement:
+            setattr(owner, name, replacement)
 
 
 class MotoBackend:
