@@ -37,7 +37,7 @@ class Ec2Front(Front, QueryService):
         params = {k: v for k, v in form.items() if k not in ("Action", "Version")}
         return self.serve_call(form.get("Action", ""), params, lambda: forward(self.upstream, "ec2", self.region, form))
 
-    def throttled(self) -> Answer:
+    def throttled(self, action: str) -> Answer:
         return 503, error_xml("RequestLimitExceeded", "Request limit exceeded."), "RequestLimitExceeded"
 
     def failed(self, status: int) -> Answer:
