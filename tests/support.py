@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cache_ingress.aws_api import Ec2Api, ElastiCacheApi, MemoryDbApi
+from cache_ingress.aws_api import Ec2Api, ElastiCacheApi, LedgerApi, MemoryDbApi
 from cache_ingress.classic_lifecycle import ClassicMode
 from cache_ingress.classic_rules import Ingress
 from cache_ingress.modes import Modes
@@ -234,8 +234,8 @@ def run_make(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[st
 
 #: Both modes without clients: enough to parse properties and ids, which makes no call.
 OFFLINE_MODES = Modes(
-    classic=ClassicMode(ElastiCacheApi(None)),
-    vpc=VpcMode(ElastiCacheApi(None), Ec2Api(None), MemoryDbApi(None)),
+    classic=ClassicMode(ElastiCacheApi(None), LedgerApi(None, "")),
+    vpc=VpcMode(ElastiCacheApi(None), Ec2Api(None), MemoryDbApi(None), LedgerApi(None, "")),
 )
 
 

@@ -35,3 +35,7 @@ class OutOfTime(ResourceFailure):
 
 class AccessRefused(ResourceFailure):
     """AWS refused a lookup for lack of permission (AccessDenied, UnauthorizedOperation): nothing was looked up."""
+
+
+class LedgerUnreachable(ResourceFailure):
+    """The ownership ledger (the DynamoDB table) refused or did not answer in time: nothing further was changed."""
