@@ -255,3 +255,28 @@ def attribute_names(request: VpcRequest | Ingress) -> set[str]:
         rules = RuleSet.of(request.source, [6379], ["sg-0123456789abcdef0"])
         return {*rules.attributes(), "Description", "SecurityGroupRuleIds"}
     return {*request.attributes(), "Status", "CacheSecurityGroupArn"}
+
+
+def ledger_view(moto: MotoBackend) -> dict[str, dict[str, Any]]:
+    """The ownership ledger as its table holds it, read straight from moto: each rule key -> its rule entry's
+    attributes, and under ``held_by`` who holds it ("stack X, resource Y" each; a replacement's two ids count
+    twice), sorted."""
+    from boto3.dynamodb.types import TypeDeserializer
+
+    from cache_ingress.ledger import Holder
+    from offline.ledger_table import LEDGER_TABLE
+
+    decode = TypeDeserializer().deserialize
+    client = moto.client("dynamodb")
+    view: dict[str, dict[str, Any]] = {}
+    for page in client.get_paginator("scan").paginate(TableName=LEDGER_TABLE, ConsistentRead=True):
+        for raw in page["Items"]:
+            item = {name: decode(value) for name, value in raw.items()}
+            entry = view.setdefault(str(item["pk"]).removeprefix("rule#"), {"held_by": []})
+            if item["sk"] == "rule":
+                entry.update({k: v for k, v in item.items() if k not in ("pk", "sk")})
+            else:
+                entry["held_by"].append(Holder(str(item["stack_id"]), str(item["logical_id"]), "").name)
+    for entry in view.values():
+        entry["held_by"].sort()
+    return view

@@ -12,7 +12,7 @@ the deadline and nothing starts after the answer.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -128,9 +128,9 @@ class CacheGroupSide:
         self.data = result.data
         return rule.physical_id if result.change is Change.AUTHORIZED else None
 
-    def find(self, rule: Ingress, description: str | None, *, settle: bool) -> str | None:
-        """Its name is its id: revoking one that is gone is harmless."""
-        return rule.physical_id
+    def find(self, rule: Ingress, descriptions: Collection[str] | None, *, settle: bool) -> tuple[str, str] | None:
+        """Its names are its id, and it has no description: revoking one that is gone is harmless."""
+        return rule.physical_id, ""
 
     def revoke(self, rule: Ingress, rule_id: str) -> bool:
         return ensure_revoked(self.api, rule, self.deadline, self.sleep).change is Change.REVOKED

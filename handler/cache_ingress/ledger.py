@@ -46,7 +46,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol, TypeVar
@@ -155,9 +155,10 @@ class Side(Protocol[R_contra]):
         """Make the rule: its id once made, None when it exists already."""
         ...
 
-    def find(self, rule: R_contra, description: str | None, *, settle: bool) -> str | None:
-        """The id of the rule as AWS shows it (carrying ``description`` when given), None if none; with
-        ``settle``, a rule AWS does not show yet is looked for again for a short while."""
+    def find(self, rule: R_contra, descriptions: Collection[str] | None, *, settle: bool) -> tuple[str, str] | None:
+        """The rule as AWS shows it, its id and description, if it carries one of ``descriptions`` (any, when
+        None); None if there is none. With ``settle``, a rule AWS does not show yet is looked for again for a
+        short while."""
         ...
 
     def revoke(self, rule: R_contra, rule_id: str) -> bool:
@@ -384,7 +385,7 @@ def grant_rule(
     *,
     description: str,
     cache: str,
-    earlier: Iterable[str] = (),
+    earlier: Collection[str] = (),
     on_held: Callable[[], None] = lambda: None,
 ) -> Ensured:
     """Hold the rule, then make sure AWS has it; ``on_held`` runs once the hold is recorded, before any AWS change.
@@ -402,16 +403,14 @@ def grant_rule(
         ledger.made(key, made)
         return Ensured(made, True)
     if hold.entry is None and not hold.already:
-        for old in earlier:
-            found = side.find(rule, old, settle=False)
-            if found:
-                ledger.made(key, found)
-                return Ensured(found, False)
         found = side.find(rule, None, settle=False)
-        ledger.pre_existing(key, found)
-        return Ensured(found or "", False)
+        if found is not None and found[1] in earlier:
+            ledger.made(key, found[0])
+        else:
+            ledger.pre_existing(key, found[0] if found else None)
+        return Ensured(found[0] if found else "", False)
     entry = hold.entry
-    rule_id = (entry.rule_id if entry else "") or side.find(rule, None, settle=False) or ""
+    rule_id = (entry.rule_id if entry else "") or _found_id(side, rule)
     alone = hold.already and entry is not None and entry.holders == 1 and entry.origin == MADE
     if alone and rule_id and entry is not None and entry.description != description:
         # Held by this resource alone and made by it: the Description property is its to set.
@@ -434,10 +433,16 @@ def reassert_rule(ledger: Ledger, side: Side[R], rule: R, holder: Holder, *, des
     if made is not None:
         ledger.made(key, made)
         return Ensured(made, True)
-    return Ensured((entry.rule_id if entry else "") or side.find(rule, None, settle=False) or "", False)
+    return Ensured((entry.rule_id if entry else "") or _found_id(side, rule), False)
 
 
-def release_rule(ledger: Ledger, side: Side[R], rule: R, holder: Holder, *, earlier: Iterable[str] = ()) -> bool:
+def _found_id(side: Side[R], rule: R) -> str:
+    """The rule's id as AWS shows it now, for the attributes; empty when it shows none yet."""
+    found = side.find(rule, None, settle=False)
+    return found[0] if found else ""
+
+
+def release_rule(ledger: Ledger, side: Side[R], rule: R, holder: Holder, *, earlier: Collection[str] = ()) -> bool:
     """Let go of ``holder``'s hold on the rule; revoke it as its last holder. Whether anything was revoked.
 
     Not a holder: nothing to take back (a crafted id, a Create that never
@@ -452,11 +457,8 @@ def release_rule(ledger: Ledger, side: Side[R], rule: R, holder: Holder, *, earl
     while True:
         entry, held = ledger.state(key, holder)
         if entry is None:
-            for old in earlier:
-                found = side.find(rule, old, settle=False)
-                if found:
-                    return side.revoke(rule, found)
-            return False
+            found = side.find(rule, earlier, settle=False) if earlier else None
+            return found is not None and side.revoke(rule, found[0])
         if held and (entry.holders > 1 or entry.origin == PRE_EXISTING):
             if ledger.let_go(key, holder, entry):
                 return False
@@ -479,9 +481,10 @@ def _revoke_leased(ledger: Ledger, side: Side[R], rule: R, key: str, holder: Hol
     lost), the rule is looked for by what was asked and revoked only if it
     carries the description the authorizer sent.
     """
-    rule_id = entry.rule_id or side.find(rule, entry.description, settle=True)
+    found = None if entry.rule_id else side.find(rule, (entry.description,), settle=True)
+    rule_id = entry.rule_id or (found[0] if found else "")
     try:
-        revoked = bool(rule_id) and side.revoke(rule, rule_id or "")
+        revoked = bool(rule_id) and side.revoke(rule, rule_id)
     except OutOfTime:
         raise  # a revoke may be in flight: the lease stands until it can no longer land
     except ResourceFailure:

@@ -12,7 +12,7 @@ never recorded, is looked for again for as long.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -107,8 +107,11 @@ class Ec2Side:
             raise ResourceFailure(f"{err} (target security group {target})") from err
         return str(made[0].get("SecurityGroupRuleId", "")) if made else ""
 
-    def find(self, rule: Rule, description: str | None, *, settle: bool) -> str | None:
-        """The rule's id as EC2 shows it now, if it carries ``description`` (any, when None)."""
+    def find(self, rule: Rule, descriptions: Collection[str] | None, *, settle: bool) -> tuple[str, str] | None:
+        """The rule's id and description as EC2 shows it now, if it carries one of ``descriptions`` (any, when None).
+
+        EC2 knows a rule by protocol, port and source, so at most one rule matches.
+        """
         target, port = rule
         waits = polls()
         until = time.monotonic() + SETTLE_S
@@ -120,8 +123,9 @@ class Ec2Side:
                     raise ResourceFailure(f"{err} (target security group {target})") from err
                 answer = []
             for item in answer:
-                if matches(item, self.source, port) and description in (None, str(item.get("Description") or "")):
-                    return str(item.get("SecurityGroupRuleId", ""))
+                described = str(item.get("Description") or "")
+                if matches(item, self.source, port) and (descriptions is None or described in descriptions):
+                    return str(item.get("SecurityGroupRuleId", "")), described
             if not settle or time.monotonic() >= until:
                 return None
             pause(waits, self.deadline, self.sleep, _not_settled(target, port))

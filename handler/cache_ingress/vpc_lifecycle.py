@@ -147,13 +147,18 @@ def _granted(granted: RuleSet, request: VpcRequest, ensured: list[Ensured]) -> R
 
 
 def _earlier_release(instance: Instance, granted: RuleSet, description: str) -> dict[Rule, tuple[str, ...]]:
-    """Rules the release before the ledger (0.1.0) may have made for the id CloudFormation holds now, each with
-    the descriptions it may have given them: that release knew only security group sources."""
-    held = vpc.parse_physical_id(instance.physical_id)
-    if held is None or held.source != granted.source or not held.source.predates_claims:
+    """The descriptions the release before the ledger (0.1.0) may have given each rule, had it made it for this
+    resource: its default one, and for the rules the id CloudFormation holds now names, the Description asked
+    for. That release knew only security group sources."""
+    if not granted.source.predates_claims:
         return {}
     default = vpc.default_description(instance.stack_id, instance.logical_id)
-    return {rule: tuple(dict.fromkeys((description, default))) for rule in held.rules()}
+    earlier: dict[Rule, tuple[str, ...]] = {rule: (default,) for rule in _rules(granted)}
+    held = vpc.parse_physical_id(instance.physical_id)
+    if held is not None and held.source == granted.source:
+        for rule in held.rules() & set(earlier):
+            earlier[rule] = tuple(dict.fromkeys((description, default)))
+    return earlier
 
 
 @dataclass(frozen=True)
