@@ -13,7 +13,13 @@ from cache_ingress.vpc_holds import TAG_PREFIX
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Each API class of handler/cache_ingress/aws_api.py, and the IAM service its client calls.
-API_SERVICES = {"ElastiCacheApi": "elasticache", "Ec2Api": "ec2", "MemoryDbApi": "memorydb", "LedgerApi": "dynamodb"}
+API_SERVICES = {
+    "ElastiCacheApi": "elasticache",
+    "Ec2Api": "ec2",
+    "MemoryDbApi": "memorydb",
+    "LedgerApi": "dynamodb",
+    "CloudFormationApi": "cloudformation",
+}
 #: DynamoDB has no TransactWriteItems action: each write a transaction holds is authorized as its own action
 #: (DynamoDB Developer Guide, "Using IAM with DynamoDB transactions"). Here, the kinds of write aws_api.py
 #: puts in one (the key of its TransactItems entry) and the action each is authorized as.
@@ -42,6 +48,9 @@ UNSCOPED = {"ec2:DescribeSecurityGroupRules"}
 
 #: The ledger's item-level actions, each on the ledger table alone.
 LEDGER_ACTIONS = {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
+#: What only the scheduled check calls (DriftCheckSchedule): the role has them only when the schedule is on.
+DRIFT_CHECK_ACTIONS = {"cloudformation:DescribeStacks", "dynamodb:Query", "dynamodb:Scan"}
+DRIFT_CHECK_CONDITION = "HasDriftCheck"
 
 
 def calls_the_function_makes() -> set[str]:
@@ -75,9 +84,21 @@ def consumer() -> dict[str, Any]:
     return loaded
 
 
-def statements(template: dict[str, Any]) -> list[dict[str, Any]]:
+def statements(template: dict[str, Any], *, drift_check: bool = False) -> list[dict[str, Any]]:
+    """The role's statements as deployed: with the scheduled check on (``drift_check``) or off (the default)."""
     role = template["Resources"]["IngressRole"]["Properties"]
-    return [s for policy in role["Policies"] for s in policy["PolicyDocument"]["Statement"]]
+    found = []
+    for policy in role["Policies"]:
+        for statement in policy["PolicyDocument"]["Statement"]:
+            if "Fn::If" in statement:
+                condition, when_on, when_off = statement["Fn::If"]
+                assert condition == DRIFT_CHECK_CONDITION
+                assert when_off == {"Ref": "AWS::NoValue"}
+                if drift_check:
+                    found.append(when_on)
+            else:
+                found.append(statement)
+    return found
 
 
 def as_list(value: Any) -> list[Any]:
@@ -98,19 +119,24 @@ def test_the_timeout_leaves_room_to_wait_for_elasticache(template: dict[str, Any
 
 
 def test_the_role_grants_only_the_calls_the_function_makes(template: dict[str, Any]) -> None:
-    actions = {a for s in statements(template) for a in as_list(s["Action"])}
-    assert calls_the_function_makes() == set(SCOPES) | UNSCOPED | LEDGER_ACTIONS
-    assert actions == set(SCOPES) | UNSCOPED | LEDGER_ACTIONS | {"logs:CreateLogStream", "logs:PutLogEvents"}
-    assert all(s["Effect"] == "Allow" for s in statements(template))
-    assert not any("*" in a for a in actions)
+    """The scheduled check's calls only when its schedule is on; the rest always."""
+    always = set(SCOPES) | UNSCOPED | LEDGER_ACTIONS
+    assert calls_the_function_makes() == always | DRIFT_CHECK_ACTIONS
+    logs = {"logs:CreateLogStream", "logs:PutLogEvents"}
+    for drift_check, granted in ((False, always), (True, always | DRIFT_CHECK_ACTIONS)):
+        actions = {a for s in statements(template, drift_check=drift_check) for a in as_list(s["Action"])}
+        assert actions == granted | logs, drift_check
+        assert all(s["Effect"] == "Allow" for s in statements(template, drift_check=drift_check))
+        assert not any("*" in a for a in actions)
 
 
 def test_each_action_is_scoped_to_its_kind_of_resource_in_this_account_and_region(template: dict[str, Any]) -> None:
-    for statement in statements(template):
+    scopes = {**SCOPES, "cloudformation:DescribeStacks": ["cloudformation", "stack/*"]}
+    for statement in statements(template, drift_check=True):
         for action in as_list(statement["Action"]):
-            if action.startswith("logs:") or action in UNSCOPED or action in LEDGER_ACTIONS:
+            if action.startswith(("logs:", "dynamodb:")) or action in UNSCOPED:
                 continue
-            service, *kinds = SCOPES[action]
+            service, *kinds = scopes[action]
             prefix = f"arn:${{AWS::Partition}}:{service}:${{AWS::Region}}:${{AWS::AccountId}}:"
             assert as_list(statement["Resource"]) == [{"Fn::Sub": prefix + kind} for kind in kinds], action
 
@@ -125,7 +151,7 @@ def test_logs_go_only_to_the_functions_own_log_group(template: dict[str, Any]) -
 def test_no_resource_wildcard_but_where_ec2_allows_none_and_no_managed_policies(template: dict[str, Any]) -> None:
     role = template["Resources"]["IngressRole"]["Properties"]
     assert "ManagedPolicyArns" not in role
-    wildcard = [s for s in statements(template) if "*" in as_list(s["Resource"])]
+    wildcard = [s for s in statements(template, drift_check=True) if "*" in as_list(s["Resource"])]
     assert [as_list(s["Action"]) for s in wildcard] == [sorted(UNSCOPED)]
     assert "Policies" not in template["Resources"]["IngressFunction"]["Properties"]  # SAM would add a broad role
 
@@ -166,7 +192,7 @@ def test_the_consumer_declares_the_resource_with_a_service_timeout_and_reads_its
 
 def test_other_accounts_cannot_invoke_the_function_unless_a_parameter_opts_in(template: dict[str, Any]) -> None:
     permissions = {k: v for k, v in template["Resources"].items() if v["Type"] == "AWS::Lambda::Permission"}
-    assert list(permissions) == ["CrossAccountInvoke"]
+    assert sorted(permissions) == ["CrossAccountInvoke", "DriftCheckInvoke"]
     permission = permissions["CrossAccountInvoke"]
     assert permission["Condition"] == "HasInvokerAccount"
     assert template["Conditions"]["HasInvokerAccount"] == {
@@ -218,3 +244,51 @@ def test_the_ledger_is_read_and_written_item_by_item_on_its_own_table_and_named_
     assert [s["Resource"] for s in ledger] == [{"Fn::GetAtt": ["OwnershipLedger", "Arn"]}]
     variables = template["Resources"]["IngressFunction"]["Properties"]["Environment"]["Variables"]
     assert variables["LEDGER_TABLE"] == {"Ref": "OwnershipLedger"}
+
+
+def test_the_ledger_indexes_are_read_only_by_the_scheduled_check_and_only_the_by_cache_one(
+    template: dict[str, Any],
+) -> None:
+    """A query or scan of the by-cache index, never of the table: the check lists caches and reads each one."""
+    reads = [
+        s
+        for s in statements(template, drift_check=True)
+        if {"dynamodb:Query", "dynamodb:Scan"} & set(as_list(s["Action"]))
+    ]
+    assert [set(as_list(s["Action"])) for s in reads] == [{"dynamodb:Query", "dynamodb:Scan"}]
+    assert [s["Resource"] for s in reads] == [{"Fn::Sub": "${OwnershipLedger.Arn}/index/by-cache"}]
+    indexes = template["Resources"]["OwnershipLedger"]["Properties"]["GlobalSecondaryIndexes"]
+    assert "by-cache" in [index["IndexName"] for index in indexes]
+
+
+def test_the_scheduled_check_is_off_unless_a_schedule_is_given_and_never_repairs_unless_asked(
+    template: dict[str, Any],
+) -> None:
+    parameters = template["Parameters"]
+    assert parameters["DriftCheckSchedule"]["Default"] == ""
+    assert (parameters["RepairDrift"]["Default"], parameters["RepairDrift"]["AllowedValues"]) == (
+        "false",
+        ["true", "false"],
+    )
+    assert template["Conditions"][DRIFT_CHECK_CONDITION] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "DriftCheckSchedule"}, ""]}]
+    }
+    rule = template["Resources"]["DriftCheckRule"]
+    assert (rule["Type"], rule["Condition"]) == ("AWS::Events::Rule", DRIFT_CHECK_CONDITION)
+    assert rule["Properties"]["ScheduleExpression"] == {"Ref": "DriftCheckSchedule"}
+    assert [t["Arn"] for t in rule["Properties"]["Targets"]] == [{"Fn::GetAtt": ["IngressFunction", "Arn"]}]
+    assert "Input" not in rule["Properties"]["Targets"][0]  # the function is sent EventBridge's Scheduled Event
+    invoke = template["Resources"]["DriftCheckInvoke"]
+    assert invoke["Condition"] == DRIFT_CHECK_CONDITION
+    assert invoke["Properties"]["Principal"] == "events.amazonaws.com"
+    assert invoke["Properties"]["SourceArn"] == {"Fn::GetAtt": ["DriftCheckRule", "Arn"]}
+    variables = template["Resources"]["IngressFunction"]["Properties"]["Environment"]["Variables"]
+    assert variables["REPAIR_DRIFT"] == {"Ref": "RepairDrift"}
+
+
+def test_the_ledger_table_is_an_output_the_operators_command_reads(template: dict[str, Any]) -> None:
+    from cache_ingress.cli import DEFAULT_STACK, LEDGER_OUTPUT
+
+    assert template["Outputs"][LEDGER_OUTPUT]["Value"] == {"Ref": "OwnershipLedger"}
+    samconfig = (ROOT / "samconfig.toml").read_text()
+    assert f'stack_name = "{DEFAULT_STACK}"' in samconfig
