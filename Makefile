@@ -38,7 +38,7 @@ define make_venv
 	@touch $(1)/.installed
 endef
 
-$(VENV)/.installed: requirements-pip.txt requirements-dev.txt handler/requirements.txt pyproject.toml
+$(VENV)/.installed: requirements-pip.txt requirements-dev.txt handler/requirements.txt
 	$(call make_venv,$(VENV),requirements-dev.txt,project)
 
 $(SAM_VENV)/.installed: requirements-pip.txt requirements-sam.txt
