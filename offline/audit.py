@@ -16,14 +16,18 @@ import contextlib
 import io
 import sys
 
-from cache_ingress import cli
 from offline import operate_world
 from offline.harness import OfflineAws
 from offline.ledger_table import LEDGER_TABLE
 
+#: cache-ingress's exit status on an error (cache_ingress.cli.ERROR).
+ERROR = 2
+
 
 def run(argv: list[str]) -> int:
     """One command, shown as typed, then its output and exit status."""
+    from cache_ingress import cli  # from where the harness loaded the handler (handler/, or a built package)
+
     print(f"$ cache-ingress {' '.join(argv)}")
     status = cli.main(argv)
     print(f"(exit status {status})\n")
@@ -51,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
             ["audit", *table],
         ]
         statuses = [run(argv) for argv in commands]
-        return 1 if cli.ERROR in statuses else 0
+        return 1 if ERROR in statuses else 0
 
 
 if __name__ == "__main__":

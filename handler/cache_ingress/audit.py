@@ -369,6 +369,8 @@ def _audit_cache(state: CacheState, statuses: Mapping[str, str], now: float) -> 
     by_key: dict[str, list[HeldBy]] = {}
     for holder in state.holders:
         by_key.setdefault(holder.key, []).append(_held_by(holder, statuses))
+    for held_by in by_key.values():
+        held_by.sort(key=lambda h: (h.stack, h.logical_id, h.physical_id))
     entries = {rule.key: rule for rule in state.rules}
     live_keys = {rule.key for rule in state.live if rule.key}
     rows: list[Row] = []
@@ -455,7 +457,7 @@ def _uncovered(state: CacheState, statuses: Mapping[str, str]) -> list[Finding]:
                     Finding(
                         UNCOVERED,
                         state.cache,
-                        f"{state.cache} now has security group {group}, which {who}'s rules do not reach; "
+                        f"the cache now has security group {group}, which {who}'s rules do not reach; "
                         "its next Update follows the cache's groups",
                         holders=(who,),
                         group=group,

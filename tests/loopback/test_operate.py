@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from typing import Any
@@ -23,7 +24,7 @@ from offline.ledger_table import LEDGER_TABLE
 from offline.moto_backend import MotoBackend
 from offline.operate_world import BY_HAND_CIDR, REPORTS_CIDR, OperateWorld
 from offline.standin import ElastiCacheStandIn
-from tests.support import ROOT, handle, invoke
+from tests.support import ROOT, handle, invoke, run_module
 
 TABLE = ["--table", LEDGER_TABLE]
 
@@ -148,7 +149,7 @@ def test_a_group_the_cache_gained_is_uncovered_for_the_holder_that_follows_its_g
     assert status == 1
     findings = [line for line in out.splitlines() if line.startswith("  uncovered")]
     assert findings == [
-        f"  uncovered    ReplicationGroupId 'app-cache': ReplicationGroupId 'app-cache' now has security group "
+        f"  uncovered    ReplicationGroupId 'app-cache': the cache now has security group "
         f"{gained}, which cache-access (CREATE_COMPLETE) AppCacheAccess's rules do not reach; its next Update "
         "follows the cache's groups"
     ]
@@ -302,3 +303,21 @@ def test_the_scheduled_check_with_repair_drift_repairs_it_and_never_sweeps(
     assert any(message.startswith("repaired: authorized: ") for message in logged)
     assert (world.app, 6379) in world.rules(world.shared_group)
     assert (REPORTS_CIDR, 6379) in world.rules(world.cache_group)  # the orphan's rules wait for a person
+
+
+def _shape(text: str) -> list[str]:
+    """The lines, with moto's ids (new on each run, so sorted differently) made alike, in order."""
+    return sorted(re.sub(r"\b(sgr?)-[0-9a-f]{17}\b", r"\1-*", line) for line in text.strip().splitlines())
+
+
+def test_make_audit_prints_what_the_readme_shows() -> None:
+    result = run_module("offline.audit")
+    assert result.returncode == 0, result.stderr
+    readme = (ROOT / "README.md").read_text().split("## Operating it", 1)[1]
+    shown = re.search(r"```text\n(.*?)```", readme, re.DOTALL)
+    picture = re.search(r"```mermaid\n(.*?)```", readme, re.DOTALL)
+    assert shown is not None
+    assert picture is not None
+    assert _shape(shown[1]) == _shape(result.stdout)
+    printed = result.stdout.split("--format mermaid\n", 1)[1].split("\n(exit status", 1)[0]
+    assert _shape(picture[1]) == _shape(printed)

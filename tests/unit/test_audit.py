@@ -85,7 +85,7 @@ def test_a_world_that_adds_up_has_no_finding_and_names_each_rules_holders() -> N
     assert report.findings == ()
     rows = {row.group: row.holders_text for row in report.caches[0].rows}
     assert rows == {
-        GUARD: "cache-access (CREATE_COMPLETE) AppCacheAccess; batch-jobs (UPDATE_COMPLETE) BatchAccess",
+        GUARD: "batch-jobs (UPDATE_COMPLETE) BatchAccess; cache-access (CREATE_COMPLETE) AppCacheAccess",
         SHARED: "cache-access (CREATE_COMPLETE) AppCacheAccess",
     }
 
