@@ -25,10 +25,11 @@ from dataclasses import dataclass
 from .audit import DRIFT, ORPHAN, HeldBy, Report, RuleKey, live_status
 from .classic_lifecycle import CacheGroupSide
 from .classic_rules import Ingress
-from .ledger import PRE_EXISTING, Holder, Ledger, Side, reassert_rule, release_rule
+from .errors import ResourceFailure
+from .ledger import PRE_EXISTING, Ensured, Holder, Ledger, reassert_rule, release_rule
 from .sources import Source
 from .survey import Survey
-from .vpc_holds import Ec2Side, rule_tags
+from .vpc_holds import Ec2Side, Rule, rule_tags
 from .vpc_rules import RuleSet
 
 
@@ -63,8 +64,7 @@ def repair(survey: Survey, report: Report, *, dry_run: bool) -> list[Action]:
             if dry_run:
                 actions.append(Action("would authorize", finding.cache, parsed.text, str(who)))
                 break
-            side, rule = _side(survey, parsed, holder)
-            ensured = reassert_rule(ledger, side, rule, holder, description=entry.description)
+            ensured = _reassert(survey, ledger, parsed, holder, entry.description)
             if ensured is None:
                 continue
             verb = "authorized" if ensured.made else "already present"
@@ -95,8 +95,7 @@ def sweep(survey: Survey, report: Report, *, dry_run: bool) -> list[Action]:
             if dry_run:
                 actions.append(_foreseen(ledger, parsed, holder, hold.cache, str(who)))
                 continue
-            side, rule = _side(survey, parsed, holder)
-            revoked = release_rule(ledger, side, rule, holder)
+            revoked = _release(survey, ledger, parsed, holder)
             verb = "revoked" if revoked else "let go"
             detail = "" if revoked else "the rule stays: another holder holds it, it was there before, or it was gone"
             actions.append(Action(verb, hold.cache, parsed.text, str(who), detail))
@@ -115,17 +114,35 @@ def _foreseen(ledger: Ledger, parsed: RuleKey, holder: Holder, cache: str, who: 
     return Action("would revoke", cache, parsed.text, who, "its last holder")
 
 
-def _side(survey: Survey, parsed: RuleKey, holder: Holder) -> tuple[Side[object], object]:
-    """The AWS side of the rule's mode, and the rule as that side names it, from its key alone."""
-    apis = survey.apis
+def _reassert(survey: Survey, ledger: Ledger, parsed: RuleKey, holder: Holder, description: str) -> Ensured | None:
+    """:func:`reassert_rule` with the AWS side of the rule's mode, the rule named from its key alone."""
     if parsed.classic:
-        ingress = Ingress(cache_group=parsed.group, ec2_group=parsed.ec2_group_name, owner_id=parsed.owner)
-        side: Side[object] = CacheGroupSide(apis.elasticache, survey.deadline, survey.sleep)  # type: ignore[assignment]
-        return side, ingress
+        side = CacheGroupSide(survey.apis.elasticache, survey.deadline, survey.sleep)
+        return reassert_rule(ledger, side, _ingress(parsed), holder, description=description)
+    return reassert_rule(ledger, _ec2_side(survey, parsed, holder), _rule(parsed), holder, description=description)
+
+
+def _release(survey: Survey, ledger: Ledger, parsed: RuleKey, holder: Holder) -> bool:
+    """:func:`release_rule`, as :func:`_reassert` picks the side."""
+    if parsed.classic:
+        side = CacheGroupSide(survey.apis.elasticache, survey.deadline, survey.sleep)
+        return release_rule(ledger, side, _ingress(parsed), holder)
+    return release_rule(ledger, _ec2_side(survey, parsed, holder), _rule(parsed), holder)
+
+
+def _ingress(parsed: RuleKey) -> Ingress:
+    return Ingress(cache_group=parsed.group, ec2_group=parsed.ec2_group_name, owner_id=parsed.owner)
+
+
+def _rule(parsed: RuleKey) -> Rule:
+    return (parsed.group, parsed.port)
+
+
+def _ec2_side(survey: Survey, parsed: RuleKey, holder: Holder) -> Ec2Side:
+    """EC2's side for the one rule the key names: its source, port and target group."""
     source = Source.from_id_part(parsed.source)
     if source is None:
-        raise ValueError(f"the ledger's rule key {parsed.text} names no source this resource makes")
+        raise ResourceFailure(f"the ledger's rule key {parsed.text} names no source this resource makes")
     rule_set = RuleSet.of(source, [parsed.port], [parsed.group])
-    tags = rule_tags(apis.ledger.table, holder)
-    vpc_side: Side[object] = Ec2Side(apis.ec2, rule_set, tags, survey.deadline, survey.sleep)  # type: ignore[assignment]
-    return vpc_side, (parsed.group, parsed.port)
+    tags = rule_tags(survey.apis.ledger.table, holder)
+    return Ec2Side(survey.apis.ec2, rule_set, tags, survey.deadline, survey.sleep)

@@ -197,7 +197,7 @@ def test_aws_rules_are_keyed_as_the_ledger_keys_them_and_other_rules_are_left_un
 
 
 def test_ledger_items_are_told_apart_by_their_sort_key() -> None:
-    items = [
+    items: list[dict[str, Any]] = [
         {"pk": f"rule#{KEY}", "sk": "rule", "holders": 1, "version": 3, "origin": MADE, "cache": CACHE},
         {
             "pk": f"rule#{KEY}",
