@@ -16,6 +16,7 @@ import subprocess
 import sys
 from typing import Any
 
+import boto3
 import pytest
 
 from cache_ingress import cli
@@ -24,9 +25,10 @@ from offline.ledger_table import LEDGER_TABLE
 from offline.moto_backend import MotoBackend
 from offline.operate_world import BY_HAND_CIDR, REPORTS_CIDR, OperateWorld
 from offline.standin import ElastiCacheStandIn
-from tests.support import ROOT, handle, invoke, run_module
+from tests.support import ROOT, handle, invoke, load_event, run_module
 
 TABLE = ["--table", LEDGER_TABLE]
+ACCOUNT = "123456789012"
 
 
 @pytest.fixture
@@ -174,6 +176,34 @@ def test_a_revoke_lease_past_its_expiry_is_reported_stale(
     assert [(f["kind"], f["key"]) for f in report["findings"]] == [
         ("stale-lease", entry["pk"]["S"].removeprefix("rule#"))
     ]
+
+
+def test_an_ec2_classic_ingress_revoked_by_hand_is_drift_repaired_and_its_orphan_swept(
+    world: OperateWorld, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The same checks for a cache security group: its ingresses are read from ElastiCache."""
+    world.standin.add_group("app-cache-sg")
+    for stack, logical_id in (("cache-access", "AppCacheIngress"), ("reports", "ReportsIngress")):
+        event = load_event("create.json", StackId=world.stack(stack), LogicalResourceId=logical_id)
+        if stack == "reports":
+            event["ResourceProperties"] = {**event["ResourceProperties"], "EC2SecurityGroupName": "reports"}
+        assert invoke(event)["Status"] == "SUCCESS"
+    elasticache = boto3.client("elasticache")
+    elasticache.revoke_cache_security_group_ingress(
+        CacheSecurityGroupName="app-cache-sg", EC2SecurityGroupName="app-servers", EC2SecurityGroupOwnerId=ACCOUNT
+    )
+    world.delete_stack("reports")
+
+    status, out, _ = command(capsys, "audit", *TABLE, "--cache", "app-cache-sg")
+    assert status == 1
+    assert [line.split()[:2] for line in out.splitlines() if line.startswith(("  drift", "  orphan"))] == [
+        ["drift", "CacheSecurityGroupName"],
+        ["orphan", "CacheSecurityGroupName"],
+    ]
+    assert command(capsys, "repair", *TABLE)[1].startswith(f"authorized: classic|app-cache-sg|app-servers|{ACCOUNT}")
+    assert command(capsys, "sweep", *TABLE, "--yes")[1].startswith(f"revoked: classic|app-cache-sg|reports|{ACCOUNT}")
+    assert world.standin.authorized() == {("app-cache-sg", "app-servers", ACCOUNT)}
+    assert command(capsys, "audit", *TABLE)[0] == 0
 
 
 def test_the_json_and_mermaid_reports_show_who_holds_each_rule(
