@@ -53,7 +53,7 @@ from typing import Protocol, TypeVar
 
 from . import retry
 from .aws_api import ApiError, LedgerApi, Value, Write
-from .errors import LedgerUnreachable, OutOfTime, ResourceError, ResourceFailure
+from .errors import LedgerUnreachable, OutOfTime, Refused, ResourceError
 from .properties import stack_name
 from .timing import Deadline, Sleep, pause, polls
 
@@ -152,7 +152,7 @@ class Side(Protocol[R_contra]):
         ...
 
     def authorize(self, rule: R_contra, description: str) -> str | None:
-        """Make the rule: its id once made, None when it exists already."""
+        """Make the rule: its id once made, None when it exists already. Raises Refused when AWS refuses."""
         ...
 
     def find(self, rule: R_contra, descriptions: Collection[str] | None, *, settle: bool) -> tuple[str, str] | None:
@@ -162,7 +162,7 @@ class Side(Protocol[R_contra]):
         ...
 
     def revoke(self, rule: R_contra, rule_id: str) -> bool:
-        """Revoke it: whether it was there. Raises ResourceFailure when AWS refuses."""
+        """Revoke it: whether it was there. Raises Refused when AWS refuses."""
         ...
 
     def set_description(self, rule: R_contra, rule_id: str, description: str) -> None:
@@ -309,6 +309,29 @@ class Ledger:
         )
         return self._transact(writes)
 
+    def withdraw(self, key: str, holder: Holder) -> None:
+        """Take back a hold whose Authorize was refused outright: it made nothing, and nothing of it can land.
+
+        The entry goes with it when this hold was all there was to it.
+        """
+        pk = RULE_PREFIX + key
+        waits = polls()
+        while True:
+            entry, held = self.state(key, holder)
+            if entry is None or not held:
+                return
+            if entry.holders > 1 or entry.origin != AUTHORIZING:
+                if self.let_go(key, holder, entry):
+                    return
+            else:
+                gone = Write(
+                    pk, RULE_SK, delete=True, condition="#version = :version", values={":version": entry.version}
+                )
+                mine = Write(pk, HOLDER_PREFIX + holder.key, delete=True, condition="attribute_exists(#pk)")
+                if self._transact([mine, gone]):
+                    return
+            pause(waits, self.deadline, self.sleep, self._changing(key))
+
     def unlease(self, key: str, holder: Holder) -> None:
         """Give the lease back: the revoke was refused outright, so nothing of this request can land."""
         self._update(key, "REMOVE #lease_until, #lease_holder ADD #version :one", "#lease_holder = :h", h=holder.key)
@@ -390,6 +413,8 @@ def grant_rule(
 ) -> Ensured:
     """Hold the rule, then make sure AWS has it; ``on_held`` runs once the hold is recorded, before any AWS change.
 
+    An Authorize AWS refuses outright made nothing: a hold taken for it is withdrawn before the failure is raised.
+
     ``earlier`` are the descriptions the release before the ledger (0.1.0) may
     have given this very resource's rule: a rule found with one of them, on an
     entry this hold made, was made by that release for this resource and is
@@ -398,7 +423,13 @@ def grant_rule(
     key = side.key(rule)
     hold = ledger.hold(key, holder, description, cache)
     on_held()
-    made = side.authorize(rule, description)
+    try:
+        made = side.authorize(rule, description)
+    except Refused:
+        if not hold.already:
+            with contextlib.suppress(ResourceError):
+                ledger.withdraw(key, holder)
+        raise
     if made is not None:
         ledger.made(key, made)
         return Ensured(made, True)
@@ -485,10 +516,9 @@ def _revoke_leased(ledger: Ledger, side: Side[R], rule: R, key: str, holder: Hol
     rule_id = entry.rule_id or (found[0] if found else "")
     try:
         revoked = bool(rule_id) and side.revoke(rule, rule_id)
-    except OutOfTime:
-        raise  # a revoke may be in flight: the lease stands until it can no longer land
-    except ResourceFailure:
+    except Refused:
         # Refused outright: nothing of this request can land. The retried Delete takes the lease again.
+        # Any other failure (out of time, say) may leave a revoke in flight: the lease stands until it expires.
         with contextlib.suppress(ResourceError):
             ledger.unlease(key, holder)
         raise
