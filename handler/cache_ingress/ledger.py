@@ -178,7 +178,9 @@ class Ledger:
     :class:`~cache_ingress.errors.LedgerUnreachable` naming the table.
     """
 
-    def __init__(self, api: LedgerApi, deadline: Deadline, sleep: Sleep = time.sleep, clock: Clock = time.time):
+    def __init__(
+        self, api: LedgerApi, deadline: Deadline, sleep: Sleep = time.sleep, clock: Clock | None = None
+    ) -> None:
         if not api.table:
             raise LedgerUnreachable(
                 "the function's LEDGER_TABLE is not set, so it cannot record who holds what: deploy it with "
@@ -187,7 +189,7 @@ class Ledger:
         self.api = api
         self.deadline = deadline
         self.sleep = sleep
-        self.clock = clock
+        self.clock = clock or time.time  # wall-clock seconds: a lease is read by other sandboxes
 
     def state(self, key: str, holder: Holder) -> tuple[Entry | None, bool]:
         """The rule entry, and whether ``holder`` holds the rule: two consistent reads."""
@@ -331,6 +333,21 @@ class Ledger:
                 if self._transact([mine, gone]):
                     return
             pause(waits, self.deadline, self.sleep, self._changing(key))
+
+    def lease_unrecorded(self, key: str, holder: Holder, rule_id: str, description: str) -> bool:
+        """Lease a rule the ledger has no entry for (the release before the ledger made it) to ``holder`` for its
+        revoke, so a hold waits for it as for any other; False if an entry appeared meanwhile."""
+        fields: dict[str, Value] = {
+            "holders": 0,
+            "version": 1,
+            "origin": MADE,
+            "rule_id": rule_id,
+            "description": description,
+            "lease_until": round(self.clock() + max(self.deadline.change_time_left(), 0.0) + LEASE_GRACE_S, 3),
+            "lease_holder": holder.key,
+        }
+        write = Write(RULE_PREFIX + key, RULE_SK, item=fields, condition="attribute_not_exists(#pk)")
+        return self._transact([write])
 
     def unlease(self, key: str, holder: Holder) -> None:
         """Give the lease back: the revoke was refused outright, so nothing of this request can land."""
@@ -480,7 +497,7 @@ def release_rule(ledger: Ledger, side: Side[R], rule: R, holder: Holder, *, earl
     held), unless the ledger has no entry for the rule at all and it carries
     one of ``earlier``, the descriptions the release before the ledger gave
     this very resource's rule: that release made it, and it is revoked as it
-    was then. A release that died half-way (its lease expired, or is its own)
+    was then, under a lease like any other. A release that died half-way (its lease expired, or is its own)
     is finished by the next one.
     """
     key = side.key(rule)
@@ -489,8 +506,11 @@ def release_rule(ledger: Ledger, side: Side[R], rule: R, holder: Holder, *, earl
         entry, held = ledger.state(key, holder)
         if entry is None:
             found = side.find(rule, earlier, settle=False) if earlier else None
-            return found is not None and side.revoke(rule, found[0])
-        if held and (entry.holders > 1 or entry.origin == PRE_EXISTING):
+            if found is None:
+                return False
+            if ledger.lease_unrecorded(key, holder, *found):
+                return _revoke_leased(ledger, side, rule, key, holder, Entry(0, 1, MADE, *found))
+        elif held and (entry.holders > 1 or entry.origin == PRE_EXISTING):
             if ledger.let_go(key, holder, entry):
                 return False
         elif held or (

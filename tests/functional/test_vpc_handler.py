@@ -255,6 +255,19 @@ def withdraw(
     ledger.add_response("transact_write_items", {}, {"TransactItems": [{"Delete": mine}, {"Delete": gone}]})
 
 
+def lease_unrecorded(ledger: Stubber, group: str, port: int, rule_id: str) -> None:
+    """Expect a rule the ledger has no entry for leased for its revoke, in a new entry."""
+    fields = {"holders": 0, "version": 1, "origin": "made", "rule_id": rule_id, "description": DESCRIPTION}
+    leased = {**key(group, port), **typed({**fields, "lease_holder": holder().key}), "lease_until": ANY}
+    put = {
+        "TableName": TABLE,
+        "Item": leased,
+        "ConditionExpression": "attribute_not_exists(#pk)",
+        "ExpressionAttributeNames": names("pk"),
+    }
+    ledger.add_response("transact_write_items", {}, {"TransactItems": [{"Put": put}]})
+
+
 def forget(ledger: Stubber, group: str, port: int, physical_id: str = SESSIONS_ID) -> None:
     """Expect the rule's entry deleted once its revoke is done."""
     params = {
@@ -705,7 +718,9 @@ def test_delete_revokes_a_rule_the_release_before_the_ledger_made_for_this_id(
 ) -> None:
     state(ledger_stubber, A, 6379, None, held=False)
     rules_of(ec2_stubber, A, rule("sgr-1", A, 6379))  # this resource's own description, as 0.1.0 wrote it
+    lease_unrecorded(ledger_stubber, A, 6379, "sgr-1")  # so a Create of the rule meanwhile waits for the revoke
     revoke(ec2_stubber, A, "sgr-1")
+    forget(ledger_stubber, A, 6379)
     state(ledger_stubber, A, 6380, None, held=False)
     rules_of(ec2_stubber, A, rule("sgr-2", A, 6380, description="opened by the on-call"))
     assert_success(invoke(delete_event(SESSIONS_ID)))
