@@ -19,7 +19,7 @@ from typing import Any
 from . import classic_rules, retry
 from .aws_api import ApiError, ElastiCacheApi, Entry, LedgerApi
 from .classic_rules import Ingress
-from .errors import ResourceFailure
+from .errors import Refused, ResourceFailure
 from .ledger import Holder, Ledger, grant_rule, reassert_rule, release_rule
 from .outcomes import Outcome
 from .protocol import Change, Instance, Result
@@ -176,7 +176,7 @@ def _authorize(api: ElastiCacheApi, ingress: Ingress, deadline: Deadline, sleep:
             return _describe(api, ingress, deadline, sleep, gone_ok=False), False
         if outcome is Outcome.BUSY:
             return None, False
-        raise _failure(err, outcome) from err
+        raise _failure(err, outcome, refused=True) from err
 
 
 def ensure_revoked(api: ElastiCacheApi, ingress: Ingress, deadline: Deadline, sleep: Sleep = time.sleep) -> Result:
@@ -201,7 +201,7 @@ def ensure_revoked(api: ElastiCacheApi, ingress: Ingress, deadline: Deadline, sl
                 if outcome is Outcome.DONE:
                     break
                 if outcome is not Outcome.BUSY:
-                    raise _failure(err, outcome) from err
+                    raise _failure(err, outcome, refused=True) from err
                 entry = Entry(status="busy")
         else:
             entry = _describe(api, ingress, deadline, sleep, gone_ok=True)
@@ -253,7 +253,9 @@ def _describe_ingress(ingress: Ingress) -> str:
     )
 
 
-def _failure(err: ApiError, outcome: Outcome) -> ResourceFailure:
+def _failure(err: ApiError, outcome: Outcome, refused: bool = False) -> ResourceFailure:
+    """The failure an error answer means; ``refused`` for an answer to a change, which then changed nothing."""
+    kind = Refused if refused else ResourceFailure
     if outcome is Outcome.NOT_PERMITTED:
-        return ResourceFailure(classic_rules.not_permitted_reason(err.message))
-    return ResourceFailure(str(err))
+        return kind(classic_rules.not_permitted_reason(err.message))
+    return kind(str(err))

@@ -29,6 +29,10 @@ class CacheUnusable(ResourceError):
     """The cache exists but lacks what the rules need; the message says which property to set."""
 
 
+class Refused(ResourceFailure):
+    """AWS answered a change with a refusal: that call changed nothing, and nothing of it is in flight."""
+
+
 class OutOfTime(ResourceFailure):
     """A call was not started: the deadline had come, or the request had already been answered."""
 

@@ -54,7 +54,7 @@ from typing import Protocol, TypeVar
 
 from . import retry
 from .aws_api import ApiError, LedgerApi, Value, Write
-from .errors import LedgerUnreachable, OutOfTime, ResourceError, ResourceFailure
+from .errors import LedgerUnreachable, OutOfTime, Refused, ResourceError
 from .properties import stack_name
 from .timing import Deadline, Sleep, pause, polls
 
@@ -157,7 +157,7 @@ class Side(Protocol[R_contra]):
         ...
 
     def authorize(self, rule: R_contra, description: str) -> str | None:
-        """Make the rule: its id once made, None when it exists already."""
+        """Make the rule: its id once made, None when it exists already. Raises Refused when AWS refuses."""
         ...
 
     def find(self, rule: R_contra, descriptions: Collection[str] | None, *, settle: bool) -> tuple[str, str] | None:
@@ -167,7 +167,7 @@ class Side(Protocol[R_contra]):
         ...
 
     def revoke(self, rule: R_contra, rule_id: str) -> bool:
-        """Revoke it: whether it was there. Raises ResourceFailure when AWS refuses."""
+        """Revoke it: whether it was there. Raises Refused when AWS refuses."""
         ...
 
     def set_description(self, rule: R_contra, rule_id: str, description: str) -> None:
@@ -183,7 +183,9 @@ class Ledger:
     :class:`~cache_ingress.errors.LedgerUnreachable` naming the table.
     """
 
-    def __init__(self, api: LedgerApi, deadline: Deadline, sleep: Sleep = time.sleep, clock: Clock = time.time):
+    def __init__(
+        self, api: LedgerApi, deadline: Deadline, sleep: Sleep = time.sleep, clock: Clock | None = None
+    ) -> None:
         if not api.table:
             raise LedgerUnreachable(
                 "the function's LEDGER_TABLE is not set, so it cannot record who holds what: deploy it with "
@@ -192,7 +194,7 @@ class Ledger:
         self.api = api
         self.deadline = deadline
         self.sleep = sleep
-        self.clock = clock
+        self.clock = clock or time.time  # wall-clock seconds: a lease is read by other sandboxes
 
     def state(self, key: str, holder: Holder) -> tuple[Entry | None, bool]:
         """The rule entry, and whether ``holder`` holds the rule: two consistent reads."""
@@ -318,6 +320,44 @@ class Ledger:
         )
         return self._transact(writes)
 
+    def withdraw(self, key: str, holder: Holder) -> None:
+        """Take back a hold whose Authorize was refused outright: it made nothing, and nothing of it can land.
+
+        The entry goes with it when this hold was all there was to it.
+        """
+        pk = RULE_PREFIX + key
+        waits = polls()
+        while True:
+            entry, held = self.state(key, holder)
+            if entry is None or not held:
+                return
+            if entry.holders > 1 or entry.origin != AUTHORIZING:
+                if self.let_go(key, holder, entry):
+                    return
+            else:
+                gone = Write(
+                    pk, RULE_SK, delete=True, condition="#version = :version", values={":version": entry.version}
+                )
+                mine = Write(pk, HOLDER_PREFIX + holder.key, delete=True, condition="attribute_exists(#pk)")
+                if self._transact([mine, gone]):
+                    return
+            pause(waits, self.deadline, self.sleep, self._changing(key))
+
+    def lease_unrecorded(self, key: str, holder: Holder, rule_id: str, description: str) -> bool:
+        """Lease a rule the ledger has no entry for (the release before the ledger made it) to ``holder`` for its
+        revoke, so a hold waits for it as for any other; False if an entry appeared meanwhile."""
+        fields: dict[str, Value] = {
+            "holders": 0,
+            "version": 1,
+            "origin": MADE,
+            "rule_id": rule_id,
+            "description": description,
+            "lease_until": round(self.clock() + max(self.deadline.change_time_left(), 0.0) + LEASE_GRACE_S, 3),
+            "lease_holder": holder.key,
+        }
+        write = Write(RULE_PREFIX + key, RULE_SK, item=fields, condition="attribute_not_exists(#pk)")
+        return self._transact([write])
+
     def unlease(self, key: str, holder: Holder) -> None:
         """Give the lease back: the revoke was refused outright, so nothing of this request can land."""
         self._update(key, "REMOVE #lease_until, #lease_holder ADD #version :one", "#lease_holder = :h", h=holder.key)
@@ -400,6 +440,8 @@ def grant_rule(
 ) -> Ensured:
     """Hold the rule, then make sure AWS has it; ``on_held`` runs once the hold is recorded, before any AWS change.
 
+    An Authorize AWS refuses outright made nothing: a hold taken for it is withdrawn before the failure is raised.
+
     ``earlier`` are the descriptions the release before the ledger (0.1.0) may
     have given this very resource's rule: a rule found with one of them, on an
     entry this hold made, was made by that release for this resource and is
@@ -408,7 +450,13 @@ def grant_rule(
     key = side.key(rule)
     hold = ledger.hold(key, holder, description, cache, targets)
     on_held()
-    made = side.authorize(rule, description)
+    try:
+        made = side.authorize(rule, description)
+    except Refused:
+        if not hold.already:
+            with contextlib.suppress(ResourceError):
+                ledger.withdraw(key, holder)
+        raise
     if made is not None:
         ledger.made(key, made)
         return Ensured(made, True)
@@ -459,7 +507,7 @@ def release_rule(ledger: Ledger, side: Side[R], rule: R, holder: Holder, *, earl
     held), unless the ledger has no entry for the rule at all and it carries
     one of ``earlier``, the descriptions the release before the ledger gave
     this very resource's rule: that release made it, and it is revoked as it
-    was then. A release that died half-way (its lease expired, or is its own)
+    was then, under a lease like any other. A release that died half-way (its lease expired, or is its own)
     is finished by the next one.
     """
     key = side.key(rule)
@@ -468,8 +516,11 @@ def release_rule(ledger: Ledger, side: Side[R], rule: R, holder: Holder, *, earl
         entry, held = ledger.state(key, holder)
         if entry is None:
             found = side.find(rule, earlier, settle=False) if earlier else None
-            return found is not None and side.revoke(rule, found[0])
-        if held and (entry.holders > 1 or entry.origin == PRE_EXISTING):
+            if found is None:
+                return False
+            if ledger.lease_unrecorded(key, holder, *found):
+                return _revoke_leased(ledger, side, rule, key, holder, Entry(0, 1, MADE, *found))
+        elif held and (entry.holders > 1 or entry.origin == PRE_EXISTING):
             if ledger.let_go(key, holder, entry):
                 return False
         elif held or (
@@ -495,10 +546,9 @@ def _revoke_leased(ledger: Ledger, side: Side[R], rule: R, key: str, holder: Hol
     rule_id = entry.rule_id or (found[0] if found else "")
     try:
         revoked = bool(rule_id) and side.revoke(rule, rule_id)
-    except OutOfTime:
-        raise  # a revoke may be in flight: the lease stands until it can no longer land
-    except ResourceFailure:
+    except Refused:
         # Refused outright: nothing of this request can land. The retried Delete takes the lease again.
+        # Any other failure (out of time, say) may leave a revoke in flight: the lease stands until it expires.
         with contextlib.suppress(ResourceError):
             ledger.unlease(key, holder)
         raise

@@ -6,23 +6,24 @@ NotFound, and a rule made a moment ago may not show in a read yet. So a
 NotFound about a source group on Authorize, or about a rule the ledger says
 exists on Revoke, is retried for :data:`SETTLE_S` (within the deadline)
 before it counts; and a rule looked for by what was asked, when its id was
-never recorded, is looked for again for as long.
+never recorded, is looked for again for as long. A window the deadline cuts
+short ends with what EC2 showed last: a rollback is not failed for EC2's lag.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 from . import retry
 from .aws_api import ApiError, Ec2Api
-from .errors import ResourceFailure
+from .errors import Refused, ResourceFailure
 from .ledger import Holder
 from .sources import Source
-from .timing import Deadline, Sleep, pause, polls
+from .timing import MIN_ATTEMPT_S, Deadline, Sleep, polls
 from .vpc_rules import RuleSet, ip_permissions
 
 #: How long EC2 is given to show a group or rule that exists (a NotFound is retried until then).
@@ -95,16 +96,16 @@ class Ec2Side:
             if err.code == DUPLICATE_CODE:
                 return None
             if err.code == GROUP_NOT_FOUND_CODE:
-                raise ResourceFailure(
+                raise Refused(
                     f"{err.operation} failed: a security group does not exist ({err.message}). "
                     "Check SourceSecurityGroupId, and TargetSecurityGroupIds or the cache's security groups"
                 ) from err
             if err.code in PREFIX_LIST_NOT_FOUND_CODES:
-                raise ResourceFailure(
+                raise Refused(
                     f"{err.operation} failed: {self.source} does not exist in this account and region "
                     f"({err.message}). Check SourcePrefixListId, and that a shared list is shared with this account"
                 ) from err
-            raise ResourceFailure(f"{err} (target security group {target})") from err
+            raise Refused(f"{err} (target security group {target})") from err
         return str(made[0].get("SecurityGroupRuleId", "")) if made else ""
 
     def find(self, rule: Rule, descriptions: Collection[str] | None, *, settle: bool) -> tuple[str, str] | None:
@@ -126,9 +127,8 @@ class Ec2Side:
                 described = str(item.get("Description") or "")
                 if matches(item, self.source, port) and (descriptions is None or described in descriptions):
                     return str(item.get("SecurityGroupRuleId", "")), described
-            if not settle or time.monotonic() >= until:
+            if not settle or time.monotonic() >= until or not self._wait(waits):
                 return None
-            pause(waits, self.deadline, self.sleep, _not_settled(target, port))
 
     def revoke(self, rule: Rule, rule_id: str) -> bool:
         """Revoke by id: whether it was there. Gone counts only once EC2 has had :data:`SETTLE_S` to show it."""
@@ -139,7 +139,7 @@ class Ec2Side:
         except ApiError as err:
             if err.code in RULE_GONE_CODES:
                 return False
-            raise ResourceFailure(str(err)) from err
+            raise Refused(str(err)) from err
         return True
 
     def set_description(self, rule: Rule, rule_id: str, description: str) -> None:
@@ -158,16 +158,13 @@ class Ec2Side:
             try:
                 return call()
             except ApiError as err:
-                if err.code not in not_found or time.monotonic() >= until:
+                if err.code not in not_found or time.monotonic() >= until or not self._wait(waits):
                     raise
-                try:
-                    pause(waits, self.deadline, self.sleep, "")
-                except ResourceFailure:
-                    raise err from None
 
-
-def _not_settled(target: str, port: int) -> str:
-    return (
-        f"EC2 did not show the rule into {target} on port {port} before the function's deadline. "
-        "Retry the stack operation"
-    )
+    def _wait(self, waits: Iterator[float]) -> bool:
+        """Wait for the next look, if one could still be made after it before the deadline."""
+        delay = next(waits)
+        if self.deadline.closed or self.deadline.remaining() < delay + MIN_ATTEMPT_S:
+            return False
+        self.sleep(delay)
+        return True

@@ -254,6 +254,40 @@ def lease(
     ledger.add_response("transact_write_items", {}, {"TransactItems": [*writes, {"Update": leased}]})
 
 
+def withdraw(
+    ledger: Stubber, group: str, port: int, physical_id: str = SESSIONS_ID, source: str = GROUP_SOURCE
+) -> None:
+    """Expect a fresh hold whose Authorize EC2 refused taken back, with the entry it made."""
+    state(ledger, group, port, entry(origin="authorizing"), held=True, physical_id=physical_id, source=source)
+    mine = {
+        "TableName": TABLE,
+        "Key": key(group, port, f"holder#{holder(physical_id).key}", source),
+        "ConditionExpression": "attribute_exists(#pk)",
+        "ExpressionAttributeNames": names("pk"),
+    }
+    gone = {
+        "TableName": TABLE,
+        "Key": key(group, port, source=source),
+        "ConditionExpression": "#version = :version",
+        "ExpressionAttributeNames": names("version"),
+        "ExpressionAttributeValues": typed({":version": 1}),
+    }
+    ledger.add_response("transact_write_items", {}, {"TransactItems": [{"Delete": mine}, {"Delete": gone}]})
+
+
+def lease_unrecorded(ledger: Stubber, group: str, port: int, rule_id: str) -> None:
+    """Expect a rule the ledger has no entry for leased for its revoke, in a new entry."""
+    fields = {"holders": 0, "version": 1, "origin": "made", "rule_id": rule_id, "description": DESCRIPTION}
+    leased = {**key(group, port), **typed({**fields, "lease_holder": holder().key}), "lease_until": ANY}
+    put = {
+        "TableName": TABLE,
+        "Item": leased,
+        "ConditionExpression": "attribute_not_exists(#pk)",
+        "ExpressionAttributeNames": names("pk"),
+    }
+    ledger.add_response("transact_write_items", {}, {"TransactItems": [{"Put": put}]})
+
+
 def forget(ledger: Stubber, group: str, port: int, physical_id: str = SESSIONS_ID) -> None:
     """Expect the rule's entry deleted once its revoke is done."""
     params = {
@@ -551,12 +585,13 @@ def test_a_port_or_group_the_cache_does_not_have_fails_naming_it_without_touchin
     assert_failed(answer, f"TargetSecurityGroupIds {B} are not attached to ServerlessCacheName 'sessions'")
 
 
-def test_ec2_refusing_names_the_target_group_and_the_id_is_reported_for_the_rollback_to_let_go(
+def test_ec2_refusing_names_the_target_group_and_withdraws_the_hold_it_took(
     stubber: Stubber, ec2_stubber: Stubber, ledger_stubber: Stubber
 ) -> None:
     serverless(stubber, [A])
     hold_fresh(ledger_stubber, A, 6379)
     authorize(ec2_stubber, A, 6379, error="UnauthorizedOperation")
+    withdraw(ledger_stubber, A, 6379)  # refused outright: it made nothing, so the hold taken for it goes
     answer = invoke(vpc_event(ServerlessCacheName="sessions"))
     assert_failed(answer, "UnauthorizedOperation")
     assert A in answer["Reason"]
@@ -703,7 +738,9 @@ def test_delete_revokes_a_rule_the_release_before_the_ledger_made_for_this_id(
 ) -> None:
     state(ledger_stubber, A, 6379, None, held=False)
     rules_of(ec2_stubber, A, rule("sgr-1", A, 6379))  # this resource's own description, as 0.1.0 wrote it
+    lease_unrecorded(ledger_stubber, A, 6379, "sgr-1")  # so a Create of the rule meanwhile waits for the revoke
     revoke(ec2_stubber, A, "sgr-1")
+    forget(ledger_stubber, A, 6379)
     state(ledger_stubber, A, 6380, None, held=False)
     rules_of(ec2_stubber, A, rule("sgr-2", A, 6380, description="opened by the on-call"))
     assert_success(invoke(delete_event(SESSIONS_ID)))
@@ -815,6 +852,7 @@ def test_a_prefix_list_ec2_does_not_know_fails_naming_it(
         400,
         expected_params=ranged_authorize_params(physical_id, listed, 6379),
     )
+    withdraw(ledger_stubber, A, 6379, physical_id=physical_id, source="pl-0123456789abcdef0")
     assert_failed(
         invoke(ranged_event(SourcePrefixListId="pl-0123456789abcdef0")),
         "SourcePrefixListId pl-0123456789abcdef0 does not exist in this account and region",
