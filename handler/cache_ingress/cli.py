@@ -7,7 +7,8 @@ stack's ``LedgerTable`` output (``--stack``, by default the stack the README
 deploys), or named directly (``--table``).
 
 Exit status: ``audit`` 0 with no findings, 1 with some; ``repair`` and
-``sweep`` 0 once done; every command 2 on an error. This module parses and
+``sweep`` 0 once done; every command 2 on an error (``repair`` and ``sweep``
+also when one rule failed: they go on with the others and say which). This module parses and
 prints; the reads are :mod:`cache_ingress.survey`'s, the judgement
 :mod:`cache_ingress.audit`'s, the changes :mod:`cache_ingress.remedy`'s.
 """
@@ -26,7 +27,7 @@ from botocore.exceptions import BotoCoreError
 from . import aws_api, render, retry
 from .aws_api import ApiError
 from .errors import ResourceError
-from .remedy import repair, sweep
+from .remedy import FAILED, repair, sweep
 from .survey import Apis, Survey
 from .timing import Deadline
 
@@ -110,13 +111,13 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "repair":
         done = repair(survey, report, dry_run=args.dry_run)
         _say(render.actions(done, dry_run=args.dry_run, what="repair"))
-        return OK
+        return ERROR if any(action.verb == FAILED for action in done) else OK
     dry_run = args.dry_run or not args.yes
     done = sweep(survey, report, dry_run=dry_run)
     _say(render.actions(done, dry_run=dry_run, what="sweep"))
     if dry_run and done:
         _say("run again with --yes to do it")
-    return OK
+    return ERROR if any(action.verb == FAILED for action in done) else OK
 
 
 def _say(text: str, stream: TextIO | None = None) -> None:

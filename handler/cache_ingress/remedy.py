@@ -15,7 +15,8 @@ so the guarantees hold here too:
   when its last holder goes, and never when it was there before any holder.
 
 The report's findings say what to look at; each action reads again before
-it writes. A dry run reads and writes nothing but says what would be done.
+it writes. A dry run writes nothing but says what would be done. A rule AWS
+refuses (its group deleted, say) is reported as failed and the others go on.
 """
 
 from __future__ import annotations
@@ -25,12 +26,15 @@ from dataclasses import dataclass
 from .audit import DRIFT, ORPHAN, HeldBy, Report, RuleKey, live_status
 from .classic_lifecycle import CacheGroupSide
 from .classic_rules import Ingress
-from .errors import ResourceFailure
+from .errors import ResourceError, ResourceFailure
 from .ledger import PRE_EXISTING, Ensured, Holder, Ledger, reassert_rule, release_rule
 from .sources import Source
 from .survey import Survey
 from .vpc_holds import Ec2Side, Rule, rule_tags
 from .vpc_rules import RuleSet
+
+#: The verb of an action that failed: its detail is the reason; the others went on.
+FAILED = "failed"
 
 
 @dataclass(frozen=True)
@@ -64,7 +68,11 @@ def repair(survey: Survey, report: Report, *, dry_run: bool) -> list[Action]:
             if dry_run:
                 actions.append(Action("would authorize", finding.cache, parsed.text, str(who)))
                 break
-            ensured = _reassert(survey, ledger, parsed, holder, entry.description)
+            try:
+                ensured = _reassert(survey, ledger, parsed, holder, entry.description)
+            except ResourceError as err:
+                actions.append(Action(FAILED, finding.cache, parsed.text, str(who), str(err)))
+                break
             if ensured is None:
                 continue
             verb = "authorized" if ensured.made else "already present"
@@ -85,7 +93,7 @@ def sweep(survey: Survey, report: Report, *, dry_run: bool) -> list[Action]:
     actions: list[Action] = []
     for identity, (cache, who) in sorted(orphans.items()):
         if live_status(statuses[identity[0]]):
-            actions.append(Action("kept", cache, "", str(who), f"its stack is back ({statuses[identity[0]]})"))
+            actions.append(Action("kept", cache, "", str(who), f"its stack is live ({statuses[identity[0]]})"))
             continue
         holder = Holder(*identity)
         for hold in survey.holds_of(holder.stack_id):
@@ -95,7 +103,11 @@ def sweep(survey: Survey, report: Report, *, dry_run: bool) -> list[Action]:
             if dry_run:
                 actions.append(_foreseen(ledger, parsed, holder, hold.cache, str(who)))
                 continue
-            revoked = _release(survey, ledger, parsed, holder)
+            try:
+                revoked = _release(survey, ledger, parsed, holder)
+            except ResourceError as err:
+                actions.append(Action(FAILED, hold.cache, parsed.text, str(who), str(err)))
+                continue
             verb = "revoked" if revoked else "let go"
             detail = "" if revoked else "the rule stays: another holder holds it, it was there before, or it was gone"
             actions.append(Action(verb, hold.cache, parsed.text, str(who), detail))

@@ -79,6 +79,23 @@ def test_a_rule_revoked_by_hand_is_drift_and_repair_authorizes_it_again(
     assert (status, out.splitlines()[-1]) == (0, "No findings.")
 
 
+def test_a_repair_aws_refuses_for_one_rule_is_reported_and_the_others_are_repaired(
+    world: OperateWorld, capsys: pytest.CaptureFixture[str]
+) -> None:
+    world.grant("cache-access", "AppCacheAccess")
+    for group in (world.cache_group, world.shared_group):
+        world.revoke_by_hand(group, world.rule_id("AppCacheAccess", group))
+    world.moto.client("ec2").delete_security_group(GroupId=world.shared_group)  # its rule can never come back
+
+    status, out, _ = command(capsys, "repair", *TABLE)
+    assert status == 2
+    lines = sorted(out.splitlines())
+    assert lines[0].startswith(f"authorized: vpc|{world.cache_group}|tcp|6379|")
+    assert lines[1].startswith(f"failed: vpc|{world.shared_group}|tcp|6379|")
+    assert "a security group does not exist" in lines[1]
+    assert (world.app, 6379) in world.rules(world.cache_group)
+
+
 def test_a_stack_deleted_behind_the_resources_back_is_an_orphan_and_the_sweep_revokes_its_rules(
     world: OperateWorld, capsys: pytest.CaptureFixture[str]
 ) -> None:
