@@ -52,5 +52,5 @@ def run(survey: Survey, *, repair_drift: bool, log: Callable[[str, dict[str, Any
         log(f"{finding.kind}: {finding.detail}", {"finding": finding.kind, "cache": finding.cache, "rule": finding.key})
     repaired = repair(survey, report, dry_run=False) if repair_drift and report.count(DRIFT) else []
     for action in repaired:
-        log(f"repaired: {action}", {"finding": DRIFT, "cache": action.cache, "rule": action.key})
+        log(f"repair: {action}", {"finding": DRIFT, "cache": action.cache, "rule": action.key})
     return Outcome({name: report.count(kind) for name, kind in METRICS.items()}, repaired)

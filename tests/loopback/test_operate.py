@@ -337,7 +337,7 @@ def test_the_scheduled_check_counts_and_logs_findings_and_changes_nothing(
         "UncoveredGroups": [1.0],
     }
     assert sum(message.startswith(("drift: ", "orphan: ", "uncovered: ")) for message in logged) == 3
-    assert not any(message.startswith("repaired: ") for message in logged)
+    assert not any(message.startswith("repair: ") for message in logged)
     assert world.rules(world.cache_group) | world.rules(world.shared_group) == rules_before
 
 
@@ -347,7 +347,7 @@ def test_the_scheduled_check_with_repair_drift_repairs_it_and_never_sweeps(
     operate_world.stage_everything(world)
     metrics, logged = scheduled(capfd, caplog)
     assert metrics["DriftedRules"] == [1.0]
-    assert any(message.startswith("repaired: authorized: ") for message in logged)
+    assert any(message.startswith("repair: authorized: ") for message in logged)
     assert (world.app, 6379) in world.rules(world.shared_group)
     assert (REPORTS_CIDR, 6379) in world.rules(world.cache_group)  # the orphan's rules wait for a person
 
