@@ -17,8 +17,8 @@ def table(report: Report) -> str:
     """Each cache, its rules and who holds each; then the findings."""
     lines: list[str] = []
     for cache in report.caches:
-        groups = ", ".join(cache.groups) if cache.groups else "not known"
-        lines.append(f"{cache.cache} (security groups: {groups})")
+        groups = f" (security groups: {', '.join(cache.groups)})" if cache.groups is not None else ""
+        lines.append(cache.cache + groups)
         if cache.problem:
             lines.append(f"  ! {cache.problem}")
         rows = [_cells(row) for row in cache.rows]
