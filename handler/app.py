@@ -227,7 +227,9 @@ def scheduled_check(context: Any) -> dict[str, Any]:
     """The drift check a scheduled event asks for (template.yaml, DriftCheckSchedule): counted, logged, never
     answered to anyone; with RepairDrift, drift is repaired."""
     deadline = Deadline.for_invocation(context.get_remaining_time_in_millis() / 1000.0, None)
-    survey = Survey(Apis(ledger(), ec2(), api(), memorydb(), cloudformation()), deadline)
+    # The function's own account and region, from its ARN: the stacks it can ask CloudFormation about.
+    _, _, _, region, account, *_ = str(context.invoked_function_arn).split(":")
+    survey = Survey(Apis(ledger(), ec2(), api(), memorydb(), cloudformation()), deadline, account, region)
     outcome = drift_check.run(
         survey,
         repair_drift=drift_check.repair_on(os.environ),

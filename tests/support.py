@@ -127,6 +127,7 @@ def servers() -> Servers:
     os.environ["AWS_ENDPOINT_URL_MEMORYDB"] = started.memorydb.start()
     os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = started.dynamodb.start()
     os.environ["AWS_ENDPOINT_URL_CLOUDFORMATION"] = started.moto.url  # the holders' stacks, made in moto
+    os.environ["AWS_ENDPOINT_URL_STS"] = started.moto.url  # who cache-ingress runs as
     os.environ["LEDGER_TABLE"] = LEDGER_TABLE
     started.receiver.start()
     # CloudFormation's ResponseURL is https; the sender trusts the receiver's self-signed certificate this way.

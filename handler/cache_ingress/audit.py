@@ -46,6 +46,10 @@ UNMANAGED = "unmanaged"
 DELETE_COMPLETE = "DELETE_COMPLETE"
 #: The status shown for a stack CloudFormation no longer knows at all.
 NO_STACK = "no such stack"
+#: The status shown for a stack of another account or region (a stack of the account InvokerAccountId names):
+#: CloudFormation will not describe it to this one, so it is never taken for gone.
+OTHER_ACCOUNT = "not visible: account {account}, region {region}"
+_STACK_ARN = re.compile(r"arn:[^:]+:cloudformation:([^:]*):([0-9]{12}):stack/")
 #: How the ledger spells a cache security group (EC2-Classic); a VPC cache is ``<property> '<name>'``.
 CLASSIC_CACHE = "CacheSecurityGroupName"
 _VPC_CACHE = re.compile(r"(\w+) '(.*)'")
@@ -283,6 +287,18 @@ class HeldBy:
 
     def __str__(self) -> str:
         return f"{self.stack} ({self.status}) {self.logical_id}"
+
+
+def foreign_status(stack_id: str, account: str, region: str) -> str | None:
+    """:data:`OTHER_ACCOUNT` for a stack id of another account or region than (``account``, ``region``), else None.
+
+    Such a stack cannot be described from here: "does not exist" would be
+    said of it alive, and its holds swept from under it.
+    """
+    match = _STACK_ARN.match(stack_id)
+    if match is None or (match[1], match[2]) == (region, account):
+        return None
+    return OTHER_ACCOUNT.format(account=match[2], region=match[1])
 
 
 def live_status(status: str) -> bool:

@@ -328,6 +328,20 @@ class CloudFormationApi:
         return _first(response, "Stacks") or None
 
 
+class IdentityApi:
+    """Who the caller is: the account whose stacks CloudFormation will describe to it.
+
+    GetCallerIdentity needs no permission (the STS API Reference: "No
+    permissions are required to perform this operation").
+    """
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def account(self) -> str:
+        return str(_call(self.client.get_caller_identity).get("Account", ""))
+
+
 def _transact_item(table: str, write: Write) -> dict[str, Any]:
     """One TransactItems entry: IAM authorizes each as the action it contains (PutItem, UpdateItem, DeleteItem)."""
     params = _write_params(table, write)

@@ -102,7 +102,9 @@ def _run(args: argparse.Namespace) -> int:
         memorydb=aws_api.MemoryDbApi(aws_api.make_client("memorydb")),
         cloudformation=cloudformation,
     )
-    survey = Survey(apis, deadline)
+    identity = aws_api.IdentityApi(aws_api.make_client("sts"))
+    account = retry.read(identity.account, deadline)
+    survey = Survey(apis, deadline, account, str(cloudformation.client.meta.region_name))
     report = survey.report(args.cache)
     if args.command == "audit":
         shown = {"table": render.table, "json": render.as_json, "mermaid": render.mermaid}[args.format]

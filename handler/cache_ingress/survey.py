@@ -29,6 +29,7 @@ from .audit import (
     audit,
     cache_ref,
     classic_rules,
+    foreign_status,
     ledger_items,
     live_rule,
     selected,
@@ -63,6 +64,8 @@ class Survey:
 
     apis: Apis
     deadline: Deadline
+    account: str  # the caller's: only its stacks (in ``region``) can be described, and so found gone
+    region: str
     sleep: Sleep = time.sleep
     clock: Callable[[], float] = time.time
 
@@ -119,9 +122,14 @@ class Survey:
         return ledger_items(items)[1]
 
     def statuses(self, stack_ids: Iterable[str]) -> dict[str, str]:
-        """Each stack's status; :data:`~cache_ingress.audit.NO_STACK` for one CloudFormation does not know."""
+        """Each stack's status; :data:`~cache_ingress.audit.NO_STACK` for one CloudFormation does not know,
+        :data:`~cache_ingress.audit.OTHER_ACCOUNT` for one it would not describe to this account and region."""
         found = {}
         for stack_id in sorted(set(stack_ids)):
+            foreign = foreign_status(stack_id, self.account, self.region)
+            if foreign is not None:
+                found[stack_id] = foreign
+                continue
             stack = self._read(partial(self.apis.cloudformation.stack, stack_id), "describe a holder's stack")
             found[stack_id] = str(stack.get("StackStatus", NO_STACK)) if stack else NO_STACK
         return found

@@ -138,6 +138,26 @@ def test_a_sweep_keeps_a_rule_another_live_stack_holds_and_a_rule_that_was_there
     assert (persons[0], persons[-1]) == (world.cache_group, "pre-existing")
 
 
+def test_a_holder_in_another_account_is_never_taken_for_an_orphan(
+    world: OperateWorld, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A stack of the account InvokerAccountId names: CloudFormation would say it does not exist, alive."""
+    elsewhere = "arn:aws:cloudformation:us-east-1:210987654321:stack/partner/0f0f0f0f-0c1d-11ef-9a0b-0a1b2c3d4e5f"
+    event = load_event("vpc-create.json", world.ids, StackId=elsewhere, LogicalResourceId="PartnerAccess")
+    event["ResourceProperties"] = {
+        "ServiceToken": event["ServiceToken"],
+        "ReplicationGroupId": "app-cache",
+        "SourceCidrIp": REPORTS_CIDR,
+    }
+    assert invoke(event)["Status"] == "SUCCESS"
+
+    status, out, _ = command(capsys, "audit", *TABLE)
+    assert (status, out.splitlines()[-1]) == (0, "No findings.")
+    assert "partner (not visible: account 210987654321, region us-east-1) PartnerAccess" in out
+    assert command(capsys, "sweep", *TABLE, "--yes")[1].splitlines() == ["nothing to sweep"]
+    assert (REPORTS_CIDR, 6379) in world.rules(world.cache_group)
+
+
 def test_dry_runs_change_nothing_and_say_what_they_would_do(
     world: OperateWorld, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -19,7 +19,10 @@ API_SERVICES = {
     "MemoryDbApi": "memorydb",
     "LedgerApi": "dynamodb",
     "CloudFormationApi": "cloudformation",
+    "IdentityApi": "sts",
 }
+#: Calls IAM lets anyone make: STS GetCallerIdentity ("No permissions are required", STS API Reference).
+NO_PERMISSION_NEEDED = {"sts:GetCallerIdentity"}
 #: DynamoDB has no TransactWriteItems action: each write a transaction holds is authorized as its own action
 #: (DynamoDB Developer Guide, "Using IAM with DynamoDB transactions"). Here, the kinds of write aws_api.py
 #: puts in one (the key of its TransactItems entry) and the action each is authorized as.
@@ -121,7 +124,7 @@ def test_the_timeout_leaves_room_to_wait_for_elasticache(template: dict[str, Any
 def test_the_role_grants_only_the_calls_the_function_makes(template: dict[str, Any]) -> None:
     """The scheduled check's calls only when its schedule is on; the rest always."""
     always = set(SCOPES) | UNSCOPED | LEDGER_ACTIONS
-    assert calls_the_function_makes() == always | DRIFT_CHECK_ACTIONS
+    assert calls_the_function_makes() == always | DRIFT_CHECK_ACTIONS | NO_PERMISSION_NEEDED
     logs = {"logs:CreateLogStream", "logs:PutLogEvents"}
     for drift_check, granted in ((False, always), (True, always | DRIFT_CHECK_ACTIONS)):
         actions = {a for s in statements(template, drift_check=drift_check) for a in as_list(s["Action"])}

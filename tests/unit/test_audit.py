@@ -24,6 +24,7 @@ from cache_ingress.audit import (
     audit,
     cache_name,
     classic_rules,
+    foreign_status,
     ledger_items,
     live_rule,
     selected,
@@ -234,3 +235,13 @@ def test_the_mermaid_picture_draws_each_source_to_its_cache_and_a_missing_rule_d
     assert '  n1 -->|"6379: cache-access/AppCacheAccess"| n0' in picture
     assert '  n1 -.->|"6379: cache-access/AppCacheAccess (missing)"| n0' in picture
     assert "drift" in render.table(report)
+
+
+def test_a_stack_of_another_account_or_region_is_never_described_nor_taken_for_gone() -> None:
+    partner = "arn:aws:cloudformation:us-east-1:210987654321:stack/partner/0f0f0f0f"
+    assert foreign_status(LIVE, ACCOUNT, "us-east-1") is None
+    assert foreign_status(partner, ACCOUNT, "us-east-1") == "not visible: account 210987654321, region us-east-1"
+    assert foreign_status(LIVE, ACCOUNT, "eu-west-1") == f"not visible: account {ACCOUNT}, region us-east-1"
+    status = str(foreign_status(partner, ACCOUNT, "us-east-1"))
+    report = audit([state([rule(KEY)], [holder(KEY, partner, "PartnerAccess")], [live(GUARD)])], {partner: status}, NOW)
+    assert report.findings == ()
