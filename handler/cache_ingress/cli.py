@@ -25,6 +25,7 @@ from typing import TextIO
 from botocore.exceptions import BotoCoreError
 
 from . import aws_api, render, retry
+from .audit import selected
 from .aws_api import ApiError
 from .errors import ResourceError
 from .remedy import FAILED, repair, sweep
@@ -106,6 +107,9 @@ def _run(args: argparse.Namespace) -> int:
     account = retry.read(identity.account, deadline)
     survey = Survey(apis, deadline, account, str(cloudformation.client.meta.region_name))
     report = survey.report(args.cache)
+    for name in args.cache:
+        if not any(selected(cache.cache, [name]) for cache in report.caches):
+            _say(f"cache-ingress: no cache {name!r} holds a rule in the ledger (table {table})", sys.stderr)
     if args.command == "audit":
         shown = {"table": render.table, "json": render.as_json, "mermaid": render.mermaid}[args.format]
         _say(shown(report))

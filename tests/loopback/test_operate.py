@@ -77,6 +77,9 @@ def test_a_rule_revoked_by_hand_is_drift_and_repair_authorizes_it_again(
 
     status, out, _ = command(capsys, "audit", *TABLE, "--cache", "app-cache")
     assert (status, out.splitlines()[-1]) == (0, "No findings.")
+    status, out, err = command(capsys, "audit", *TABLE, "--cache", "other-cache")
+    assert (status, out) == (0, "No findings.\n")
+    assert err == f"cache-ingress: no cache 'other-cache' holds a rule in the ledger (table {LEDGER_TABLE})\n"
 
 
 def test_a_repair_aws_refuses_for_one_rule_is_reported_and_the_others_are_repaired(
