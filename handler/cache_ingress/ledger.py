@@ -469,11 +469,8 @@ def grant_rule(
         return Ensured(found[0] if found else "", False)
     entry = hold.entry
     rule_id = (entry.rule_id if entry else "") or _found_id(side, rule)
-    alone = hold.already and entry is not None and entry.holders == 1 and entry.origin == MADE
-    if alone and rule_id and entry is not None and entry.description != description:
-        # Held by this resource alone and made by it: the Description property is its to set.
-        side.set_description(rule, rule_id, description)
-        ledger.described(key, description)
+    if hold.already and entry is not None:
+        _describe_own(ledger, side, rule, key, entry, rule_id, description)
     return Ensured(rule_id, False)
 
 
@@ -491,7 +488,19 @@ def reassert_rule(ledger: Ledger, side: Side[R], rule: R, holder: Holder, *, des
     if made is not None:
         ledger.made(key, made)
         return Ensured(made, True)
-    return Ensured((entry.rule_id if entry else "") or _found_id(side, rule), False)
+    rule_id = (entry.rule_id if entry else "") or _found_id(side, rule)
+    if entry is not None:
+        _describe_own(ledger, side, rule, key, entry, rule_id, description)
+    return Ensured(rule_id, False)
+
+
+def _describe_own(
+    ledger: Ledger, side: Side[R], rule: R, key: str, entry: Entry, rule_id: str, description: str
+) -> None:
+    """A rule held by this resource alone and made by it: the Description property is its to set."""
+    if entry.holders == 1 and entry.origin == MADE and rule_id and entry.description != description:
+        side.set_description(rule, rule_id, description)
+        ledger.described(key, description)
 
 
 def _found_id(side: Side[R], rule: R) -> str:
