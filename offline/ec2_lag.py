@@ -84,7 +84,8 @@ class ReadLag:
         """Off (a lag of 0 seconds) until :meth:`set` says otherwise."""
         self._clock = clock
         self._lock = threading.Lock()
-        self._write_lock = threading.Lock()
+        # One journaled write or lagged read at a time: a read never sees a write moto made but the journal lacks.
+        self._moto_lock = threading.Lock()
         self._seconds = 0.0
         self._changes: list[RuleChange] = []
 
@@ -99,7 +100,7 @@ class ReadLag:
         scope = _scope(action, form)
         if not self._seconds or scope is None:
             return ask(form)
-        with self._write_lock:
+        with self._moto_lock:
             before = _rules(ask, *scope)
             answer = ask(form)
             if answer[0] == 200:
@@ -110,12 +111,13 @@ class ReadLag:
         """One read: moto's answer, or for a lagged read, moto's answer as it stood ``seconds`` ago."""
         if not self._seconds or action not in LAGGED_READS:
             return ask(form)
-        window = self._window()
-        if not window:
-            return ask(form)
-        if action == "DescribeSecurityGroupRules":
-            return _rules_read(form, ask, window)
-        status, body, error = ask(form)
+        with self._moto_lock:
+            window = self._window()
+            if not window:
+                return ask(form)
+            if action == "DescribeSecurityGroupRules":
+                return _rules_read(form, ask, window)
+            status, body, error = ask(form)
         if status != 200 or body is None:
             return status, body, error
         root = _parse(body)
@@ -186,9 +188,9 @@ def _rules_read(form: dict[str, str], ask: Ask, window: dict[str, Lagged]) -> An
     if _find(root, "nextToken") is None:
         filters = _filters(form)
         for rule_id, lagged in window.items():
-            found = rule_id in named if named else _rule_matches(lagged.then, filters)
-            if lagged.then is not None and found:
-                listed.append(copy.deepcopy(lagged.then))
+            then = lagged.then
+            if then is not None and (not named or rule_id in named) and _rule_matches(then, filters):
+                listed.append(copy.deepcopy(then))
     return status, _xml(root), error
 
 
@@ -220,10 +222,8 @@ def _lag_tags(root: ElementTree.Element, filters: dict[str, list[str]], window: 
                 _append(listed, "item", tag)
 
 
-def _rule_matches(rule: ElementTree.Element | None, filters: dict[str, list[str]]) -> bool:
+def _rule_matches(rule: ElementTree.Element, filters: dict[str, list[str]]) -> bool:
     """Whether DescribeSecurityGroupRules' ``filters`` find ``rule``; a filter not known here finds nothing."""
-    if rule is None:
-        return False
     tags = _tags(rule)
     for name, values in filters.items():
         if name == "group-id":
