@@ -7,9 +7,10 @@ whose body is the JSON of the parameters; an error answer is
 ``{"__type": code, "message": ...}`` with an HTTP status, and botocore reads
 the code from ``__type`` alone (dropping any ``namespace#`` before it). The
 versions differ only in the content type: MemoryDB speaks JSON 1.1, DynamoDB
-JSON 1.0 (each service's ``jsonVersion`` in botocore's model). :func:`forward` hands a request on, unchanged, to
-moto's server, as :func:`offline.query_protocol.forward` does for the query
-protocol; both send through :func:`offline.upstream.post`.
+JSON 1.0 (each service's ``jsonVersion`` in botocore's model). :func:`forward`
+hands a request on, unchanged, to moto's server, as
+:func:`offline.query_protocol.forward` does for the query protocol; both send
+through :func:`offline.upstream.post`.
 
 MemoryDB's model in botocore lists ``smithy-rpc-v2-cbor`` before ``json``;
 botocore 1.44.8 (the pin) still speaks JSON 1.1 to it, which

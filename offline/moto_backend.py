@@ -1,8 +1,10 @@
-"""moto's server on loopback: EC2 security groups and rules, ElastiCache replication groups, MemoryDB clusters.
+"""moto's server on loopback: EC2 security groups and rules, ElastiCache replication groups, MemoryDB clusters,
+DynamoDB tables (the ownership ledger's).
 
 moto runs in this process, in a thread, so it starts in about a second and
 leaves nothing behind. Where moto 5.2.5 differs from EC2 as the EC2 API
-Reference describes it, it is corrected here, when the server starts (not at
+Reference describes it, or from DynamoDB as its Developer Guide does, it is
+corrected here, when the server starts (not at
 import, so that importing this module changes nothing; starting twice changes
 nothing more). Each correction has a test in ``tests/offline/test_moto_corrections.py``
 that fails on plain moto:
@@ -39,6 +41,15 @@ that fails on plain moto:
    is ``InvalidPermission.Duplicate``, and either revokes it). moto keeps every
    spelling as a rule of its own, a world where a person's rule and a
    resource's from one range could stand side by side, as in no EC2.
+8. DynamoDB's writes are atomic and isolated: a conditional write checks and
+   writes as one step, and a TransactWriteItems succeeds or fails as a whole,
+   serializable with every other write. moto's server serves each request in
+   a thread of its own with no lock: a conditional UpdateItem checks, then
+   writes, so two writers that read the same version both succeed; a
+   TransactWriteItems copies each table it names and, when a condition fails,
+   puts the copy back, undoing the writes other requests made meanwhile. Here
+   one lock serves DynamoDB's requests one at a time, as one table of one
+   account would see them (a few calls at a time: its speed does not matter).
 
 MemoryDB needs no correction: moto answers DescribeClusters with what the
 function reads (the cluster endpoint's port, the security groups,
@@ -59,6 +70,7 @@ from typing import Any
 
 import boto3
 from moto.core.responses import ActionResult
+from moto.dynamodb.responses import DynamoHandler
 from moto.ec2.exceptions import (
     EC2ClientError,
     InvalidPermissionNotFoundError,
@@ -76,6 +88,7 @@ _moto_rules_named = SecurityGroupBackend._iterate_security_rules
 _moto_authorize_ingress = SecurityGroups.authorize_security_group_ingress
 _moto_update_ingress_descriptions = SecurityGroups.update_security_group_rule_descriptions_ingress
 _moto_rules_from_querystring = SecurityGroups._process_rules_from_querystring
+_moto_dynamodb_call = DynamoHandler.call_action
 
 
 def _without_description(rule: SecurityGroupRule) -> SecurityGroupRule:
@@ -209,6 +222,17 @@ def _rule_description(self: SecurityGroupRule) -> str | None:
 _description = property(_rule_description)
 
 
+#: DynamoDB's requests, one at a time (correction 8).
+_dynamodb_lock = threading.Lock()
+
+
+def _dynamodb_call(self: DynamoHandler) -> tuple[int, dict[str, Any], str | bytes]:
+    """moto's DynamoDB request, served while no other is: every check and write of it as one step."""
+    with _dynamodb_lock:
+        status, headers, body = _moto_dynamodb_call(self)
+    return status, headers, body
+
+
 def _corrections() -> list[tuple[type, str, Any]]:
     """Each correction listed at the top of this module: (moto's class, the attribute replaced, its replacement)."""
     return [
@@ -219,6 +243,7 @@ def _corrections() -> list[tuple[type, str, Any]]:
         (SecurityGroups, "authorize_security_group_ingress", _authorize_ingress),
         (SecurityGroups, "update_security_group_rule_descriptions_ingress", _update_ingress_descriptions),
         (SecurityGroups, "_process_rules_from_querystring", _rules_from_querystring),
+        (DynamoHandler, "call_action", _dynamodb_call),
     ]
 
 
