@@ -25,7 +25,7 @@ from offline.ledger_table import LEDGER_TABLE
 from offline.moto_backend import MotoBackend
 from offline.operate_world import BY_HAND_CIDR, REPORTS_CIDR, OperateWorld
 from offline.standin import ElastiCacheStandIn
-from tests.support import ROOT, handle, invoke, load_event, run_module
+from tests.support import ROOT, handle, invoke, load_event, run_make
 
 TABLE = ["--table", LEDGER_TABLE]
 ACCOUNT = "123456789012"
@@ -381,13 +381,15 @@ def _shape(text: str) -> list[str]:
 
 
 def test_make_audit_prints_what_the_readme_shows() -> None:
-    result = run_module("offline.audit")
+    result = run_make("audit")
     assert result.returncode == 0, result.stderr
+    recipe, printed = result.stdout.split("\n", 1)
+    assert recipe.endswith("/python -m offline.audit")
     readme = (ROOT / "README.md").read_text().split("## Operating it", 1)[1]
     shown = re.search(r"```text\n(.*?)```", readme, re.DOTALL)
     picture = re.search(r"```mermaid\n(.*?)```", readme, re.DOTALL)
     assert shown is not None
     assert picture is not None
-    assert _shape(shown[1]) == _shape(result.stdout)
-    printed = result.stdout.split("--format mermaid\n", 1)[1].split("\n(exit status", 1)[0]
-    assert _shape(picture[1]) == _shape(printed)
+    assert _shape(shown[1]) == _shape(printed)
+    mermaid = printed.split("--format mermaid\n", 1)[1].split("\n(exit status", 1)[0]
+    assert _shape(picture[1]) == _shape(mermaid)
