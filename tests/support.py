@@ -258,25 +258,7 @@ def attribute_names(request: VpcRequest | Ingress) -> set[str]:
 
 
 def ledger_view(moto: MotoBackend) -> dict[str, dict[str, Any]]:
-    """The ownership ledger as its table holds it, read straight from moto: each rule key -> its rule entry's
-    attributes, and under ``held_by`` who holds it ("stack X, resource Y" each; a replacement's two ids count
-    twice), sorted."""
-    from boto3.dynamodb.types import TypeDeserializer
+    """The ownership ledger as moto's table holds it (:func:`offline.ledger_table.read_ledger`)."""
+    from offline.ledger_table import read_ledger
 
-    from cache_ingress.ledger import Holder
-    from offline.ledger_table import LEDGER_TABLE
-
-    decode = TypeDeserializer().deserialize
-    client = moto.client("dynamodb")
-    view: dict[str, dict[str, Any]] = {}
-    for page in client.get_paginator("scan").paginate(TableName=LEDGER_TABLE, ConsistentRead=True):
-        for raw in page["Items"]:
-            item = {name: decode(value) for name, value in raw.items()}
-            entry = view.setdefault(str(item["pk"]).removeprefix("rule#"), {"held_by": []})
-            if item["sk"] == "rule":
-                entry.update({k: v for k, v in item.items() if k not in ("pk", "sk")})
-            else:
-                entry["held_by"].append(Holder(str(item["stack_id"]), str(item["logical_id"]), "").name)
-    for entry in view.values():
-        entry["held_by"].sort()
-    return view
+    return read_ledger(moto.url)
