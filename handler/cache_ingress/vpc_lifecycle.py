@@ -106,7 +106,7 @@ class VpcMode:
     def revoke(self, granted: RuleSet, *, instance: Instance, deadline: Deadline) -> Result:
         """Let go of this id's holds; rules the release before the ledger made count as held, for its own id."""
         ledger, holder, side = self._work(granted, instance, deadline)
-        own_id = granted.physical_id == instance.physical_id and granted.source.predates_claims
+        own_id = granted.physical_id == instance.physical_id and granted.source.predates_ledger
         earlier = (vpc.default_description(instance.stack_id, instance.logical_id),) if own_id else ()
         revoked = False
         for rule in _rules(granted):
@@ -150,7 +150,7 @@ def _earlier_release(instance: Instance, granted: RuleSet, description: str) -> 
     """The descriptions the release before the ledger (0.1.0) may have given each rule, had it made it for this
     resource: its default one, and for the rules the id CloudFormation holds now names, the Description asked
     for. That release knew only security group sources."""
-    if not granted.source.predates_claims:
+    if not granted.source.predates_ledger:
         return {}
     default = vpc.default_description(instance.stack_id, instance.logical_id)
     earlier: dict[Rule, tuple[str, ...]] = {rule: (default,) for rule in _rules(granted)}
