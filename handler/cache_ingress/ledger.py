@@ -35,10 +35,16 @@ conflicting write reads again and retries, bounded by the deadline.
 
 Deviations from the design note: the tag ``cache-ingress:managed-by`` names
 the resource type as users declare it (``Custom::CacheSecurityGroupIngress``);
-an origin change bumps ``version`` too, so a release decided on an older
-origin is refused and looks again; a revoke done but whose entry could not be
-deleted still counts as done (a later hold waits out the lease, then takes
-the entry over).
+every write to a rule entry bumps ``version``, so a release decided on an
+older origin is refused and looks again; a revoke done but whose entry could
+not be deleted still counts as done (a later hold waits out the lease, then
+takes the entry over); a hold whose Authorize AWS refused outright is
+withdrawn at once (:meth:`Ledger.withdraw`: it made nothing), so its rollback
+Delete has nothing to look for; a rule the release before the ledger made is
+leased in a new entry before its revoke (:meth:`Ledger.lease_unrecorded`), so
+a Create meanwhile waits for it as for any other; a reassert also sets the
+description of a rule its id holds alone and made, as an Update does. The
+role may use the table alone, not its indexes: nothing here queries them.
 """
 
 from __future__ import annotations
