@@ -43,7 +43,10 @@ withdrawn at once (:meth:`Ledger.withdraw`: it made nothing), so its rollback
 Delete has nothing to look for; a rule the release before the ledger made is
 leased in a new entry before its revoke (:meth:`Ledger.lease_unrecorded`), so
 a Create meanwhile waits for it as for any other; a reassert also sets the
-description of a rule its id holds alone and made, as an Update does. The
+description of a rule its id holds alone and made, as an Update does; a
+rule recorded pre-existing that carries the default description of the
+resource releasing it (0.1.0 made it for that resource) is recorded made
+(:meth:`Ledger.adopt`), so its last holder revokes it. The
 role may use the table alone, not its indexes: nothing here queries them.
 """
 
@@ -314,6 +317,18 @@ class Ledger:
             values["id"] = rule_id
         self._update(key, update, "#origin = :authorizing", **values)
 
+    def adopt(self, key: str, entry: Entry, rule_id: str) -> bool:
+        """A rule recorded pre-existing is found to be one a holder's resource made: it is ``made`` from now on,
+        revoked by its last holder. False on a conflict."""
+        write = Write(
+            RULE_PREFIX + key,
+            RULE_SK,
+            update="SET #origin = :made, #rule_id = :id, #version = :next",
+            condition="#version = :version",
+            values={":made": MADE, ":id": rule_id, ":next": entry.version + 1, ":version": entry.version},
+        )
+        return self._apply(write)
+
     def described(self, key: str, description: str) -> None:
         self._update(key, "SET #description = :d ADD #version :one", "attribute_exists(#pk)", d=description)
 
@@ -565,7 +580,15 @@ def release_rule(ledger: Ledger, side: Side[R], rule: R, holder: Holder, *, earl
         entry, held = ledger.state(key, holder)
         step = letting(entry, held, holder, ledger.clock())
         if step is Letting.NOTHING:
-            return False
+            if not (earlier and entry is not None and entry.origin == PRE_EXISTING):
+                return False
+            # Another stack held it first and took it for one made by hand; it carries this resource's own
+            # description: the release before the ledger made it for this resource, so its last holder revokes it.
+            found = side.find(rule, earlier, settle=False)
+            if found is None:
+                return False
+            if ledger.adopt(key, entry, found[0]) and entry.holders > 0:
+                return False
         if step is Letting.UNRECORDED or entry is None:
             found = side.find(rule, earlier, settle=False) if earlier else None
             if found is None:

@@ -726,6 +726,26 @@ def test_delete_revokes_a_rule_the_release_before_the_ledger_made_for_this_id(
     assert_success(invoke(delete_event(SESSIONS_ID)))
 
 
+def test_delete_of_this_ids_0_1_0_rule_another_stack_held_first_hands_it_to_that_stack_to_revoke(
+    ec2_stubber: Stubber, ledger_stubber: Stubber
+) -> None:
+    """Another stack's Create recorded the rule pre-existing; it carries this resource's default description, so
+    0.1.0 made it for this resource: it is recorded made (the other stack, its holder, revokes it last)."""
+    state(ledger_stubber, A, 6379, entry(holders=1, version=4, origin="pre-existing", rule_id="sgr-1"), held=False)
+    rules_of(ec2_stubber, A, rule("sgr-1", A, 6379))
+    update(
+        ledger_stubber,
+        A,
+        6379,
+        "SET #origin = :made, #rule_id = :id, #version = :next",
+        "#version = :version",
+        {":id": "sgr-1", ":made": "made", ":next": 5, ":version": 4},
+    )
+    state(ledger_stubber, A, 6380, None, held=False)
+    rules_of(ec2_stubber, A)
+    assert_success(invoke(delete_event(SESSIONS_ID)))
+
+
 def test_delete_when_the_group_is_gone_is_success(
     ec2_stubber: Stubber, ledger_stubber: Stubber, quick_settle: None
 ) -> None:
