@@ -25,7 +25,7 @@ import sys
 from collections.abc import Iterator, Mapping
 from itertools import product
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from cfnlint.rules import CloudFormationLintRule, RuleMatch
 
@@ -78,7 +78,7 @@ class CacheIngressProperties(CloudFormationLintRule):  # type: ignore[misc]  # c
         "what it would answer FAILED at deploy time. Literal values only: an intrinsic function's is not checked."
     )
     source_url = "https://github.com/OWNER/cache-sg-ingress#checking-templates-before-deploy"
-    tags = ["resources", "custom"]
+    tags: ClassVar[list[str]] = ["resources", "custom"]
 
     def match(self, cfn: Any) -> list[Any]:
         matches = []

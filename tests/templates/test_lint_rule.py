@@ -48,8 +48,10 @@ EXPECTED: dict[str, list[tuple[tuple[str | int, ...], str]]] = {
     "TwoSources": [(("SourceSecurityGroupId",), "who is let in; got SourceSecurityGroupId and SourceCidrIp")],
     "EveryIpv4Address": [(("SourceCidrIp",), 'lets in every address on the internet; set AllowAnyIpAddress to "true"')],
     "EveryIpv6Address": [(("SourceCidrIpv6",), "SourceCidrIpv6 ::/0 lets in every address on the internet")],
-    "AllowAnyForAGroup": [(("AllowAnyIpAddress",), "AllowAnyIpAddress applies only to SourceCidrIp and SourceCidrIpv6")],
-    "AllowAnyNotABoolean": [(("AllowAnyIpAddress",), "AllowAnyIpAddress must be \"true\" or \"false\", got 'yes'")],
+    "AllowAnyForAGroup": [
+        (("AllowAnyIpAddress",), "AllowAnyIpAddress applies only to SourceCidrIp and SourceCidrIpv6")
+    ],
+    "AllowAnyNotABoolean": [(("AllowAnyIpAddress",), 'AllowAnyIpAddress must be "true" or "false", got \'yes\'')],
     "GroupNameForId": [(("SourceSecurityGroupId",), "(the group's id, not its name), got 'app-servers'")],
     "HostBitsSet": [(("SourceCidrIp",), "has bits set past its prefix length; its network is 10.0.0.0/8")],
     "AddressWithoutPrefix": [(("SourceCidrIp",), "add the prefix length, 10.1.2.3/32 for this one address")],
@@ -119,7 +121,9 @@ def test_every_match_on_the_bad_template_is_the_rules(matches: list[dict[str, An
     on_bad = [match for match in matches if match["Filename"] == str(BAD)]
     assert on_bad, "the rule found nothing: was it loaded?"
     assert {match["Rule"]["Id"] for match in on_bad} == {"E9101"}, "the bad template has mistakes of another kind"
-    assert set(resources(BAD)) == set(EXPECTED), "each bad resource needs its expected refusals, and each one a resource"
+    assert set(resources(BAD)) == set(EXPECTED), (
+        "each bad resource needs its expected refusals, and each one a resource"
+    )
 
 
 @pytest.mark.parametrize("resource", EXPECTED)
@@ -181,6 +185,11 @@ def test_the_rule_loads_where_only_cfn_lint_is_installed() -> None:
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'boto3', 'botocore', 'crhelper', 'aws_lambda_powertools'}))"
     )
     run = subprocess.run(
-        [sys.executable, "-c", script, "cfn_lint_rules"], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
+        [sys.executable, "-c", script, "cfn_lint_rules"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     assert run.stdout.splitlines() == ["['E9101']", "[]"]
