@@ -162,6 +162,12 @@ def test_the_good_template_and_every_example_pass(matches: list[dict[str, Any]])
     assert [match for match in matches if match["Filename"] != str(BAD)] == []
 
 
+@pytest.mark.parametrize("resource", ["YamlScalars", "NumericNames"])
+def test_the_function_accepts_the_good_templates_literal_resources_too(resource: str) -> None:
+    """YAML numbers and booleans, as CloudFormation sends them: what the rule lets through, the function accepts."""
+    parse_request(as_cloudformation_sends(resources(GOOD)[resource]["Properties"]), STACK_ID, logical_id=resource)
+
+
 def test_every_property_the_function_knows_has_a_sample_for_a_value_known_at_deploy_time() -> None:
     assert set(SAMPLES) == {*ALL_PROPERTIES, *IGNORED_PROPERTIES}, "add a sample the function accepts to SAMPLES"
 
