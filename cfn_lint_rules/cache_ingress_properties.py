@@ -15,7 +15,7 @@ deploy time alone, so such a property takes in turn each of its samples (values
 the function accepts) and a refusal counts only if it comes whatever they are.
 ``Fn::If`` is played out for every condition scenario, as cfn-lint's own rules do.
 
-Usage: ``cfn-lint --append-rules <this folder> template.yaml``.
+Usage: ``cfn-lint --append-rules <this folder> -- template.yaml`` (``--append-rules`` takes several folders).
 """
 
 from __future__ import annotations
@@ -136,7 +136,7 @@ def refusals(properties: Mapping[str, Any], logical_id: str) -> Iterator[tuple[l
 
 
 def _refusal(sent: Mapping[str, Any], unchecked: set[str], logical_id: str) -> str | None:
-    """The function's refusal whatever the unchecked properties hold (the first samples'); None if any are accepted."""
+    """The refusal of the first samples when every choice of the unchecked properties' samples is refused, else None."""
     names = sorted(unchecked)
     first: str | None = None
     for values in product(*(SAMPLES[name] for name in names)):
