@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -49,6 +50,7 @@ __all__ = [
     "assert_failed",
     "assert_success",
     "attribute_names",
+    "cause",
     "handle",
     "invoke",
     "load_event",
@@ -178,6 +180,18 @@ def assert_failed(answer: Mapping[str, Any], reason_contains: str = "") -> None:
     """The answer says FAILED, with a reason that contains ``reason_contains``."""
     assert answer["Status"] == "FAILED", answer
     assert reason_contains in answer["Reason"], answer["Reason"]
+
+
+#: How every FAILED Reason ends: where the rest is, from the Lambda context (see response_body.where_the_logs_are).
+LOGS_POINTER = re.compile(r" \(logs: [^()]*, stream [^()]*, request [^()]*\)$")
+
+
+def cause(answer: Mapping[str, Any]) -> str:
+    """A FAILED answer's Reason without the pointer to the logs it ends with; fails if the pointer is missing."""
+    reason: str = answer["Reason"]
+    pointer = LOGS_POINTER.search(reason)
+    assert pointer, f"the Reason does not end with where the logs are: {reason!r}"
+    return reason[: pointer.start()]
 
 
 def run_module(module: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
