@@ -36,6 +36,31 @@ class Put:
         return json.loads(self.body)
 
 
+@dataclass(frozen=True)
+class SigV4:
+    """A ResponseURL signed as CloudFormation signs them today: ``X-Amz-Date`` (UTC) and ``X-Amz-Expires``."""
+
+    signed_at: float  # epoch seconds
+    expires_in: int = 7200
+
+    def query(self, token: str) -> str:
+        date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self.signed_at))
+        return (
+            f"X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Date={date}&X-Amz-SignedHeaders=host"
+            f"&X-Amz-Expires={self.expires_in}&X-Amz-Credential=cred{token}&X-Amz-Signature=sig{token}"
+        )
+
+
+@dataclass(frozen=True)
+class SigV2:
+    """A ResponseURL signed the older way: an absolute ``Expires`` in epoch seconds, and no signing time."""
+
+    expires_at: float
+
+    def query(self, token: str) -> str:
+        return f"AWSAccessKeyId=key{token}&Expires={int(self.expires_at)}&Signature=sig{token}"
+
+
 class ResponseReceiver(FaultPlan, LoopbackService):
     scheme = "https"
 
@@ -64,10 +89,15 @@ class ResponseReceiver(FaultPlan, LoopbackService):
         super().stop()
         self._dir.cleanup()
 
-    def new_url(self) -> str:
-        """A fresh presigned-looking URL, as CloudFormation gives one per request."""
+    def new_url(self, signed: SigV4 | SigV2 | None = None) -> str:
+        """A fresh presigned-looking URL, as CloudFormation gives one per request.
+
+        Unless ``signed`` says how, it carries no signing time nor expiry: the
+        function then cannot tell how long CloudFormation has been waiting.
+        """
         token = uuid.uuid4().hex
-        return f"{self.url}/cfn-response/{token}?X-Amz-Signature=sig{token}&X-Amz-Credential=cred{token}"
+        query = f"X-Amz-Signature=sig{token}&X-Amz-Credential=cred{token}" if signed is None else signed.query(token)
+        return f"{self.url}/cfn-response/{token}?{query}"
 
     def reset(self) -> None:
         with self._lock:

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from offline.ec2_front import Ec2Front
     from offline.memorydb_front import MemoryDbFront
     from offline.moto_backend import MotoBackend
-    from offline.receiver import Put, ResponseReceiver
+    from offline.receiver import Put, ResponseReceiver, SigV2, SigV4
     from offline.standin import ElastiCacheStandIn
 
 __all__ = [
@@ -143,11 +143,12 @@ class Delivery:
         return body
 
 
-def handle(event: Mapping[str, Any], seconds: float = 30.0) -> Delivery:
+def handle(event: Mapping[str, Any], seconds: float = 30.0, *, signed: SigV4 | SigV2 | None = None) -> Delivery:
     """Runs the real ``lambda_handler`` on ``event`` with ``seconds`` left, and records what was delivered.
 
     The event's ResponseURL is replaced by a fresh one on the session's
-    receiver, so an answer is never mistaken for another's; an event without
+    receiver, so an answer is never mistaken for another's; ``signed`` gives it
+    a signing time or expiry, as CloudFormation's carry. An event without
     a ResponseURL is sent without one. Use it when the delivery itself is the
     point (timing, retries, an answer that never arrives); else :func:`invoke`.
     """
@@ -156,7 +157,7 @@ def handle(event: Mapping[str, Any], seconds: float = 30.0) -> Delivery:
     receiver = servers().receiver
     sent = dict(event)
     if "ResponseURL" in sent:
-        sent["ResponseURL"] = receiver.new_url()
+        sent["ResponseURL"] = receiver.new_url(signed)
     started = time.monotonic()
     app.lambda_handler(sent, LambdaContext(seconds))
     returned = time.monotonic()
@@ -166,9 +167,9 @@ def handle(event: Mapping[str, Any], seconds: float = 30.0) -> Delivery:
     return Delivery(sent, started, returned, receiver.puts(url), receiver.attempts(url))
 
 
-def invoke(event: Mapping[str, Any], seconds: float = 30.0) -> dict[str, Any]:
+def invoke(event: Mapping[str, Any], seconds: float = 30.0, *, signed: SigV4 | SigV2 | None = None) -> dict[str, Any]:
     """What CloudFormation received for ``event``: the one answer PUT to its ResponseURL, parsed."""
-    return handle(event, seconds).answer()
+    return handle(event, seconds, signed=signed).answer()
 
 
 def assert_success(answer: Mapping[str, Any]) -> None:
