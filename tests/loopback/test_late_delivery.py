@@ -86,10 +86,10 @@ def test_a_delete_signed_600_s_ago_leaves_the_rule_to_the_delete_cloudformation_
     servers: Servers, vpc: dict[str, str]
 ) -> None:
     """CloudFormation reported this Delete failed long ago; it revokes nothing now, and its answer says why."""
-    created = invoke(create(vpc))
+    created = invoke(create(vpc, ServiceTimeout="60"), signed=signed_ago(1))
     assert_success(created)
     rules = app_rules(servers.moto, vpc)
-    assert rules
+    assert len(rules) == 2
     calls = aws_calls(servers)
     delete = load_event("vpc-delete.json", vpc, PhysicalResourceId=created["PhysicalResourceId"])
     delete["ResourceProperties"]["ServiceTimeout"] = "60"
@@ -108,6 +108,8 @@ def test_an_expired_sigv2_url_changes_nothing(servers: Servers, vpc: dict[str, s
     assert "(the ResponseURL's expiry)" in answer["Reason"]
     assert aws_calls(servers) == calls
     assert app_rules(servers.moto, vpc) == set()
+    assert_success(invoke(create(vpc), signed=SigV2(expires_at=time.time() + 7200)))  # one still valid is served
+    assert len(app_rules(servers.moto, vpc)) == 2
 
 
 def test_a_url_expiring_before_service_timeout_bounds_the_work(servers: Servers, vpc: dict[str, str]) -> None:
@@ -118,25 +120,17 @@ def test_a_url_expiring_before_service_timeout_bounds_the_work(servers: Servers,
     assert aws_calls(servers) == calls
 
 
-def test_a_freshly_signed_create_is_carried_out(servers: Servers, vpc: dict[str, str]) -> None:
-    assert_success(invoke(create(vpc, ServiceTimeout="60"), signed=signed_ago(1)))
-    assert len(app_rules(servers.moto, vpc)) == 2
-    assert_success(invoke(create(vpc), signed=SigV2(expires_at=time.time() + 7200)))
-
-
-def test_service_timeout_at_the_events_top_level_bounds_the_wait(servers: Servers, vpc: dict[str, str]) -> None:
+def test_service_timeout_at_the_events_top_level_bounds_the_wait_unless_the_properties_set_one(
+    servers: Servers, vpc: dict[str, str]
+) -> None:
     calls = aws_calls(servers)
     event = create(vpc)
     del event["ResourceProperties"]["ServiceTimeout"]
     event["ServiceTimeout"] = "60"
-    assert_failed(invoke(event, signed=signed_ago(600)), TOO_LATE)
+    assert_failed(invoke(event, signed=signed_ago(600)), "the resource's ServiceTimeout of 60 s")
     assert aws_calls(servers) == calls
-
-
-def test_service_timeout_in_the_properties_wins_over_the_top_level(servers: Servers, vpc: dict[str, str]) -> None:
-    event = create(vpc, ServiceTimeout="3600")
-    event["ServiceTimeout"] = "60"
-    assert_success(invoke(event, signed=signed_ago(600)))  # an hour from signing: 50 minutes left
+    event["ResourceProperties"]["ServiceTimeout"] = "3600"  # the properties' wins: 50 minutes are left
+    assert_success(invoke(event, signed=signed_ago(600)))
     assert len(app_rules(servers.moto, vpc)) == 2
 
 
@@ -154,14 +148,19 @@ def test_a_bad_top_level_service_timeout_fails_a_create_or_update_by_name_withou
 
 
 @pytest.mark.parametrize("where", ["ResourceProperties", "top level"])
-def test_a_delete_with_a_bad_service_timeout_proceeds(servers: Servers, vpc: dict[str, str], where: str) -> None:
-    """Refusing a Delete would strand the stack: a bad ServiceTimeout is taken as not set, and the rules go."""
+def test_a_delete_with_a_bad_service_timeout_proceeds_with_cloudformations_default(
+    servers: Servers, vpc: dict[str, str], where: str
+) -> None:
+    """Refusing a Delete would strand the stack: a bad ServiceTimeout is taken as not set (CloudFormation's hour
+    from signing), and the rules go; past that hour, nothing is done."""
     created = invoke(create(vpc))
     assert_success(created)
     delete = load_event("vpc-delete.json", vpc, PhysicalResourceId=created["PhysicalResourceId"])
     del delete["ResourceProperties"]["ServiceTimeout"]
     (delete["ResourceProperties"] if where == "ResourceProperties" else delete)["ServiceTimeout"] = "0"
-    assert_success(invoke(delete, signed=signed_ago(1)))
+    assert_failed(invoke(delete, signed=signed_ago(3700)), "CloudFormation's default ServiceTimeout of 3600 s")
+    assert len(app_rules(servers.moto, vpc)) == 2
+    assert_success(invoke(delete, signed=signed_ago(3000)))
     assert app_rules(servers.moto, vpc) == set()
 
 
