@@ -67,29 +67,30 @@ class Deadline:
     * the Lambda's: its remaining time, less a reserve for sending the answer
       (a quarter of the time, at most :data:`MAX_ANSWER_RESERVE_S`);
     * CloudFormation's: it waits ``ServiceTimeout`` (:data:`DEFAULT_SERVICE_TIMEOUT_S`
-      unless the resource sets one) from the moment it signs the ResponseURL, and
-      never past that URL's expiry (:mod:`cache_ingress.response_url`). The
-      function is invoked asynchronously: Lambda may hold the event in its queue
-      for much of that, so the wait is counted from the signing time, less
-      :data:`CLOCK_SKEW_S` (3 s) in case this host's clock is behind
-      CloudFormation's (never added: the skew only makes the function stop
-      earlier). Only for a URL that does not say when it was signed is
-      ``ServiceTimeout`` counted from the invocation's start, as the latest its
-      wait can have started. A margin is kept back from the wait (a quarter of
-      it, at most :data:`MAX_SERVICE_TIMEOUT_MARGIN_S`): half for what the
-      function cannot date (a queue or a cold start a URL without a signing
-      time hides; with one, a spare), half for the answer's delivery, which must reach
-      CloudFormation and be read before its wait ends.
+      unless the resource sets one) from the moment it signs the ResponseURL,
+      and never past that URL's expiry (:mod:`cache_ingress.response_url`). The
+      function is invoked asynchronously and Lambda may hold the event in its
+      queue for much of that, so the wait is counted from the signing time.
+      Every end read from the URL is brought :data:`CLOCK_SKEW_S` (3 s) nearer,
+      in case this host's clock is behind CloudFormation's: the skew only ever
+      makes the function stop earlier. Only for a URL that does not say when it
+      was signed is ``ServiceTimeout`` counted from the invocation's start, the
+      latest the wait can have started. A margin is kept back from the wait (a
+      quarter of it, at most :data:`MAX_SERVICE_TIMEOUT_MARGIN_S`): half for
+      what the function cannot date (a queue or a cold start, when the URL has
+      no signing time; a spare when it has), half for the answer's delivery,
+      which must reach CloudFormation and be read before its wait ends.
 
     A request whose wait is over before its work could start (:attr:`expired`:
-    less than the margin left) is carried out by no one: CloudFormation has
-    given up on it: a Create or Update has been rolled back, a Delete reported
-    failed (the Delete CloudFormation sends again does the work). The handler
-    changes nothing and answers FAILED for the logs (:meth:`expired_reason`);
-    that answer may take the Lambda's time, as no one waits for it.
+    no more than the margin left) is one CloudFormation has given up on: it
+    has rolled back a Create or Update, or reported a Delete failed (the Delete
+    it sends again does the work). The handler changes nothing and answers
+    FAILED for the logs (:meth:`expired_reason`); that answer may take the
+    Lambda's time, as no one waits for it.
 
     No call starts after the deadline (:meth:`remaining`), or once the
-    invocation has answered. A change already in flight at the deadline may
+    invocation has answered (:mod:`cache_ingress.retry` holds every AWS call to
+    that). A change already in flight at the deadline may
     still finish within the first half of the answer's reserve
     (:meth:`change_time_left`), and the answer waits for it (:meth:`answered`),
     so that whatever it did has happened before CloudFormation hears of the
