@@ -5,7 +5,9 @@ PUT there. This server plays that part for the demo and the tests: it makes a
 self-signed certificate for 127.0.0.1 at start (its file is :attr:`cafile`, for
 ``SSL_CERT_FILE``), records every PUT body by URL, and takes the same fault
 plan as the ElastiCache stand-in (:mod:`offline.faults`): failing, stalling or
-slowing the first PUTs proves the sender's retries are bounded.
+slowing the first PUTs proves the sender's retries are bounded. Its URLs carry
+no signing time unless asked (:class:`SigV4`, :class:`SigV2`), so a test can
+deliver a request CloudFormation signed long ago.
 """
 
 from __future__ import annotations
