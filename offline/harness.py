@@ -18,6 +18,7 @@ import logging
 import os
 import sys
 import time
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
@@ -52,15 +53,20 @@ CLAIM_TAG_PREFIX = "cache-ingress:claim:"
 
 
 class LambdaContext:
-    """The parts of the Lambda context the handler reads, counting down from ``seconds``."""
+    """The parts of the Lambda context the handler reads, counting down from ``seconds``.
+
+    Each invocation gets a request id of its own, and a log stream named as Lambda names them.
+    """
 
     function_name = "cache-sg-ingress"
-    aws_request_id = "offline"
     invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:cache-sg-ingress"
     memory_limit_in_mb = 256
+    log_group_name = "/aws/lambda/cache-sg-ingress"
 
     def __init__(self, seconds: float = 30.0) -> None:
         self._ends_at = time.monotonic() + seconds
+        self.aws_request_id = str(uuid.uuid4())
+        self.log_stream_name = f"{time.strftime('%Y/%m/%d', time.gmtime())}/[$LATEST]{uuid.uuid4().hex}"
 
     def get_remaining_time_in_millis(self) -> int:
         return max(0, int((self._ends_at - time.monotonic()) * 1000))

@@ -167,6 +167,18 @@ def test_the_timeout_leaves_room_to_wait_for_elasticache(template: dict[str, Any
     assert 120 <= template["Resources"]["IngressFunction"]["Properties"]["Timeout"] <= 900
 
 
+def test_lambda_neither_retries_an_event_nor_delivers_one_older_than_cloudformations_longest_wait(
+    template: dict[str, Any],
+) -> None:
+    """A retry after a timeout would act twice; an event held past ServiceTimeout's maximum (3600 s) has no reader.
+
+    Lambda's defaults are two retries and six hours in the queue.
+    """
+    config = template["Resources"]["IngressFunction"]["Properties"]["EventInvokeConfig"]
+    assert config["MaximumRetryAttempts"] == 0
+    assert 60 <= config["MaximumEventAgeInSeconds"] <= 3600
+
+
 def test_the_role_grants_only_the_calls_the_function_makes(template: dict[str, Any]) -> None:
     actions = {a for s in statements(template) for a in as_list(s["Action"])}
     assert calls_the_function_makes() == set(SCOPES) | UNSCOPED
