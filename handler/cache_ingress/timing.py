@@ -14,9 +14,10 @@ An invocation's work is bounded by the earliest of two clocks (:meth:`Deadline.f
 
 The deadline also knows when the invocation has answered (:meth:`Deadline.answered`):
 from then on, or once the deadline has passed, it is closed and no call may start
-(:mod:`cache_ingress.retry` holds every AWS call to that). A change already in
-flight then may finish within the first half of the answer's reserve, and the
-answer waits for it. Every wait goes through :func:`pause`, so no loop sleeps past it.
+(:mod:`cache_ingress.retry` holds every AWS call to that), and no change may reach
+AWS (:class:`Deadline` says how that is kept). A change already in flight then may
+finish within the first half of the answer's reserve, and the answer waits for it.
+Every wait goes through :func:`pause`, so no loop sleeps past it.
 The backstop that answers for work overrunning every bound fires a moment after a change in
 flight must have ended (:meth:`Deadline.backstop_time_left`), so whatever those bounds cut is
 answered by the handler, which knows what its failure meant.
@@ -51,10 +52,11 @@ FINAL_MARGIN_S = 0.2
 SERVICE_TIMEOUT_MARGIN_FRACTION = 0.25
 MAX_SERVICE_TIMEOUT_MARGIN_S = 10.0
 
-#: Every AWS call's connect timeout. botocore sets it per client, not per call,
+#: Every AWS call's connect timeout: name resolution and the TCP connect together
+#: (:mod:`cache_ingress.connect`), then the TLS handshake. botocore sets it per client, not per call,
 #: so instead an attempt starts only with more than this left (:data:`MIN_ATTEMPT_S`):
-#: the connect timeout is never longer than the time left. A TCP and TLS
-#: handshake with a regional endpoint takes tens of milliseconds.
+#: the connect timeout is never longer than the time left. Resolving a regional endpoint's
+#: name, and a TCP and TLS handshake with it, take tens of milliseconds.
 CONNECT_TIMEOUT_S = 0.5
 #: Every AWS call's read timeout, lowered per call to the time left (:func:`cache_ingress.aws_api.time_limit`):
 #: until the deadline for a lookup, until :meth:`Deadline.change_time_left` runs out for a change.
@@ -71,12 +73,18 @@ class Deadline:
     """When the invocation's work must stop, when its answer must be delivered, and whether it has answered.
 
     No call starts after the deadline (:meth:`remaining`), or once the
-    invocation has answered. A change already in flight at the deadline may
-    still finish within the first half of the answer's reserve
-    (:meth:`change_time_left`), and the answer waits for it (:meth:`answered`),
-    so that whatever it did has happened before CloudFormation hears of the
-    request and acts on the answer (a rollback Delete, say). ``limit`` names
-    what set the deadline, for the reason a late answer gives.
+    invocation has answered (:meth:`check_open`). The promise is on the
+    request reaching AWS, not on the call starting: a change is sent before
+    the answer and the deadline, or never. Whatever holds a call after it
+    started (name resolution, the connect) cannot let it leave later, since
+    the last check is made at the last moment, as its request is about to be
+    written to the socket (:meth:`send_change`, asked by the connection:
+    :mod:`cache_ingress.send_gate`). A change sent may still be answered
+    within the first half of the answer's reserve (:meth:`change_time_left`),
+    and the answer waits for it (:meth:`answered`), so that whatever it did
+    has happened before CloudFormation hears of the request and acts on the
+    answer (a rollback Delete, say). ``limit`` names what set the deadline,
+    for the reason a late answer gives.
     """
 
     def __init__(
@@ -154,12 +162,16 @@ class Deadline:
         with self._state:
             self._check(what, needs)
 
-    def start_change(self, what: str, needs: float = 0.0) -> None:
-        """The guard every change passes: as :meth:`check_open`, and the change counts as in flight until
-        :meth:`end_change`. Checked and counted at once, so an answer never overtakes a change that passed."""
+    def send_change(self, what: str) -> float:
+        """The last check of a change, as its request is about to be written: raise :class:`OutOfTime` once
+        the invocation has answered or the deadline has passed; else the change counts as in flight until
+        :meth:`end_change`, and may be answered within the time returned (:meth:`change_time_left`).
+        Checked and counted at once, under the lock :meth:`answered` takes, so no change is sent after the
+        answer, and the answer never overtakes a change that was sent."""
         with self._state:
-            self._check(what, needs)
+            self._check(what, 0.0, "sent")
             self._changes_in_flight += 1
+            return self.change_time_left()
 
     def end_change(self) -> None:
         with self._state:
@@ -167,7 +179,7 @@ class Deadline:
             self._state.notify_all()
 
     def answered(self) -> None:
-        """The invocation is answering: from now on nothing starts; a change in flight is waited for.
+        """The invocation is answering: from now on nothing starts nor is sent; a change in flight is waited for.
 
         Only the deadline backstop can find one in flight (the handler's own
         thread makes the calls), and it fires once :meth:`change_time_left` has
@@ -184,11 +196,11 @@ class Deadline:
             "retry the stack operation, or raise the function's Timeout and the resource's ServiceTimeout"
         )
 
-    def _check(self, what: str, needs: float) -> None:
+    def _check(self, what: str, needs: float, refused: str = "started") -> None:
         if self._answered:
-            raise OutOfTime(f"{what} was not started: the request has already been answered")
+            raise OutOfTime(f"{what} was not {refused}: the request has already been answered")
         if self.remaining() <= needs:
-            raise OutOfTime(f"{what} was not started: {self.late_reason()}")
+            raise OutOfTime(f"{what} was not {refused}: {self.late_reason()}")
 
 
 def service_timeout(properties: Any) -> float | None:
