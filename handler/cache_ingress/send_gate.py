@@ -79,9 +79,7 @@ class _Gated(HTTPConnection):
     _pending: Gate | None = None
     _read_until: float | None = None
 
-    def putrequest(
-        self, method: str, url: str, skip_host: bool = False, skip_accept_encoding: bool = False
-    ) -> None:
+    def putrequest(self, method: str, url: str, skip_host: bool = False, skip_accept_encoding: bool = False) -> None:
         self._pending, self._read_until = _gate.get(), None
         super().putrequest(method, url, skip_host=skip_host, skip_accept_encoding=skip_accept_encoding)
 
