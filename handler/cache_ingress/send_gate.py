@@ -100,7 +100,7 @@ class _Gated(HTTPConnection):
         return super().getresponse()
 
     def _new_conn(self) -> socket.socket:
-        """urllib3's, but with name resolution inside the connect timeout (:func:`cache_ingress.connect.create_connection`)."""
+        """urllib3's, with name resolution inside the connect timeout (:mod:`cache_ingress.connect`)."""
         timeout = self.timeout if isinstance(self.timeout, int | float) else socket.getdefaulttimeout()
         try:
             sock = create_connection(
