@@ -52,8 +52,8 @@ FINAL_MARGIN_S = 0.2
 SERVICE_TIMEOUT_MARGIN_FRACTION = 0.25
 MAX_SERVICE_TIMEOUT_MARGIN_S = 10.0
 
-#: Every AWS call's connect timeout: name resolution and the TCP connect together
-#: (:mod:`cache_ingress.connect`), then the TLS handshake. botocore sets it per client, not per call,
+#: Every AWS call's connect timeout, shared by name resolution and the TCP connect
+#: (:mod:`cache_ingress.connect`); a TLS handshake has as long again. botocore sets it per client, not per call,
 #: so instead an attempt starts only with more than this left (:data:`MIN_ATTEMPT_S`):
 #: the connect timeout is never longer than the time left. Resolving a regional endpoint's
 #: name, and a TCP and TLS handshake with it, take tens of milliseconds.
