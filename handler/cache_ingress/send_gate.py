@@ -92,6 +92,8 @@ class _Gated(HTTPConnection):
         super().send(data)
 
     def getresponse(self) -> Any:
+        """A change's read ends when the gate said: its read timeout was set as the call started, before
+        whatever held it on its way, and reading on would leave a change in flight the answer no longer waits for."""
         if self._read_until is not None:
             left = max(0.01, self._read_until - time.monotonic())
             self.timeout = min(self.timeout, left) if isinstance(self.timeout, int | float) else left
