@@ -20,6 +20,8 @@ from botocore.config import Config
 from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
+from . import send_gate
+from .errors import OutOfTime
 from .timing import CONNECT_TIMEOUT_S, READ_TIMEOUT_S
 
 #: botocore's own retries are off: its standard mode charges a quota shared by
@@ -38,7 +40,9 @@ from .timing import CONNECT_TIMEOUT_S, READ_TIMEOUT_S
 #: for the tests, has it). An older botocore in the Lambda runtime keeps the
 #: fixed :data:`~cache_ingress.timing.READ_TIMEOUT_S`: a call may then outlast
 #: the deadline by that much at most, inside the answer's reserve, and the
-#: backstop answers on time all the same.
+#: backstop answers on time all the same. The connect timeout bounds name
+#: resolution too, and a change's read is cut again when it is sent, on the
+#: connections :mod:`cache_ingress.send_gate` gives every client.
 CLIENT_CONFIG = Config(
     retries={"mode": "standard", "total_max_attempts": 1},
     connect_timeout=CONNECT_TIMEOUT_S,
@@ -51,6 +55,9 @@ _read_timeout: contextvars.ContextVar[float | None] = contextvars.ContextVar("re
 def make_client(service: str = "elasticache", config: Config = CLIENT_CONFIG) -> Any:
     """A client that honours the standard SDK settings, its read timeout bounded by :func:`time_limit`.
 
+    Whatever the service, its connections are gated (:func:`cache_ingress.send_gate.install`): a change
+    reaches AWS before the answer or never, the promise :class:`~cache_ingress.timing.Deadline` states.
+
     ``AWS_REGION``, ``AWS_ENDPOINT_URL_ELASTICACHE``, ``AWS_ENDPOINT_URL_EC2``,
     ``AWS_ENDPOINT_URL_MEMORYDB`` and friends are read by boto3 itself, which
     is how tests, ``sam local invoke`` and the demo point the function at the
@@ -59,6 +66,7 @@ def make_client(service: str = "elasticache", config: Config = CLIENT_CONFIG) ->
     # boto3 reads AWS_DEFAULT_REGION; Lambda and sam local also set AWS_REGION, the documented one.
     client = boto3.client(service, region_name=os.environ.get("AWS_REGION") or None, config=config)
     client.meta.events.register("before-call", _bound_read_timeout)
+    send_gate.install(client)
     return client
 
 
@@ -231,6 +239,9 @@ def _call(method: Any, **params: Any) -> dict[str, Any]:
         status = int(err.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
         raise ApiError(err.operation_name, code, message, status) from err
     except (HTTPClientError, BotoConnectionError) as err:
+        refused = err.kwargs.get("error")
+        if isinstance(refused, OutOfTime):  # the change's gate kept it from leaving: nothing was sent
+            raise refused from None
         operation = _operation_name(method)
         raise ApiError(operation, type(err).__name__, str(err), connection=True) from err
     return response

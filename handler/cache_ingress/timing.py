@@ -41,10 +41,11 @@ DEFAULT_SERVICE_TIMEOUT_S = 3600.0
 #: Both keep time by NTP (the Amazon Time Sync Service), within milliseconds; 3 s is room to spare.
 CLOCK_SKEW_S = 3.0
 
-#: Every AWS call's connect timeout. botocore sets it per client, not per call,
+#: Every AWS call's connect timeout, shared by name resolution and the TCP connect
+#: (:mod:`cache_ingress.connect`); a TLS handshake has as long again. botocore sets it per client, not per call,
 #: so instead an attempt starts only with more than this left (:data:`MIN_ATTEMPT_S`):
-#: the connect timeout is never longer than the time left. A TCP and TLS
-#: handshake with a regional endpoint takes tens of milliseconds.
+#: the connect timeout is never longer than the time left. Resolving a regional endpoint's
+#: name, and a TCP and TLS handshake with it, take tens of milliseconds.
 CONNECT_TIMEOUT_S = 0.5
 #: Every AWS call's read timeout, lowered per call to the time left (:func:`cache_ingress.aws_api.time_limit`):
 #: until the deadline for a lookup, until :meth:`Deadline.change_time_left` runs out for a change.
@@ -89,16 +90,22 @@ class Deadline:
     Lambda's time, as no one waits for it.
 
     No call starts after the deadline (:meth:`remaining`), or once the
-    invocation has answered (:mod:`cache_ingress.retry` holds every AWS call to
-    that). A change already in flight at the deadline may
-    still finish within the first half of the answer's reserve
-    (:meth:`change_time_left`), and the answer waits for it (:meth:`answered`),
-    so that whatever it did has happened before CloudFormation hears of the
-    request and acts on the answer (a rollback Delete, say). The backstop that
-    answers for work overrunning every bound fires a moment after that
-    (:meth:`backstop_time_left`). ``limit`` names what set the deadline, for the
-    reason a late answer gives; ``waits_until`` is when CloudFormation stops
-    waiting, in epoch seconds, when known.
+    invocation has answered (:meth:`check_open`; :mod:`cache_ingress.retry`
+    holds every AWS call to that). The promise is on the request reaching AWS,
+    not on the call starting: a change is sent before the answer and the
+    deadline, or never. Whatever holds a call after it started (name
+    resolution, the connect) cannot let it leave later, since the last check
+    is made at the last moment, as its request is about to be written to the
+    socket (:meth:`send_change`, asked by the connection:
+    :mod:`cache_ingress.send_gate`). A change sent may still be answered
+    within the first half of the answer's reserve (:meth:`change_time_left`),
+    and the answer waits for it (:meth:`answered`), so that whatever it did
+    has happened before CloudFormation hears of the request and acts on the
+    answer (a rollback Delete, say). The backstop that answers for work
+    overrunning every bound fires a moment after that
+    (:meth:`backstop_time_left`). ``limit`` names what set the deadline, for
+    the reason a late answer gives; ``waits_until`` is when CloudFormation
+    stops waiting, in epoch seconds, when known.
     """
 
     def __init__(
@@ -204,12 +211,16 @@ class Deadline:
         with self._state:
             self._check(what, needs)
 
-    def start_change(self, what: str, needs: float = 0.0) -> None:
-        """The guard every change passes: as :meth:`check_open`, and the change counts as in flight until
-        :meth:`end_change`. Checked and counted at once, so an answer never overtakes a change that passed."""
+    def send_change(self, what: str) -> float:
+        """The last check of a change, as its request is about to be written: raise :class:`OutOfTime` once
+        the invocation has answered or the deadline has passed; else the change counts as in flight until
+        :meth:`end_change`, and may be answered within the time returned (:meth:`change_time_left`).
+        Checked and counted at once, under the lock :meth:`answered` takes, so no change is sent after the
+        answer, and the answer never overtakes a change that was sent."""
         with self._state:
-            self._check(what, needs)
+            self._check(what, 0.0, "sent")
             self._changes_in_flight += 1
+            return self.change_time_left()
 
     def end_change(self) -> None:
         with self._state:
@@ -217,7 +228,7 @@ class Deadline:
             self._state.notify_all()
 
     def answered(self) -> None:
-        """The invocation is answering: from now on nothing starts; a change in flight is waited for.
+        """The invocation is answering: from now on nothing starts nor is sent; a change in flight is waited for.
 
         Only the deadline backstop can find one in flight (the handler's own
         thread makes the calls), and it fires once :meth:`change_time_left` has
@@ -234,11 +245,11 @@ class Deadline:
             "retry the stack operation, or raise the function's Timeout and the resource's ServiceTimeout"
         )
 
-    def _check(self, what: str, needs: float) -> None:
+    def _check(self, what: str, needs: float, refused: str = "started") -> None:
         if self._answered:
-            raise OutOfTime(f"{what} was not started: the request has already been answered")
+            raise OutOfTime(f"{what} was not {refused}: the request has already been answered")
         if self.remaining() <= needs:
-            raise OutOfTime(f"{what} was not started: {self.late_reason()}")
+            raise OutOfTime(f"{what} was not {refused}: {self.late_reason()}")
 
 
 def service_timeout(event: Any) -> float | None:
