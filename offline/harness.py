@@ -149,7 +149,8 @@ class OfflineAws:
 def build_vpc_example(moto: MotoBackend, standin: ElastiCacheStandIn) -> dict[str, str]:
     """The world the ``events/vpc-*.json`` examples assume: the replication group ``app-cache`` guarded by
     groups ``app-cache`` and ``shared-clients``, the MemoryDB cluster ``app-store`` guarded by
-    ``shared-clients``, both on 6379, and a group ``app-servers`` to let in.
+    ``shared-clients``, both on 6379 and reached over IPv4 and IPv6 (``dual_stack``), and a group
+    ``app-servers`` to let in.
 
     Returns each example id of the events -> the id moto gave that group.
     """
@@ -164,9 +165,12 @@ def build_vpc_example(moto: MotoBackend, standin: ElastiCacheStandIn) -> dict[st
         NumCacheClusters=1,
         SecurityGroupIds=list(guards),
         Port=6379,
+        NetworkType="dual_stack",
     )
     # ...and the stand-in keeps what moto leaves out: the security groups its member clusters show.
-    standin.add_cache_cluster(Cache("app-cache-001", guards, 6379, replication_group="app-cache"))
+    standin.add_cache_cluster(
+        Cache("app-cache-001", guards, 6379, replication_group="app-cache", network_type="dual_stack")
+    )
     # moto keeps MemoryDB clusters whole: their endpoint's port and their security groups.
     moto.client("memorydb").create_cluster(
         ClusterName=MEMORYDB_EXAMPLE,
@@ -174,6 +178,7 @@ def build_vpc_example(moto: MotoBackend, standin: ElastiCacheStandIn) -> dict[st
         ACLName="open-access",
         SecurityGroupIds=[groups["shared-clients"]],
         Port=6379,
+        NetworkType="dual_stack",
     )
     return {example: groups[name] for example, name in EXAMPLE_GROUPS.items()}
 

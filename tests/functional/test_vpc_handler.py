@@ -127,13 +127,14 @@ def serverless_missing(stubber: Stubber, name: str) -> None:
     )
 
 
-def serverless(stubber: Stubber, groups: list[str], name: str = "sessions") -> None:
+def serverless(stubber: Stubber, groups: list[str], name: str = "sessions", network_type: str = "dual_stack") -> None:
     cache = {
         "ServerlessCacheName": name,
         "Status": "available",
         "SecurityGroupIds": groups,
         "Endpoint": {"Address": "sessions.serverless.use1.cache.amazonaws.com", "Port": 6379},
         "ReaderEndpoint": {"Address": "sessions.serverless.use1.cache.amazonaws.com", "Port": 6380},
+        "NetworkType": network_type,
     }
     stubber.add_response("describe_serverless_caches", {"ServerlessCaches": [cache]}, {"ServerlessCacheName": name})
 
@@ -455,6 +456,16 @@ def test_an_ipv6_range_is_sent_in_its_shortest_spelling_in_ipv6_ranges_with_the_
     assert_success(answer)
     assert answer["PhysicalResourceId"] == physical_id
     assert (answer["Data"]["Source"], answer["Data"]["SourceCidrIpv6"]) == ("2001:db8:ab::/48", "2001:db8:ab::/48")
+
+
+def test_an_ipv4_range_into_a_cache_reached_over_ipv6_only_fails_naming_both_without_touching_ec2(
+    stubber: Stubber, ec2_stubber: Stubber
+) -> None:
+    serverless(stubber, [A], network_type="ipv6")
+    assert_failed(
+        invoke(ranged_event(SourceCidrIp="10.20.0.0/16")),
+        "SourceCidrIp 10.20.0.0/16 cannot reach ServerlessCacheName 'sessions': its NetworkType is ipv6",
+    )
 
 
 def test_a_prefix_list_ec2_does_not_know_fails_naming_it_and_claims_nothing(

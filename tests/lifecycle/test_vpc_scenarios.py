@@ -605,3 +605,13 @@ def test_a_cidr_rule_made_by_hand_with_the_resources_own_description_is_still_no
     stack = world.cfn.create_stack("app", {"Access": world.let_in(SourceCidrIp=OFFICE)})
     world.cfn.delete_stack(stack)
     assert world.from_source(OFFICE) == {("cache", 6379, copied)}
+
+
+def test_an_ipv6_range_is_refused_for_a_cache_reached_over_ipv4_only_before_any_ec2_call(world: Vpc) -> None:
+    """The serverless cache reports no NetworkType: it is ipv4, so a rule from an IPv6 range would let nothing in."""
+    stack = world.cfn.create_stack("app", {"Access": {"ServerlessCacheName": "sessions", "SourceCidrIpv6": VPN}})
+    assert stack.status == "ROLLBACK_COMPLETE"
+    reason = world.cfn.log[0].answer.reason  # type: ignore[union-attr]
+    assert f"SourceCidrIpv6 {VPN} cannot reach ServerlessCacheName 'sessions': its NetworkType is ipv4" in reason
+    assert world.ec2_calls == []
+    assert world.from_source(VPN) == set()
