@@ -91,6 +91,7 @@ class OfflineAws:
             self.standin.upstream = self.moto.start()
             os.environ["AWS_ENDPOINT_URL_EC2"] = self.moto.url
             os.environ["AWS_ENDPOINT_URL_MEMORYDB"] = self.moto.url
+            os.environ["AWS_ENDPOINT_URL_SERVICE_QUOTAS"] = self.moto.url
         os.environ.pop("AWS_PROFILE", None)
         if self._debug:
             # Everything at DEBUG, botocore and crhelper included: what a function deployed with LogLevel=DEBUG logs.
