@@ -79,7 +79,7 @@ class Overflow:
 
     def reason(self) -> str:
         return (
-            f"security group {self.group_id} would hold {self.count} inbound {self.family} rules "
+            f"Security group {self.group_id} would hold {self.count} inbound {self.family} rules "
             f"({self.added} of them added by this resource), past its quota of {self.quota}; "
             f"nothing was changed. {WAYS_OUT}"
         )

@@ -743,7 +743,7 @@ def test_a_prefix_list_on_a_two_port_serverless_cache_counts_its_size_twice_and_
     prefix_list_sizes(ec2_stubber, [PREFIX_LIST], {PREFIX_LIST: 20})
     quota(quotas_stubber, error="AccessDeniedException")
     answer = invoke(ranged_event(SourcePrefixListId=PREFIX_LIST))
-    assert_failed(answer, f"security group {B} would hold 61 inbound IPv4 rules (40 of them added by this resource)")
+    assert_failed(answer, f"Security group {B} would hold 61 inbound IPv4 rules (40 of them added by this resource)")
     assert "past its quota of 60; nothing was changed" in answer["Reason"]
     for way_out in ("fewer ports with Port", "a smaller prefix list", "higher quota in Service Quotas"):
         assert way_out in answer["Reason"]
@@ -770,7 +770,7 @@ def test_past_a_raised_quota_the_reason_names_that_quota(
     prefix_list_sizes(ec2_stubber, [PREFIX_LIST], {PREFIX_LIST: 6})
     quota(quotas_stubber, 100.0)
     answer = invoke(ranged_event(SourcePrefixListId=PREFIX_LIST))
-    assert_failed(answer, f"security group {A} would hold 102 inbound IPv4 rules (12 of them added by this resource)")
+    assert_failed(answer, f"Security group {A} would hold 102 inbound IPv4 rules (12 of them added by this resource)")
     assert "past its quota of 100" in answer["Reason"]
 
 

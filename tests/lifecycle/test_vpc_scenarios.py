@@ -644,7 +644,7 @@ def test_a_prefix_list_on_a_two_port_serverless_cache_past_a_groups_quota_fails_
     stack = world.cfn.create_stack("app", {"Access": {"ServerlessCacheName": "sessions", "SourcePrefixListId": agents}})
     assert stack.status == "ROLLBACK_COMPLETE"
     reason = world.cfn.log[0].answer.reason  # type: ignore[union-attr]
-    assert f"security group {world.cache} would hold 61 inbound IPv4 rules (40 of them added by this resource)" in (
+    assert f"Security group {world.cache} would hold 61 inbound IPv4 rules (40 of them added by this resource)" in (
         reason
     )
     assert "past its quota of 60; nothing was changed" in reason
