@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from botocore.stub import Stubber
 
-from cache_ingress.aws_api import ApiError, ServiceQuotasApi
+from cache_ingress import aws_api
+from cache_ingress.aws_api import ApiError, Ec2Api, ServiceQuotasApi
 from cache_ingress.errors import OutOfTime
 from cache_ingress.quota_check import QUOTA_LOOKUP_S, QUOTA_TTL_S, RuleQuota
 from cache_ingress.timing import Deadline
@@ -83,3 +85,16 @@ def test_a_lookup_within_a_deadline_is_closed_by_the_invocations_answer() -> Non
     with pytest.raises(OutOfTime, match="already been answered"):
         inner.check_open("a lookup")
     assert Deadline(1).within(QUOTA_LOOKUP_S).remaining() <= 1
+
+
+def test_prefix_list_sizes_are_read_by_filter_page_by_page_leaving_out_lists_without_one() -> None:
+    client = aws_api.make_client("ec2")
+    wanted = {"Filters": [{"Name": "prefix-list-id", "Values": ["pl-0aaaaaaa", "pl-0bbbbbbb"]}], "MaxResults": 100}
+    with Stubber(client) as stub:
+        first = [{"PrefixListId": "pl-0AAAAAAA", "MaxEntries": 20}, {"PrefixListId": "pl-0ccccccc"}]
+        stub.add_response("describe_managed_prefix_lists", {"PrefixLists": first, "NextToken": "t"}, wanted)
+        later = [{"PrefixListId": "pl-0bbbbbbb", "MaxEntries": 5}]
+        stub.add_response("describe_managed_prefix_lists", {"PrefixLists": later}, {**wanted, "NextToken": "t"})
+        sizes = Ec2Api(client).prefix_list_sizes(["pl-0bbbbbbb", "pl-0aaaaaaa", "pl-0bbbbbbb"])
+        stub.assert_no_pending_responses()
+    assert sizes == {"pl-0aaaaaaa": 20, "pl-0bbbbbbb": 5}
