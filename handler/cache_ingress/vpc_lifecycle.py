@@ -86,6 +86,7 @@ class VpcMode:
 
         First, each target group is counted against its rule quota
         (:mod:`cache_ingress.quota_check`): a grant that would not fit fails before any write.
+
         With ``undo_on_failure`` (a replacing Update), a failure first lets go
         of this claim: a failed Update keeps its old id, so no Delete would
         ever come for the new one.
