@@ -97,6 +97,7 @@ class OfflineAws:
             self.standin.upstream = self.moto.start()
             os.environ["AWS_ENDPOINT_URL_EC2"] = self.moto.url
             os.environ["AWS_ENDPOINT_URL_MEMORYDB"] = self.moto.url
+            os.environ["AWS_ENDPOINT_URL_SERVICE_QUOTAS"] = self.moto.url
         os.environ.pop("AWS_PROFILE", None)
         if self._debug:
             # Everything at DEBUG, botocore and crhelper included: what a function deployed with LogLevel=DEBUG logs.
@@ -155,7 +156,8 @@ class OfflineAws:
 def build_vpc_example(moto: MotoBackend, standin: ElastiCacheStandIn) -> dict[str, str]:
     """The world the ``events/vpc-*.json`` examples assume: the replication group ``app-cache`` guarded by
     groups ``app-cache`` and ``shared-clients``, the MemoryDB cluster ``app-store`` guarded by
-    ``shared-clients``, both on 6379, and a group ``app-servers`` to let in.
+    ``shared-clients``, both on 6379 and reached over IPv4 and IPv6 (``dual_stack``), and a group
+    ``app-servers`` to let in.
 
     Returns each example id of the events -> the id moto gave that group.
     """
@@ -170,9 +172,12 @@ def build_vpc_example(moto: MotoBackend, standin: ElastiCacheStandIn) -> dict[st
         NumCacheClusters=1,
         SecurityGroupIds=list(guards),
         Port=6379,
+        NetworkType="dual_stack",
     )
     # ...and the stand-in keeps what moto leaves out: the security groups its member clusters show.
-    standin.add_cache_cluster(Cache("app-cache-001", guards, 6379, replication_group="app-cache"))
+    standin.add_cache_cluster(
+        Cache("app-cache-001", guards, 6379, replication_group="app-cache", network_type="dual_stack")
+    )
     # moto keeps MemoryDB clusters whole: their endpoint's port and their security groups.
     moto.client("memorydb").create_cluster(
         ClusterName=MEMORYDB_EXAMPLE,
@@ -180,6 +185,7 @@ def build_vpc_example(moto: MotoBackend, standin: ElastiCacheStandIn) -> dict[st
         ACLName="open-access",
         SecurityGroupIds=[groups["shared-clients"]],
         Port=6379,
+        NetworkType="dual_stack",
     )
     return {example: groups[name] for example, name in EXAMPLE_GROUPS.items()}
 

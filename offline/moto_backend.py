@@ -40,9 +40,15 @@ that fails on plain moto:
    spelling as a rule of its own, a world where a person's rule and a
    resource's from one range could stand side by side, as in no EC2.
 
-MemoryDB needs no correction: moto answers DescribeClusters with what the
-function reads (the cluster endpoint's port, the security groups,
-``ClusterNotFoundFault``) as the MemoryDB API Reference describes it.
+8. A MemoryDB cluster reports its NetworkType (``ipv4``, ``ipv6`` or
+   ``dual_stack``; the MemoryDB API Reference, Cluster and CreateCluster:
+   ``ipv4`` unless the CreateCluster call set another). moto ignores the
+   CreateCluster parameter and reports none, so no offline cluster could be
+   reached over IPv6.
+
+Otherwise moto answers MemoryDB's DescribeClusters with what the function
+reads (the cluster endpoint's port, the security groups, ``ClusterNotFoundFault``)
+as the MemoryDB API Reference describes it.
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ import copy
 import http.client
 import inspect
 import ipaddress
+import json
 import logging
 import threading
 from collections.abc import Iterator
@@ -67,6 +74,8 @@ from moto.ec2.exceptions import (
 )
 from moto.ec2.models.security_groups import SecurityGroupBackend, SecurityGroupRule
 from moto.ec2.responses.security_groups import SecurityGroups
+from moto.memorydb.models import MemoryDBCluster
+from moto.memorydb.responses import MemoryDBResponse
 from moto.server import ThreadedMotoServer
 
 _moto_rule_init = SecurityGroupRule.__init__
@@ -76,6 +85,8 @@ _moto_rules_named = SecurityGroupBackend._iterate_security_rules
 _moto_authorize_ingress = SecurityGroups.authorize_security_group_ingress
 _moto_update_ingress_descriptions = SecurityGroups.update_security_group_rule_descriptions_ingress
 _moto_rules_from_querystring = SecurityGroups._process_rules_from_querystring
+_moto_create_memorydb_cluster = MemoryDBResponse.create_cluster
+_moto_memorydb_cluster_dict = MemoryDBCluster.to_dict
 
 
 def _without_description(rule: SecurityGroupRule) -> SecurityGroupRule:
@@ -209,6 +220,22 @@ def _rule_description(self: SecurityGroupRule) -> str | None:
 _description = property(_rule_description)
 
 
+def _create_memorydb_cluster(self: MemoryDBResponse) -> ActionResult:
+    """moto's CreateCluster, keeping the NetworkType asked for (correction 8)."""
+    params = json.loads(self.body)
+    result = _moto_create_memorydb_cluster(self)
+    cluster = self.memorydb_backend.clusters.get(params.get("ClusterName"))
+    if cluster is not None:
+        vars(cluster)["network_type"] = params.get("NetworkType") or "ipv4"
+    return result
+
+
+def _memorydb_cluster_dict(self: MemoryDBCluster) -> dict[str, Any]:
+    described = _moto_memorydb_cluster_dict(self)
+    described["NetworkType"] = vars(self).get("network_type", "ipv4")
+    return described
+
+
 def _corrections() -> list[tuple[type, str, Any]]:
     """Each correction listed at the top of this module: (moto's class, the attribute replaced, its replacement)."""
     return [
@@ -219,6 +246,8 @@ def _corrections() -> list[tuple[type, str, Any]]:
         (SecurityGroups, "authorize_security_group_ingress", _authorize_ingress),
         (SecurityGroups, "update_security_group_rule_descriptions_ingress", _update_ingress_descriptions),
         (SecurityGroups, "_process_rules_from_querystring", _rules_from_querystring),
+        (MemoryDBResponse, "create_cluster", _create_memorydb_cluster),
+        (MemoryDBCluster, "to_dict", _memorydb_cluster_dict),
     ]
 
 

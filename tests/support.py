@@ -106,6 +106,7 @@ def servers() -> Servers:
     os.environ["AWS_ENDPOINT_URL_ELASTICACHE"] = started.standin.start()
     os.environ["AWS_ENDPOINT_URL_EC2"] = started.ec2.start()
     os.environ["AWS_ENDPOINT_URL_MEMORYDB"] = started.memorydb.start()
+    os.environ["AWS_ENDPOINT_URL_SERVICE_QUOTAS"] = started.moto.url  # moto knows EC2's default quotas
     started.receiver.start()
     # CloudFormation's ResponseURL is https; the sender trusts the receiver's self-signed certificate this way.
     os.environ["SSL_CERT_FILE"] = started.receiver.cafile

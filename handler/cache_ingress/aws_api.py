@@ -1,4 +1,4 @@
-"""The only module that talks to AWS: ElastiCache, MemoryDB and EC2 calls and their error mapping.
+"""The only module that talks to AWS: ElastiCache, MemoryDB, EC2 and Service Quotas calls and their error mapping.
 
 Clients are passed in, so tests hand them a botocore Stubber or point them at
 the loopback stand-ins; nothing here decides what an error means for the stack
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextvars
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -203,6 +203,30 @@ class Ec2Api:
         items: list[dict[str, Any]] = response.get("SecurityGroupRules") or []
         return items[0] if items else None
 
+    def prefix_list_sizes(self, prefix_list_ids: Iterable[str]) -> dict[str, int]:
+        """Each named prefix list's MaxEntries, by id, as far as EC2 shows it.
+
+        Asked by filter, not by PrefixListIds, so that a list EC2 does not show
+        (not shared with this account, or made a moment ago) is left out
+        rather than failing the whole call; so is a list without MaxEntries.
+        """
+        wanted = sorted(set(prefix_list_ids))
+        sizes: dict[str, int] = {}
+        for start in range(0, len(wanted), _FILTER_VALUES):
+            ids = wanted[start : start + _FILTER_VALUES]
+            params: dict[str, Any] = {"Filters": [{"Name": "prefix-list-id", "Values": ids}], "MaxResults": 100}
+            while True:
+                response = _call(self.client.describe_managed_prefix_lists, **params)
+                for item in response.get("PrefixLists") or []:
+                    size = item.get("MaxEntries")
+                    if isinstance(item.get("PrefixListId"), str) and isinstance(size, int):
+                        sizes[item["PrefixListId"].lower()] = size
+                token = response.get("NextToken")
+                if not token:
+                    break
+                params["NextToken"] = token
+        return sizes
+
     def tag(self, rule_id: str, tags: Mapping[str, str]) -> None:
         _call(self.client.create_tags, Resources=[rule_id], Tags=_tag_list(tags))
 
@@ -218,6 +242,22 @@ class Ec2Api:
 
     def revoke(self, group_id: str, rule_ids: list[str]) -> None:
         _call(self.client.revoke_security_group_ingress, GroupId=group_id, SecurityGroupRuleIds=rule_ids)
+
+
+class ServiceQuotasApi:
+    """Service Quotas, asked for one quota's value in this account and region."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def quota(self, service_code: str, quota_code: str) -> Any:
+        """The quota's Value as Service Quotas answers it (a number), None if the answer holds none."""
+        response = _call(self.client.get_service_quota, ServiceCode=service_code, QuotaCode=quota_code)
+        return (response.get("Quota") or {}).get("Value")
+
+
+#: How many values one EC2 filter is sent at once.
+_FILTER_VALUES = 100
 
 
 def _tag_list(tags: Mapping[str, str]) -> list[dict[str, str]]:

@@ -35,3 +35,7 @@ class OutOfTime(ResourceFailure):
 
 class AccessRefused(ResourceFailure):
     """AWS refused a lookup for lack of permission (AccessDenied, UnauthorizedOperation): nothing was looked up."""
+
+
+class RuleQuotaExceeded(ResourceFailure):
+    """A target security group has no room for the rules within its quota of inbound rules: nothing was changed."""

@@ -239,6 +239,14 @@ class Deadline:
             while self._changes_in_flight > 0 and self.change_time_left() > 0:
                 self._state.wait(self.change_time_left())
 
+    def within(self, seconds: float) -> Deadline:
+        """A deadline for a lookup worth only ``seconds``: no later than this one, and closed once this one is.
+
+        For a lookup whose answer the work can do without (the fallback is
+        known), so that a slow or unreachable service costs that much at most.
+        """
+        return _Within(self, seconds)
+
     def late_reason(self) -> str:
         return (
             f"the function ran out of time (the deadline set by {self.limit}); "
@@ -250,6 +258,22 @@ class Deadline:
             raise OutOfTime(f"{what} was not {refused}: the request has already been answered")
         if self.remaining() <= needs:
             raise OutOfTime(f"{what} was not {refused}: {self.late_reason()}")
+
+
+class _Within(Deadline):
+    """:meth:`Deadline.within`: its own, sooner, end; the invocation's answer and deadline close it too."""
+
+    def __init__(self, outer: Deadline, seconds: float) -> None:
+        super().__init__(min(seconds, outer.remaining()), outer._clock, limit=outer.limit)
+        self._outer = outer
+
+    @property
+    def closed(self) -> bool:
+        return self._outer.closed or super().closed
+
+    def _check(self, what: str, needs: float, refused: str = "started") -> None:
+        self._outer.check_open(what, needs)
+        super()._check(what, needs, refused)
 
 
 def service_timeout(event: Any) -> float | None:

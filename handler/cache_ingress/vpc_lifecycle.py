@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from . import retry
+from . import retry, rule_quota
 from . import vpc_rules as vpc
 from .aws_api import ApiError, Ec2Api, ElastiCacheApi, MemoryDbApi
 from .claims import (
@@ -33,8 +33,17 @@ from .claims import (
     held_rules,
     revoking_tags,
 )
-from .errors import AccessRefused, CacheNotFound, CacheUnusable, InvalidProperties, ResourceError, ResourceFailure
+from .errors import (
+    AccessRefused,
+    CacheNotFound,
+    CacheUnusable,
+    InvalidProperties,
+    ResourceError,
+    ResourceFailure,
+    RuleQuotaExceeded,
+)
 from .protocol import Change, Instance, Result
+from .quota_check import RuleQuota, check_room
 from .timing import Deadline, Sleep, pause, polls
 from .vpc_rules import CacheKind, CacheNetwork, RuleSet, VpcRequest
 
@@ -49,11 +58,17 @@ class VpcMode:
     """:class:`~cache_ingress.protocol.Mode` for caches in a VPC: the request resolves into EC2 ingress rules."""
 
     def __init__(
-        self, elasticache: ElastiCacheApi, ec2: Ec2Api, memorydb: MemoryDbApi, sleep: Sleep = time.sleep
+        self,
+        elasticache: ElastiCacheApi,
+        ec2: Ec2Api,
+        memorydb: MemoryDbApi,
+        sleep: Sleep = time.sleep,
+        quota: RuleQuota | None = None,
     ) -> None:
         self.caches = CacheApis(elasticache, memorydb)
         self.ec2 = ec2
         self.sleep = sleep
+        self.quota = quota or RuleQuota(None)
 
     def parse_properties(self, properties: Mapping[str, Any], *, stack_id: str, logical_id: str) -> VpcRequest:
         return vpc.parse_properties(properties, stack_id, logical_id)
@@ -69,10 +84,14 @@ class VpcMode:
     ) -> Result:
         """Claim every rule, making those that are missing.
 
+        First, each target group is counted against its rule quota
+        (:mod:`cache_ingress.quota_check`): a grant that would not fit fails before any write.
+
         With ``undo_on_failure`` (a replacing Update), a failure first lets go
         of this claim: a failed Update keeps its old id, so no Delete would
         ever come for the new one.
         """
+        check_room(self.ec2, self.quota, granted.source, granted.ports, granted.targets, deadline, self.sleep)
         work = _Ec2Work(self.ec2, deadline, self.sleep)
         claim = Claim(instance.stack_id, instance.logical_id, granted.physical_id)
         earlier = _EarlierRelease.of(instance, granted, request.description)
@@ -351,6 +370,8 @@ def _authorize(
                 f"{err.operation} failed: a security group does not exist ({err.message}). "
                 "Check SourceSecurityGroupId, and TargetSecurityGroupIds or the cache's security groups"
             ) from err
+        if err.code in rule_quota.LIMIT_CODES:
+            raise RuleQuotaExceeded(rule_quota.limit_reason(target, err.message)) from err
         if err.code in vpc.PREFIX_LIST_NOT_FOUND_CODES:
             raise ResourceFailure(
                 f"{err.operation} failed: {rule_set.source} does not exist in this account and region "

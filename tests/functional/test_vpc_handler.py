@@ -84,6 +84,22 @@ def rules_of(ec2: Stubber, group: str, *rules: dict[str, Any]) -> None:
     ec2.add_response("describe_security_group_rules", {"SecurityGroupRules": list(rules)}, group_filter(group))
 
 
+def counted(ec2: Stubber, *groups: str, held: dict[str, list[dict[str, Any]]] | None = None) -> None:
+    """Expect the count before any write: each target group's rules, read in turn (``held``: what each holds)."""
+    for group in groups:
+        rules_of(ec2, group, *(held or {}).get(group, []))
+
+
+def prefix_list_sizes(ec2: Stubber, ids: list[str], sizes: dict[str, int] | None = None) -> None:
+    """Expect the prefix lists' sizes asked by filter; EC2 shows those in ``sizes`` (none by default)."""
+    shown = [
+        {"PrefixListId": i, "AddressFamily": "IPv4", "MaxEntries": n, "State": "create-complete"}
+        for i, n in (sizes or {}).items()
+    ]
+    params = {"Filters": [{"Name": "prefix-list-id", "Values": sorted(ids)}], "MaxResults": 100}
+    ec2.add_response("describe_managed_prefix_lists", {"PrefixLists": shown}, params)
+
+
 def rules_refused(ec2: Stubber, group: str, code: str, status: int) -> None:
     ec2.add_client_error("describe_security_group_rules", code, code, status, expected_params=group_filter(group))
 
@@ -127,13 +143,14 @@ def serverless_missing(stubber: Stubber, name: str) -> None:
     )
 
 
-def serverless(stubber: Stubber, groups: list[str], name: str = "sessions") -> None:
+def serverless(stubber: Stubber, groups: list[str], name: str = "sessions", network_type: str = "dual_stack") -> None:
     cache = {
         "ServerlessCacheName": name,
         "Status": "available",
         "SecurityGroupIds": groups,
         "Endpoint": {"Address": "sessions.serverless.use1.cache.amazonaws.com", "Port": 6379},
         "ReaderEndpoint": {"Address": "sessions.serverless.use1.cache.amazonaws.com", "Port": 6380},
+        "NetworkType": network_type,
     }
     stubber.add_response("describe_serverless_caches", {"ServerlessCaches": [cache]}, {"ServerlessCacheName": name})
 
@@ -161,6 +178,7 @@ def test_a_cache_cluster_is_found_by_id_and_its_rules_are_made_with_the_claim_on
         "describe_cache_clusters", {"CacheClusters": [cluster]}, {"CacheClusterId": "memo", "ShowCacheNodeInfo": True}
     )
     physical_id = f"cache-vpc-ingress:{SOURCE}@{ACCOUNT}:11211:{A},{B}"
+    counted(ec2_stubber, A, B)
     made = authorize(ec2_stubber, A, 11211, physical_id=physical_id)
     made += authorize(ec2_stubber, B, 11211, physical_id=physical_id)
     answer = invoke(vpc_event(CacheClusterId="memo"))
@@ -173,6 +191,7 @@ def test_a_serverless_cache_opens_both_endpoint_ports_in_one_call_per_group(
     stubber: Stubber, ec2_stubber: Stubber
 ) -> None:
     serverless(stubber, [A])
+    counted(ec2_stubber, A)
     authorize(ec2_stubber, A, 6379, 6380)
     answer = invoke(vpc_event(ServerlessCacheName="sessions"))
     assert_success(answer)
@@ -182,6 +201,7 @@ def test_a_serverless_cache_opens_both_endpoint_ports_in_one_call_per_group(
 def test_a_cross_account_source_group_is_named_with_its_owner(stubber: Stubber, ec2_stubber: Stubber) -> None:
     serverless(stubber, [A])
     physical_id = f"cache-vpc-ingress:{SOURCE}@210987654321:6379,6380:{A}"
+    counted(ec2_stubber, A)
     authorize(ec2_stubber, A, 6379, 6380, physical_id=physical_id, owner="210987654321")
     answer = invoke(vpc_event(ServerlessCacheName="sessions", SourceSecurityGroupOwnerId="2109-8765-4321"))
     assert answer["PhysicalResourceId"] == physical_id
@@ -191,6 +211,7 @@ def test_a_rule_made_by_hand_is_claimed_and_marked_pre_existing_and_keeps_its_de
     stubber: Stubber, ec2_stubber: Stubber
 ) -> None:
     serverless(stubber, [A])
+    counted(ec2_stubber, A)
     authorize(ec2_stubber, A, 6379, 6380, error="InvalidPermission.Duplicate")
     by_hand = rule("sgr-hand", A, 6379, {}, description="opened by the on-call")
     rules_of(ec2_stubber, A, by_hand)
@@ -208,6 +229,7 @@ def test_a_rule_another_resource_claims_gets_this_claim_beside_it_and_no_mark(
     serverless(stubber, [A])
     other = claim(logical="OtherAccess").tags()
     theirs = [rule("sgr-1", A, 6379, other, "theirs"), rule("sgr-2", A, 6380, other, "theirs")]
+    counted(ec2_stubber, A, held={A: theirs})
     authorize(ec2_stubber, A, 6379, 6380, error="InvalidPermission.Duplicate")
     rules_of(ec2_stubber, A, *theirs)
     for found in theirs:
@@ -222,6 +244,7 @@ def test_a_rule_a_delete_is_revoking_is_waited_for_and_then_made_afresh(stubber:
     serverless(stubber, [A])
     far = {REVOKING_KEY: "9999999999"}
     going = rule("sgr-going", A, 6379, {**claim(logical="OtherAccess").tags(), **far})
+    counted(ec2_stubber, A, held={A: [going]})
     authorize(ec2_stubber, A, 6379, 6380, error="InvalidPermission.Duplicate")
     rules_of(ec2_stubber, A, going)
     rules_of(ec2_stubber, A)  # the Delete revoked it meanwhile
@@ -235,6 +258,7 @@ def test_a_claim_that_lands_while_a_delete_marks_the_rule_waits_for_that_delete(
 ) -> None:
     serverless(stubber, [A])
     found = rule("sgr-1", A, 6379, claim(logical="OtherAccess").tags())
+    counted(ec2_stubber, A, held={A: [found]})
     authorize(ec2_stubber, A, 6379, 6380, error="InvalidPermission.Duplicate")
     rules_of(ec2_stubber, A, found)
     tag(ec2_stubber, "sgr-1", claim().tags())
@@ -250,6 +274,7 @@ def test_when_the_existing_rule_vanishes_before_it_is_read_it_is_made_alone(
     stubber: Stubber, ec2_stubber: Stubber
 ) -> None:
     serverless(stubber, [A])
+    counted(ec2_stubber, A)
     authorize(ec2_stubber, A, 6379, 6380, error="InvalidPermission.Duplicate")
     rules_of(ec2_stubber, A)  # revoked by hand in between: both ports go in one at a time
     authorize(ec2_stubber, A, 6379)
@@ -287,6 +312,7 @@ def test_a_port_or_group_the_cache_does_not_have_fails_naming_it_without_touchin
 
 def test_ec2_refusing_names_the_target_group_in_the_reason(stubber: Stubber, ec2_stubber: Stubber) -> None:
     serverless(stubber, [A])
+    counted(ec2_stubber, A)
     authorize(ec2_stubber, A, 6379, 6380, error="UnauthorizedOperation")
     answer = invoke(vpc_event(ServerlessCacheName="sessions"))
     assert_failed(answer, "UnauthorizedOperation")
@@ -295,6 +321,7 @@ def test_ec2_refusing_names_the_target_group_in_the_reason(stubber: Stubber, ec2
 
 def test_ec2_throttling_is_waited_out(stubber: Stubber, ec2_stubber: Stubber) -> None:
     serverless(stubber, [A])
+    counted(ec2_stubber, A)
     authorize(ec2_stubber, A, 6379, 6380, error="RequestLimitExceeded")
     authorize(ec2_stubber, A, 6379, 6380)
     assert_success(invoke(vpc_event(ServerlessCacheName="sessions")))
@@ -382,6 +409,7 @@ def test_delete_of_a_foreign_id_for_a_missing_cache_has_nothing_to_revoke(stubbe
 
 def test_ec2_refusing_to_show_the_groups_rules_fails_naming_the_group(stubber: Stubber, ec2_stubber: Stubber) -> None:
     serverless(stubber, [A])
+    counted(ec2_stubber, A)
     authorize(ec2_stubber, A, 6379, 6380, error="InvalidPermission.Duplicate")
     rules_refused(ec2_stubber, A, "UnauthorizedOperation", 403)
     answer = invoke(vpc_event(ServerlessCacheName="sessions"))
@@ -410,6 +438,7 @@ def test_a_rollback_delete_whose_lookup_is_refused_succeeds(stubber: Stubber, ec
 
 def test_server_errors_and_throttling_are_retried_by_the_one_policy(stubber: Stubber, ec2_stubber: Stubber) -> None:
     serverless(stubber, [A])
+    counted(ec2_stubber, A)
     ec2_stubber.add_client_error("authorize_security_group_ingress", "InternalError", "", 500)
     ec2_stubber.add_client_error("authorize_security_group_ingress", "RequestLimitExceeded", "", 503)
     authorize(ec2_stubber, A, 6379, 6380)
@@ -449,12 +478,23 @@ def test_an_ipv6_range_is_sent_in_its_shortest_spelling_in_ipv6_ranges_with_the_
     ipv6 = {"Ipv6Ranges": [{"CidrIpv6": "2001:db8:ab::/48", "Description": DESCRIPTION}]}
     params = ranged_authorize_params(physical_id, ipv6, 6379, 6380)
     made = [ranged_rule(f"sgr-{p}", p, {}, CidrIpv6="2001:db8:ab::/48") for p in (6379, 6380)]
+    counted(ec2_stubber, A)
     ec2_stubber.add_response("authorize_security_group_ingress", {"Return": True, "SecurityGroupRules": made}, params)
 
     answer = invoke(ranged_event(SourceCidrIpv6="2001:0DB8:00AB:0000::/48"))
     assert_success(answer)
     assert answer["PhysicalResourceId"] == physical_id
     assert (answer["Data"]["Source"], answer["Data"]["SourceCidrIpv6"]) == ("2001:db8:ab::/48", "2001:db8:ab::/48")
+
+
+def test_an_ipv4_range_into_a_cache_reached_over_ipv6_only_fails_naming_both_without_touching_ec2(
+    stubber: Stubber, ec2_stubber: Stubber
+) -> None:
+    serverless(stubber, [A], network_type="ipv6")
+    assert_failed(
+        invoke(ranged_event(SourceCidrIp="10.20.0.0/16")),
+        "SourceCidrIp 10.20.0.0/16 cannot reach ServerlessCacheName 'sessions': its NetworkType is ipv6",
+    )
 
 
 def test_a_prefix_list_ec2_does_not_know_fails_naming_it_and_claims_nothing(
@@ -464,6 +504,8 @@ def test_a_prefix_list_ec2_does_not_know_fails_naming_it_and_claims_nothing(
     serverless(stubber, [A])
     listed = {"PrefixListIds": [{"PrefixListId": "pl-0123456789abcdef0", "Description": DESCRIPTION}]}
     params = ranged_authorize_params(physical_id, listed, 6379, 6380)
+    counted(ec2_stubber, A)
+    prefix_list_sizes(ec2_stubber, ["pl-0123456789abcdef0"])
     ec2_stubber.add_client_error(
         "authorize_security_group_ingress",
         "InvalidPrefixListID.NotFound",
@@ -487,6 +529,7 @@ def test_an_ipv4_rule_another_resource_holds_is_found_by_its_range_and_claimed(
     unrelated = ranged_rule("sgr-b", 6379, {}, CidrIpv4="10.0.0.0/8")
     serverless(stubber, [A])
     ipv4 = {"IpRanges": [{"CidrIp": "10.20.0.0/16", "Description": DESCRIPTION}]}
+    counted(ec2_stubber, A, held={A: [unrelated, held]})
     ec2_stubber.add_client_error(
         "authorize_security_group_ingress",
         "InvalidPermission.Duplicate",
@@ -531,6 +574,7 @@ def test_a_memorydb_cluster_is_found_by_name_and_its_endpoint_port_opened_on_eac
     memorydb_stubber: Stubber, ec2_stubber: Stubber
 ) -> None:
     memorydb_cluster(memorydb_stubber, [B, A])
+    counted(ec2_stubber, A, B)
     made = authorize(ec2_stubber, A, 6379, physical_id=STORE_ID)
     made += authorize(ec2_stubber, B, 6379, physical_id=STORE_ID)
     answer = invoke(vpc_event(MemoryDBClusterName="app-store"))
@@ -543,6 +587,7 @@ def test_a_memorydb_name_spelt_in_capitals_is_looked_up_as_memorydb_keeps_it_in_
     memorydb_stubber: Stubber, ec2_stubber: Stubber
 ) -> None:
     memorydb_cluster(memorydb_stubber, [A], asked="app-store")
+    counted(ec2_stubber, A)
     authorize(ec2_stubber, A, 6379, physical_id=f"cache-vpc-ingress:{SOURCE}@{ACCOUNT}:6379:{A}")
     assert_success(invoke(vpc_event(MemoryDBClusterName="App-Store")))
 
@@ -599,6 +644,7 @@ def test_a_throttled_or_failing_memorydb_lookup_is_retried_by_the_one_policy(
     memorydb_refused(memorydb_stubber, "ThrottlingException", 400, message="Rate exceeded")
     memorydb_refused(memorydb_stubber, "InternalServerErrorException", 500)
     memorydb_cluster(memorydb_stubber, [A, B])
+    counted(ec2_stubber, A, B)
     authorize(ec2_stubber, A, 6379, physical_id=STORE_ID)
     authorize(ec2_stubber, B, 6379, physical_id=STORE_ID)
     assert invoke(vpc_event(MemoryDBClusterName="app-store"))["PhysicalResourceId"] == STORE_ID
@@ -636,9 +682,129 @@ def test_a_rollback_update_to_a_memorydb_cluster_deleted_meanwhile_keeps_the_id_
     as they stand, with no lookup to go by, and the stack can finish its rollback."""
     held = f"cache-vpc-ingress:{SOURCE}@{ACCOUNT}:6379:{A}"
     memorydb_refused(memorydb_stubber, "ClusterNotFoundFault", 400, message="Cluster app-store not found")
+    counted(ec2_stubber, A)
     authorize(ec2_stubber, A, 6379, physical_id=held)
     event = vpc_event("Update", MemoryDBClusterName="app-store")
     event["PhysicalResourceId"] = held
     event["OldResourceProperties"] = {**event["ResourceProperties"], "TargetSecurityGroupIds": [B]}
     answer = invoke(event)
     assert (answer["Status"], answer["PhysicalResourceId"]) == ("SUCCESS", held)
+
+
+# -- each target group's quota of inbound rules, counted before any write ---------------
+
+PREFIX_LIST = "pl-0123456789abcdef0"
+LISTED_ID = f"cache-vpc-ingress:{PREFIX_LIST}:6379,6380:{A},{B}"
+
+
+def office_rules(group: str, count: int) -> list[dict[str, Any]]:
+    """``count`` rules into ``group`` from IPv4 ranges, on port 22, as DescribeSecurityGroupRules shows them."""
+    made = []
+    for i in range(count):
+        item = {**rule(f"sgr-{group[-1]}o{i}", group, 22, {}), "CidrIpv4": f"10.{i}.0.0/16"}
+        del item["ReferencedGroupInfo"]
+        made.append(item)
+    return made
+
+
+def listed_rule(rule_id: str, group: str, port: int, tags: dict[str, str]) -> dict[str, Any]:
+    item = {**rule(rule_id, group, port, tags), "PrefixListId": PREFIX_LIST}
+    del item["ReferencedGroupInfo"]
+    return item
+
+
+def quota(stub: Stubber, value: float | None = None, error: str | None = None) -> None:
+    """Expect Service Quotas asked for the quota of rules per security group: its value, or a refusal."""
+    params = {"ServiceCode": "vpc", "QuotaCode": "L-0EA8095F"}
+    if error:
+        stub.add_client_error("get_service_quota", error, error, 400, expected_params=params)
+        return
+    answer = {"Quota": {"ServiceCode": "vpc", "QuotaCode": "L-0EA8095F", "Value": value, "Adjustable": True}}
+    stub.add_response("get_service_quota", answer, params)
+
+
+def listed_authorize(ec2: Stubber, group: str, *ports: int, error: str | None = None) -> None:
+    source = {"PrefixListIds": [{"PrefixListId": PREFIX_LIST, "Description": DESCRIPTION}]}
+    params = {**ranged_authorize_params(LISTED_ID, source, *ports), "GroupId": group}
+    if error:
+        ec2.add_client_error("authorize_security_group_ingress", error, error, 400, expected_params=params)
+        return
+    made = [listed_rule(f"sgr-{group[-1]}{p}", group, p, claim(LISTED_ID).tags()) for p in ports]
+    ec2.add_response("authorize_security_group_ingress", {"Return": True, "SecurityGroupRules": made}, params)
+
+
+def test_a_prefix_list_on_a_two_port_serverless_cache_counts_its_size_twice_and_fails_before_any_write(
+    stubber: Stubber, ec2_stubber: Stubber, quotas_stubber: Stubber
+) -> None:
+    """21 rules in B, and a list of 20 entries on two ports: 61 IPv4 rules, past the quota Service Quotas will not
+    tell (EC2's 60). Nothing is written, into A either: no Authorize is queued, so one would fail otherwise."""
+    serverless(stubber, [A, B])
+    counted(ec2_stubber, A, B, held={B: office_rules(B, 21)})
+    prefix_list_sizes(ec2_stubber, [PREFIX_LIST], {PREFIX_LIST: 20})
+    quota(quotas_stubber, error="AccessDeniedException")
+    answer = invoke(ranged_event(SourcePrefixListId=PREFIX_LIST))
+    assert_failed(answer, f"Security group {B} would hold 61 inbound IPv4 rules (40 of them added by this resource)")
+    assert "past its quota of 60; nothing was changed" in answer["Reason"]
+    for way_out in ("fewer ports with Port", "a smaller prefix list", "higher quota in Service Quotas"):
+        assert way_out in answer["Reason"]
+
+
+def test_a_quota_raised_in_service_quotas_lets_the_grant_through_and_is_read_once_a_while(
+    stubber: Stubber, ec2_stubber: Stubber, quotas_stubber: Stubber
+) -> None:
+    quota(quotas_stubber, 100.0)  # once: the second Create goes by what the sandbox keeps
+    for _ in range(2):
+        serverless(stubber, [A, B])
+        counted(ec2_stubber, A, B, held={B: office_rules(B, 21)})
+        prefix_list_sizes(ec2_stubber, [PREFIX_LIST], {PREFIX_LIST: 20})
+        listed_authorize(ec2_stubber, A, 6379, 6380)
+        listed_authorize(ec2_stubber, B, 6379, 6380)
+        assert_success(invoke(ranged_event(SourcePrefixListId=PREFIX_LIST)))
+
+
+def test_past_a_raised_quota_the_reason_names_that_quota(
+    stubber: Stubber, ec2_stubber: Stubber, quotas_stubber: Stubber
+) -> None:
+    serverless(stubber, [A])
+    counted(ec2_stubber, A, held={A: office_rules(A, 90)})
+    prefix_list_sizes(ec2_stubber, [PREFIX_LIST], {PREFIX_LIST: 6})
+    quota(quotas_stubber, 100.0)
+    answer = invoke(ranged_event(SourcePrefixListId=PREFIX_LIST))
+    assert_failed(answer, f"Security group {A} would hold 102 inbound IPv4 rules (12 of them added by this resource)")
+    assert "past its quota of 100" in answer["Reason"]
+
+
+def test_rules_that_exist_already_weigh_nothing_and_are_only_claimed(
+    stubber: Stubber, ec2_stubber: Stubber, quotas_stubber: Stubber
+) -> None:
+    """A holds 20 rules and the list's two (20 entries each): 60, full; the grant makes nothing, so it fits."""
+    serverless(stubber, [A])
+    physical_id = f"cache-vpc-ingress:{PREFIX_LIST}:6379,6380:{A}"
+    theirs = [listed_rule(f"sgr-{p}", A, p, claim(physical_id, logical="OtherAccess").tags()) for p in (6379, 6380)]
+    counted(ec2_stubber, A, held={A: [*office_rules(A, 20), *theirs]})
+    prefix_list_sizes(ec2_stubber, [PREFIX_LIST], {PREFIX_LIST: 20})
+    source = {"PrefixListIds": [{"PrefixListId": PREFIX_LIST, "Description": DESCRIPTION}]}
+    duplicate = ranged_authorize_params(physical_id, source, 6379, 6380)
+    ec2_stubber.add_client_error(
+        "authorize_security_group_ingress", "InvalidPermission.Duplicate", "", 400, expected_params=duplicate
+    )
+    rules_of(ec2_stubber, A, *office_rules(A, 20), *theirs)
+    for found in theirs:
+        tag(ec2_stubber, found["SecurityGroupRuleId"], claim(physical_id).tags())
+        both = {**claim(physical_id, logical="OtherAccess").tags(), **claim(physical_id).tags()}
+        read(ec2_stubber, {**found, "Tags": tag_list(both)})
+    answer = invoke(ranged_event(SourcePrefixListId=PREFIX_LIST))
+    assert_success(answer)
+    assert answer["Data"]["SecurityGroupRuleIds"] == "sgr-6379,sgr-6380"
+
+
+def test_a_group_filled_by_another_writer_after_the_count_fails_with_the_quota_reason(
+    stubber: Stubber, ec2_stubber: Stubber
+) -> None:
+    serverless(stubber, [A])
+    counted(ec2_stubber, A)
+    authorize(ec2_stubber, A, 6379, 6380, error="RulesPerSecurityGroupLimitExceeded")
+    answer = invoke(vpc_event(ServerlessCacheName="sessions"))
+    assert_failed(answer, f"security group {A} has no room for these rules within its quota of inbound rules")
+    assert "another writer may have added rules since they were counted" in answer["Reason"]
+    assert "higher quota in Service Quotas" in answer["Reason"]

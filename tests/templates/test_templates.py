@@ -16,7 +16,12 @@ from cache_ingress.claims import TAG_PREFIX
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Each API class of handler/cache_ingress/aws_api.py, and the IAM service its client calls.
-API_SERVICES = {"ElastiCacheApi": "elasticache", "Ec2Api": "ec2", "MemoryDbApi": "memorydb"}
+API_SERVICES = {
+    "ElastiCacheApi": "elasticache",
+    "Ec2Api": "ec2",
+    "MemoryDbApi": "memorydb",
+    "ServiceQuotasApi": "servicequotas",
+}
 #: The resources each action may touch: this account and region, and only the kind of resource it needs.
 SCOPES = {
     "elasticache:AuthorizeCacheSecurityGroupIngress": ["elasticache", "securitygroup:*"],
@@ -32,9 +37,12 @@ SCOPES = {
     "ec2:DeleteTags": ["ec2", "security-group-rule/*"],
     # MemoryDB's ARNs: arn:<partition>:memorydb:<region>:<account>:cluster/<name> (Service Authorization Reference).
     "memorydb:DescribeClusters": ["memorydb", "cluster/*"],
+    # Service Quotas' ARNs: arn:<partition>:servicequotas:<region>:<account>:<service code>/<quota code>; only
+    # the quota of rules per security group is read.
+    "servicequotas:GetServiceQuota": ["servicequotas", "vpc/L-0EA8095F"],
 }
 #: Actions EC2 authorizes on no resource but "*" (the Service Authorization Reference lists no resource type).
-UNSCOPED = {"ec2:DescribeSecurityGroupRules"}
+UNSCOPED = {"ec2:DescribeSecurityGroupRules", "ec2:DescribeManagedPrefixLists"}
 #: The managed-group limit, with a value and with any value of the key.
 LIMIT = {"ManagedGroupTagKey": "platform:managed", "ManagedGroupTagValue": "cache-ingress"}
 LIMIT_ANY_VALUE = {"ManagedGroupTagKey": "platform:managed"}
