@@ -11,6 +11,7 @@ end by itself (a daemon, holding nothing but its own result).
 
 from __future__ import annotations
 
+import contextvars
 import ipaddress
 import socket
 import threading
@@ -86,7 +87,8 @@ def resolve(host: str, port: int, within: float | None) -> list[AddressInfo]:
         finally:
             done.set()
 
-    threading.Thread(target=run, name=f"resolve {host}", daemon=True).start()
+    # In the caller's context: the resolution belongs to its call (a change's, say), for whoever looks.
+    threading.Thread(target=contextvars.copy_context().run, args=(run,), name=f"resolve {host}", daemon=True).start()
     if not done.wait(max(0.0, within)):
         raise TimeoutError(f"resolving {host} took longer than {within:.2f} s")
     if isinstance(outcome[0], Exception):
