@@ -1,8 +1,9 @@
 """Runs the real handler offline: the AWS stand-ins, the https receiver, and a Lambda-like context.
 
 With ``vpc=True``, moto's server plays EC2, the replication groups (the
-ElastiCache stand-in forwards to it what it does not serve itself) and
-MemoryDB's clusters.
+ElastiCache stand-in forwards to it what it does not serve itself),
+MemoryDB's clusters and DynamoDB, which holds the ownership ledger's table
+(``LEDGER_TABLE``), made as template.yaml declares it.
 
 Used by ``make demo`` and ``make invoke``. The handler module is imported only
 after the environment points boto3 at the stand-in and the sender at the
@@ -94,10 +95,15 @@ class OfflineAws:
             SSL_CERT_FILE=self.receiver.cafile,
         )
         if self.moto is not None:
+            from offline.ledger_table import LEDGER_TABLE, create_ledger_table
+
             self.standin.upstream = self.moto.start()
+            create_ledger_table(self.moto.url, LEDGER_TABLE)
             os.environ["AWS_ENDPOINT_URL_EC2"] = self.moto.url
             os.environ["AWS_ENDPOINT_URL_MEMORYDB"] = self.moto.url
             os.environ["AWS_ENDPOINT_URL_SERVICE_QUOTAS"] = self.moto.url
+            os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = self.moto.url
+            os.environ["LEDGER_TABLE"] = LEDGER_TABLE
         os.environ.pop("AWS_PROFILE", None)
         if self._debug:
             # Everything at DEBUG, botocore and crhelper included: what a function deployed with LogLevel=DEBUG logs.

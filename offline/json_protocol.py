@@ -1,13 +1,16 @@
-"""The AWS JSON 1.1 protocol on loopback, as the MemoryDB front speaks it: the action in ``X-Amz-Target``, JSON in
-and out.
+"""The AWS JSON protocol on loopback, as the MemoryDB and DynamoDB fronts speak it: the action in ``X-Amz-Target``,
+JSON in and out.
 
 A request is a POST to ``/`` whose ``X-Amz-Target`` names the service and the
-action (``AmazonMemoryDB.DescribeClusters``) and whose body is the JSON of the
-parameters; an error answer is ``{"__type": code, "message": ...}`` with an
-HTTP status, and botocore reads the code from ``__type`` alone (dropping any
-``namespace#`` before it). :func:`forward` hands a request on, unchanged, to
-moto's server, as :func:`offline.query_protocol.forward` does for the query
-protocol; both send through :func:`offline.upstream.post`.
+action (``AmazonMemoryDB.DescribeClusters``, ``DynamoDB_20120810.PutItem``) and
+whose body is the JSON of the parameters; an error answer is
+``{"__type": code, "message": ...}`` with an HTTP status, and botocore reads
+the code from ``__type`` alone (dropping any ``namespace#`` before it). The
+versions differ only in the content type: MemoryDB speaks JSON 1.1, DynamoDB
+JSON 1.0 (each service's ``jsonVersion`` in botocore's model). :func:`forward`
+hands a request on, unchanged, to moto's server, as
+:func:`offline.query_protocol.forward` does for the query protocol; both send
+through :func:`offline.upstream.post`.
 
 MemoryDB's model in botocore lists ``smithy-rpc-v2-cbor`` before ``json``;
 botocore 1.44.8 (the pin) still speaks JSON 1.1 to it, which
@@ -23,6 +26,7 @@ from typing import Any, Protocol
 from offline.loopback import LoopbackHandler, LoopbackServer, LoopbackService
 from offline.upstream import post
 
+#: JSON 1.1, MemoryDB's; a service of JSON 1.0 (DynamoDB) sets its own.
 CONTENT_TYPE = "application/x-amz-json-1.1"
 
 
@@ -46,9 +50,9 @@ class JsonRequest:
         return parsed
 
 
-def error_json(code: str, message: str) -> str:
-    """An error answer's body, as a JSON-protocol service writes it."""
-    return json.dumps({"__type": code, "message": message})
+def error_json(code: str, message: str, namespace: str = "") -> str:
+    """An error answer's body, as a JSON-protocol service writes it (DynamoDB puts its ``namespace#`` first)."""
+    return json.dumps({"__type": f"{namespace}#{code}" if namespace else code, "message": message})
 
 
 def error_code(text: str) -> str | None:
@@ -62,14 +66,18 @@ def error_code(text: str) -> str | None:
     return str(code).rsplit("#", 1)[-1] if code else None
 
 
-def forward(endpoint: str, service: str, region: str, request: JsonRequest) -> tuple[int, str, str | None]:
+def forward(
+    endpoint: str, service: str, region: str, request: JsonRequest, content_type: str = CONTENT_TYPE
+) -> tuple[int, str, str | None]:
     """Relay a request to ``endpoint`` as it came: (HTTP status, its JSON unchanged, its error code if any)."""
-    headers = {"Content-Type": CONTENT_TYPE, "X-Amz-Target": request.target}
+    headers = {"Content-Type": content_type, "X-Amz-Target": request.target}
     status, text = post(endpoint, service, region, request.body, headers)
     return status, text, error_code(text) if status >= 400 else None
 
 
 class JsonApi(Protocol):
+    content_type: str
+
     def handle(self, request: JsonRequest) -> tuple[int, str | None]:
         """(HTTP status, JSON body) for one request, or (0, None) to drop the connection."""
 
@@ -82,13 +90,14 @@ class JsonRequestHandler(LoopbackHandler):
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         status, answer = self.api.handle(JsonRequest(self.headers.get("X-Amz-Target", ""), body))
-        self.reply(status, answer, CONTENT_TYPE)
+        self.reply(status, answer, self.api.content_type)
 
 
 class JsonService(LoopbackService):
     """A server that speaks the JSON protocol; a subclass names its thread and answers ``handle``."""
 
     thread_name = "json-service"
+    content_type = CONTENT_TYPE
 
     def handle(self, request: JsonRequest) -> tuple[int, str | None]:
         raise NotImplementedError

@@ -14,21 +14,9 @@ status. Everything else goes to moto unchanged.
 
 from __future__ import annotations
 
-from offline.front import Answer, Front
-from offline.json_protocol import JsonRequest, JsonService, error_json, forward
+from offline.front import JsonFront
 
 
-class MemoryDbFront(Front, JsonService):
+class MemoryDbFront(JsonFront):
     thread_name = "memorydb-front"
-
-    def handle(self, request: JsonRequest) -> tuple[int, str | None]:
-        return self.serve_call(
-            request.action, request.params(), lambda: forward(self.upstream, "memorydb", self.region, request)
-        )
-
-    def throttled(self) -> Answer:
-        return 400, error_json("ThrottlingException", "Rate exceeded"), "ThrottlingException"
-
-    def failed(self, status: int) -> Answer:
-        code = "ServiceUnavailable" if status == 503 else "InternalServerError"
-        return status, error_json(code, "An internal error has occurred."), code
+    service = "memorydb"

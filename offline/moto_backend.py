@@ -1,8 +1,10 @@
-"""moto's server on loopback: EC2 security groups and rules, ElastiCache replication groups, MemoryDB clusters.
+"""moto's server on loopback: EC2 security groups and rules, ElastiCache replication groups, MemoryDB clusters,
+DynamoDB tables (the ownership ledger's).
 
 moto runs in this process, in a thread, so it starts in about a second and
 leaves nothing behind. Where moto 5.2.5 differs from EC2 as the EC2 API
-Reference describes it, it is corrected here, when the server starts (not at
+Reference describes it, or from DynamoDB as its Developer Guide does, it is
+corrected here, when the server starts (not at
 import, so that importing this module changes nothing; starting twice changes
 nothing more). Each correction has a test in ``tests/offline/test_moto_corrections.py``
 that fails on plain moto:
@@ -39,12 +41,20 @@ that fails on plain moto:
    is ``InvalidPermission.Duplicate``, and either revokes it). moto keeps every
    spelling as a rule of its own, a world where a person's rule and a
    resource's from one range could stand side by side, as in no EC2.
-
 8. A MemoryDB cluster reports its NetworkType (``ipv4``, ``ipv6`` or
    ``dual_stack``; the MemoryDB API Reference, Cluster and CreateCluster:
    ``ipv4`` unless the CreateCluster call set another). moto ignores the
    CreateCluster parameter and reports none, so no offline cluster could be
    reached over IPv6.
+9. DynamoDB's writes are atomic and isolated: a conditional write checks and
+   writes as one step, and a TransactWriteItems succeeds or fails as a whole,
+   serializable with every other write. moto's server serves each request in
+   a thread of its own with no lock: a conditional UpdateItem checks, then
+   writes, so two writers that read the same version both succeed; a
+   TransactWriteItems copies each table it names and, when a condition fails,
+   puts the copy back, undoing the writes other requests made meanwhile. Here
+   one lock serves DynamoDB's requests one at a time, as one table of one
+   account would see them (a few calls at a time: its speed does not matter).
 
 Otherwise moto answers MemoryDB's DescribeClusters with what the function
 reads (the cluster endpoint's port, the security groups, ``ClusterNotFoundFault``)
@@ -66,6 +76,7 @@ from typing import Any
 
 import boto3
 from moto.core.responses import ActionResult
+from moto.dynamodb.responses import DynamoHandler
 from moto.ec2.exceptions import (
     EC2ClientError,
     InvalidPermissionNotFoundError,
@@ -87,6 +98,7 @@ _moto_update_ingress_descriptions = SecurityGroups.update_security_group_rule_de
 _moto_rules_from_querystring = SecurityGroups._process_rules_from_querystring
 _moto_create_memorydb_cluster = MemoryDBResponse.create_cluster
 _moto_memorydb_cluster_dict = MemoryDBCluster.to_dict
+_moto_dynamodb_call = DynamoHandler.call_action
 
 
 def _without_description(rule: SecurityGroupRule) -> SecurityGroupRule:
@@ -236,6 +248,17 @@ def _memorydb_cluster_dict(self: MemoryDBCluster) -> dict[str, Any]:
     return described
 
 
+#: DynamoDB's requests, one at a time (correction 9).
+_dynamodb_lock = threading.Lock()
+
+
+def _dynamodb_call(self: DynamoHandler) -> tuple[int, dict[str, Any], str | bytes]:
+    """moto's DynamoDB request, served while no other is: every check and write of it as one step."""
+    with _dynamodb_lock:
+        status, headers, body = _moto_dynamodb_call(self)
+    return status, headers, body
+
+
 def _corrections() -> list[tuple[type, str, Any]]:
     """Each correction listed at the top of this module: (moto's class, the attribute replaced, its replacement)."""
     return [
@@ -248,6 +271,7 @@ def _corrections() -> list[tuple[type, str, Any]]:
         (SecurityGroups, "_process_rules_from_querystring", _rules_from_querystring),
         (MemoryDBResponse, "create_cluster", _create_memorydb_cluster),
         (MemoryDBCluster, "to_dict", _memorydb_cluster_dict),
+        (DynamoHandler, "call_action", _dynamodb_call),
     ]
 
 

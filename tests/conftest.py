@@ -18,6 +18,7 @@ from hypothesis import settings
 from tests import support
 
 if TYPE_CHECKING:
+    from offline.dynamodb_front import DynamoDbFront
     from offline.moto_backend import MotoBackend
     from offline.receiver import ResponseReceiver
     from offline.standin import ElastiCacheStandIn
@@ -46,16 +47,21 @@ def standin(servers: support.Servers) -> Iterator[ElastiCacheStandIn]:
 
 @pytest.fixture
 def moto(servers: support.Servers, standin: ElastiCacheStandIn) -> MotoBackend:
-    """moto's server, emptied: EC2, MemoryDB, and the replication groups the stand-in now forwards to it.
+    """moto's server, emptied: EC2, MemoryDB, the replication groups the stand-in now forwards to it, and the
+    ledger's table, made again empty.
 
-    The function reaches EC2 and MemoryDB through the fronts (``servers.ec2``, ``servers.memorydb``), emptied
-    of faults and calls too.
+    The function reaches EC2, MemoryDB and DynamoDB through the fronts (``servers.ec2``, ``servers.memorydb``,
+    ``servers.dynamodb``), emptied of faults and calls too.
     """
-    servers.moto.reset()
-    servers.ec2.reset()
-    servers.memorydb.reset()
+    servers.reset_aws()
     standin.upstream = servers.moto.url
     return servers.moto
+
+
+@pytest.fixture
+def ledger(servers: support.Servers, moto: MotoBackend) -> DynamoDbFront:
+    """The function's DynamoDB endpoint, before moto's empty ledger table (``LEDGER_TABLE``): no fault, no call."""
+    return servers.dynamodb
 
 
 @pytest.fixture

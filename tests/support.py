@@ -7,8 +7,8 @@ Lambda-like context, and what CloudFormation would have received is read back
 from the receiver. Events come from :func:`load_event`, the same loader the
 demo and ``make invoke`` use.
 
-The servers (moto, the ElastiCache stand-in, the fronts before moto's EC2 and
-MemoryDB, and the receiver) start on the first call of :func:`servers`, not at
+The servers (moto, the ElastiCache stand-in, the fronts before moto's EC2,
+MemoryDB and DynamoDB, and the receiver) start on the first call of :func:`servers`, not at
 import: the unit tier never calls it, so it pays for none of them.
 """
 
@@ -35,6 +35,7 @@ from cache_ingress.vpc_rules import RuleSet, VpcRequest
 from offline.harness import OFFLINE_ENV, LambdaContext, load_event
 
 if TYPE_CHECKING:
+    from offline.dynamodb_front import DynamoDbFront
     from offline.ec2_front import Ec2Front
     from offline.memorydb_front import MemoryDbFront
     from offline.moto_backend import MotoBackend
@@ -81,6 +82,17 @@ class Servers:
     receiver: ResponseReceiver
     ec2: Ec2Front  # the function's EC2 endpoint: moto, behind a front that takes faults and logs calls
     memorydb: MemoryDbFront  # the function's MemoryDB endpoint: moto's clusters, behind a front of the same kind
+    dynamodb: DynamoDbFront  # the function's DynamoDB endpoint: the ledger's table in moto, behind a front too
+
+    def reset_aws(self) -> None:
+        """An empty account: moto reset, the ledger's table made again empty, the fronts without faults or calls."""
+        from offline.ledger_table import LEDGER_TABLE, create_ledger_table
+
+        self.moto.reset()
+        create_ledger_table(self.moto.url, LEDGER_TABLE)
+        self.ec2.reset()
+        self.memorydb.reset()
+        self.dynamodb.reset()
 
 
 @functools.cache
@@ -91,22 +103,33 @@ def servers() -> Servers:
     variables; so anything that makes a handler client (the driver, the
     Stubber fixtures) calls this first, whichever tier runs first. The server
     modules are imported here, not at the top, so that a tier which never
-    calls it never imports moto.
+    calls it never imports moto. The ledger's table is made in moto here, and again
+    after each reset of moto (the ``moto`` fixture); its name is ``LEDGER_TABLE``.
     """
+    from offline.dynamodb_front import DynamoDbFront
     from offline.ec2_front import Ec2Front
+    from offline.ledger_table import LEDGER_TABLE, create_ledger_table
     from offline.memorydb_front import MemoryDbFront
     from offline.moto_backend import MotoBackend
     from offline.receiver import ResponseReceiver
     from offline.standin import ElastiCacheStandIn
 
     started = Servers(
-        MotoBackend(), ElastiCacheStandIn(settle_delay=0.0), ResponseReceiver(), Ec2Front(), MemoryDbFront()
+        MotoBackend(),
+        ElastiCacheStandIn(settle_delay=0.0),
+        ResponseReceiver(),
+        Ec2Front(),
+        MemoryDbFront(),
+        DynamoDbFront(),
     )
-    started.ec2.upstream = started.memorydb.upstream = started.moto.start()
+    started.ec2.upstream = started.memorydb.upstream = started.dynamodb.upstream = started.moto.start()
+    create_ledger_table(started.moto.url, LEDGER_TABLE)
     os.environ["AWS_ENDPOINT_URL_ELASTICACHE"] = started.standin.start()
     os.environ["AWS_ENDPOINT_URL_EC2"] = started.ec2.start()
     os.environ["AWS_ENDPOINT_URL_MEMORYDB"] = started.memorydb.start()
     os.environ["AWS_ENDPOINT_URL_SERVICE_QUOTAS"] = started.moto.url  # moto knows EC2's default quotas
+    os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = started.dynamodb.start()
+    os.environ["LEDGER_TABLE"] = LEDGER_TABLE
     started.receiver.start()
     # CloudFormation's ResponseURL is https; the sender trusts the receiver's self-signed certificate this way.
     os.environ["SSL_CERT_FILE"] = started.receiver.cafile
@@ -122,6 +145,7 @@ def stop_servers() -> None:
     running.receiver.stop()
     running.ec2.stop()
     running.memorydb.stop()
+    running.dynamodb.stop()
     running.moto.stop()
     servers.cache_clear()
 

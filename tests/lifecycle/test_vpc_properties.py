@@ -99,9 +99,7 @@ def templates(draw: st.DrawFn) -> dict[str, dict[str, Any]]:
 class VpcStackHistory(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        servers().moto.reset()
-        servers().ec2.reset()
-        servers().memorydb.reset()
+        servers().reset_aws()
         servers().standin.reset()
         servers().standin.upstream = servers().moto.url
         servers().receiver.reset()

@@ -1,24 +1,32 @@
-"""moto, as ``offline/moto_backend.py`` corrects it, answers as the EC2 API Reference describes.
+"""moto, as ``offline/moto_backend.py`` corrects it, answers as the EC2 API Reference and the DynamoDB Developer
+Guide describe.
 
 Every test here drives moto's server over HTTP with boto3, and fails on plain
-moto 5.2.5 (without the correction it names). The pages cited are in the
+moto 5.2.5 (without the correction it names). The EC2 pages cited are in the
 Amazon EC2 API Reference, https://docs.aws.amazon.com/AWSEC2/latest/APIReference/:
 the action's page, the data type's page, and "Error codes for the Amazon EC2
-API" (errors-overview.html) for the error codes.
+API" (errors-overview.html) for the error codes; the DynamoDB pages in its
+Developer Guide.
 """
 
 from __future__ import annotations
 
+import sys
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
+from moto.dynamodb.responses import DynamoHandler
 from moto.ec2.models.security_groups import SecurityGroupBackend, SecurityGroupRule
 from moto.ec2.responses.security_groups import SecurityGroups
 from moto.memorydb.models import MemoryDBCluster
 from moto.memorydb.responses import MemoryDBResponse
 
 from offline import moto_backend
+from offline.ledger_table import LEDGER_TABLE
 from offline.moto_backend import MotoBackend
 
 OWNER = "123456789012"
@@ -313,6 +321,114 @@ def test_a_memorydb_cluster_reports_its_network_type(moto: MotoBackend, asked: d
     assert cluster["NetworkType"] == reported
 
 
+# DynamoDB (Developer Guide, https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/): a conditional
+# write checks and writes as one step ("Conditional writes" in WorkingWithItems.html: "a conditional write
+# succeeds only if the item attributes meet one or more expected conditions"; optimistic locking builds on it),
+# and "TransactWriteItems ... The actions are completed atomically so that either all of them succeed or none of
+# them succeeds", isolated from every other write: "SERIALIZABLE isolation is ensured between ... any
+# transactional operation and any standard write operation (PutItem, UpdateItem, or DeleteItem)"
+# (transaction-apis.html, "Isolation levels for DynamoDB transactions"). Plain moto serves requests in threads
+# without a lock: a conditional UpdateItem checks, then writes, so two increments that saw the same count both
+# succeed; a TransactWriteItems copies each table it names and, if a condition fails, puts the copy back,
+# undoing every write to that table that was answered in between.
+
+COUNTER = {"pk": {"S": "counter"}, "sk": {"S": "n"}}
+
+
+def increment_until(dynamodb: Any, successes: int) -> int:
+    """Optimistic locking: read the count, write the next one only if the count is still what was read; read
+    again when it was not."""
+    done = 0
+    while done < successes:
+        seen = dynamodb.get_item(TableName=LEDGER_TABLE, Key=COUNTER, ConsistentRead=True)["Item"]["n"]["N"]
+        try:
+            dynamodb.update_item(
+                TableName=LEDGER_TABLE,
+                Key=COUNTER,
+                UpdateExpression="SET n = :next",
+                ConditionExpression="n = :seen",
+                ExpressionAttributeValues={":next": {"N": str(int(seen) + 1)}, ":seen": {"N": seen}},
+            )
+        except ClientError as err:
+            if err.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            continue
+        done += 1
+    return done
+
+
+@pytest.fixture
+def threads_interleaved() -> Iterator[None]:
+    """The interpreter switches threads every 10 microseconds instead of every 5 milliseconds: a check and its
+    write, a few steps apart in moto's code, are then often split by another request, as on a server of many
+    cores (at 5 ms they almost never are, and plain moto would pass by luck)."""
+    was = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(was)
+
+
+@pytest.mark.usefixtures("threads_interleaved")
+def test_conditional_writes_are_atomic_under_concurrent_requests(moto: MotoBackend) -> None:
+    """Four writers each count forty with optimistic locking: every success is one more, none overwrites another."""
+    dynamodb = moto.client("dynamodb")
+    dynamodb.put_item(TableName=LEDGER_TABLE, Item={**COUNTER, "n": {"N": "0"}})
+    with ThreadPoolExecutor(4) as pool:
+        successes = sum(pool.map(lambda _: increment_until(dynamodb, 40), range(4)))
+    final = dynamodb.get_item(TableName=LEDGER_TABLE, Key=COUNTER, ConsistentRead=True)["Item"]["n"]["N"]
+    assert (successes, int(final)) == (160, 160)
+
+
+@pytest.mark.usefixtures("threads_interleaved")
+def test_a_failed_transaction_undoes_no_write_made_by_another_request(moto: MotoBackend) -> None:
+    """Two requesters send a transaction that always fails while a third writes other items one at a time, until
+    the transactions have been refused 200 times: every write answered is still held, and the refused put is not."""
+    dynamodb = moto.client("dynamodb")
+    failing = [
+        {"Put": {"TableName": LEDGER_TABLE, "Item": {"pk": {"S": "claim"}, "sk": {"S": "never"}}}},
+        {"ConditionCheck": {"TableName": LEDGER_TABLE, "Key": COUNTER, "ConditionExpression": "attribute_exists(pk)"}},
+    ]
+    refusals: list[str] = []
+    written = threading.Event()
+
+    def fail_transactions() -> None:
+        while not written.is_set():
+            try:
+                dynamodb.transact_write_items(TransactItems=failing)
+            except ClientError as err:
+                refusals.append(err.response["Error"]["Code"])
+            else:
+                refusals.append("succeeded")
+
+    def write() -> list[str]:
+        """The items written, each answered: what DynamoDB holds from then on."""
+        done: list[str] = []
+        try:
+            while len(refusals) < 200 and len(done) < 3000:
+                dynamodb.put_item(TableName=LEDGER_TABLE, Item={"pk": {"S": f"write#{len(done)}"}, "sk": {"S": "-"}})
+                done.append(f"write#{len(done)}")
+        finally:
+            written.set()
+        return done
+
+    with ThreadPoolExecutor(3) as pool:
+        refusing = [pool.submit(fail_transactions) for _ in range(2)]
+        acknowledged = pool.submit(write).result()
+        for future in refusing:
+            future.result()
+
+    held = {
+        item["pk"]["S"]
+        for page in dynamodb.get_paginator("scan").paginate(TableName=LEDGER_TABLE, ConsistentRead=True)
+        for item in page["Items"]
+    }
+    assert [pk for pk in acknowledged if pk not in held] == []
+    assert "claim" not in held
+    assert set(refusals) == {"TransactionCanceledException"}
+
+
 def corrected() -> list[object]:
     """What the corrections replace in moto."""
     return [
@@ -325,6 +441,7 @@ def corrected() -> list[object]:
         SecurityGroups._process_rules_from_querystring,
         MemoryDBResponse.create_cluster,
         MemoryDBCluster.to_dict,
+        DynamoHandler.call_action,
     ]
 
 
