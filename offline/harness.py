@@ -19,6 +19,7 @@ import logging
 import os
 import sys
 import time
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
@@ -48,15 +49,20 @@ OFFLINE_ENV = {
 
 
 class LambdaContext:
-    """The parts of the Lambda context the handler reads, counting down from ``seconds``."""
+    """The parts of the Lambda context the handler reads, counting down from ``seconds``.
+
+    Each invocation gets a request id of its own, and a log stream named as Lambda names them.
+    """
 
     function_name = "cache-sg-ingress"
-    aws_request_id = "offline"
     invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:cache-sg-ingress"
     memory_limit_in_mb = 256
+    log_group_name = "/aws/lambda/cache-sg-ingress"
 
     def __init__(self, seconds: float = 30.0) -> None:
         self._ends_at = time.monotonic() + seconds
+        self.aws_request_id = str(uuid.uuid4())
+        self.log_stream_name = f"{time.strftime('%Y/%m/%d', time.gmtime())}/[$LATEST]{uuid.uuid4().hex}"
 
     def get_remaining_time_in_millis(self) -> int:
         return max(0, int((self._ends_at - time.monotonic()) * 1000))
@@ -87,6 +93,7 @@ class OfflineAws:
         create_ledger_table(self.moto.url, LEDGER_TABLE)
         os.environ["AWS_ENDPOINT_URL_EC2"] = self.moto.url
         os.environ["AWS_ENDPOINT_URL_MEMORYDB"] = self.moto.url
+        os.environ["AWS_ENDPOINT_URL_SERVICE_QUOTAS"] = self.moto.url
         os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = self.moto.url
         os.environ["LEDGER_TABLE"] = LEDGER_TABLE
         os.environ.pop("AWS_PROFILE", None)
@@ -142,7 +149,8 @@ class OfflineAws:
 def build_vpc_example(moto: MotoBackend, standin: ElastiCacheStandIn) -> dict[str, str]:
     """The world the ``events/vpc-*.json`` examples assume: the replication group ``app-cache`` guarded by
     groups ``app-cache`` and ``shared-clients``, the MemoryDB cluster ``app-store`` guarded by
-    ``shared-clients``, both on 6379, and a group ``app-servers`` to let in.
+    ``shared-clients``, both on 6379 and reached over IPv4 and IPv6 (``dual_stack``), and a group
+    ``app-servers`` to let in.
 
     Returns each example id of the events -> the id moto gave that group.
     """
@@ -157,9 +165,12 @@ def build_vpc_example(moto: MotoBackend, standin: ElastiCacheStandIn) -> dict[st
         NumCacheClusters=1,
         SecurityGroupIds=list(guards),
         Port=6379,
+        NetworkType="dual_stack",
     )
     # ...and the stand-in keeps what moto leaves out: the security groups its member clusters show.
-    standin.add_cache_cluster(Cache("app-cache-001", guards, 6379, replication_group="app-cache"))
+    standin.add_cache_cluster(
+        Cache("app-cache-001", guards, 6379, replication_group="app-cache", network_type="dual_stack")
+    )
     # moto keeps MemoryDB clusters whole: their endpoint's port and their security groups.
     moto.client("memorydb").create_cluster(
         ClusterName=MEMORYDB_EXAMPLE,
@@ -167,6 +178,7 @@ def build_vpc_example(moto: MotoBackend, standin: ElastiCacheStandIn) -> dict[st
         ACLName="open-access",
         SecurityGroupIds=[groups["shared-clients"]],
         Port=6379,
+        NetworkType="dual_stack",
     )
     return {example: groups[name] for example, name in EXAMPLE_GROUPS.items()}
 

@@ -24,6 +24,7 @@ from .aws_api import ApiError, Ec2Api, ElastiCacheApi, LedgerApi, MemoryDbApi
 from .errors import AccessRefused, CacheNotFound, CacheUnusable, InvalidProperties, ResourceError, ResourceFailure
 from .ledger import Ensured, Holder, Ledger, grant_rule, reassert_rule, release_quietly, release_rule
 from .protocol import Change, Instance, Result
+from .quota_check import RuleQuota, check_room
 from .timing import Deadline, Sleep
 from .vpc_holds import Ec2Side, Rule, rule_tags
 from .vpc_rules import CacheKind, CacheNetwork, RuleSet, VpcRequest
@@ -39,11 +40,13 @@ class VpcMode:
         memorydb: MemoryDbApi,
         ledger: LedgerApi,
         sleep: Sleep = time.sleep,
+        quota: RuleQuota | None = None,
     ) -> None:
         self.caches = CacheApis(elasticache, memorydb)
         self.ec2 = ec2
         self.ledger = ledger
         self.sleep = sleep
+        self.quota = quota or RuleQuota(None)
 
     def parse_properties(self, properties: Mapping[str, Any], *, stack_id: str, logical_id: str) -> VpcRequest:
         return vpc.parse_properties(properties, stack_id, logical_id)
@@ -66,10 +69,14 @@ class VpcMode:
     ) -> Result:
         """Hold every rule, making those that are missing.
 
+        First, each target group is counted against its rule quota
+        (:mod:`cache_ingress.quota_check`): a grant that would not fit fails before any write.
+
         With ``undo_on_failure`` (a replacing Update), a failure first lets go
         of what this id holds: a failed Update keeps its old id, so no Delete
         would ever come for the new one.
         """
+        check_room(self.ec2, self.quota, granted.source, granted.ports, granted.targets, deadline, self.sleep)
         ledger, holder, side = self._work(granted, instance, deadline)
         earlier = _earlier_release(instance, granted, request.description)
         ensured: list[Ensured] = []

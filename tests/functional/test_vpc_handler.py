@@ -342,6 +342,22 @@ def rules_of(ec2: Stubber, group: str, *rules: dict[str, Any]) -> None:
     ec2.add_response("describe_security_group_rules", {"SecurityGroupRules": list(rules)}, group_filter(group))
 
 
+def counted(ec2: Stubber, *groups: str, held: dict[str, list[dict[str, Any]]] | None = None) -> None:
+    """Expect the count before any write: each target group's rules, read in turn (``held``: what each holds)."""
+    for group in groups:
+        rules_of(ec2, group, *(held or {}).get(group, []))
+
+
+def prefix_list_sizes(ec2: Stubber, ids: list[str], sizes: dict[str, int] | None = None) -> None:
+    """Expect the prefix lists' sizes asked by filter; EC2 shows those in ``sizes`` (none by default)."""
+    shown = [
+        {"PrefixListId": i, "AddressFamily": "IPv4", "MaxEntries": n, "State": "create-complete"}
+        for i, n in (sizes or {}).items()
+    ]
+    params = {"Filters": [{"Name": "prefix-list-id", "Values": sorted(ids)}], "MaxResults": 100}
+    ec2.add_response("describe_managed_prefix_lists", {"PrefixLists": shown}, params)
+
+
 def revoke(ec2: Stubber, group: str, rule_id: str, error: str = "") -> None:
     params = {"GroupId": group, "SecurityGroupRuleIds": [rule_id]}
     if error:
@@ -360,10 +376,11 @@ def serverless_missing(stubber: Stubber, name: str) -> None:
     )
 
 
-def serverless(stubber: Stubber, groups: list[str], name: str = "sessions") -> None:
+def serverless(stubber: Stubber, groups: list[str], name: str = "sessions", network_type: str = "dual_stack") -> None:
     cache = {
         "ServerlessCacheName": name,
         "Status": "available",
+        "NetworkType": network_type,
         "SecurityGroupIds": groups,
         "Endpoint": {"Address": "sessions.serverless.use1.cache.amazonaws.com", "Port": 6379},
         "ReaderEndpoint": {"Address": "sessions.serverless.use1.cache.amazonaws.com", "Port": 6380},
