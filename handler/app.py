@@ -18,7 +18,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from cache_ingress import aws_api
 from cache_ingress.classic_lifecycle import ClassicMode
 from cache_ingress.custom_resource import CustomResource
-from cache_ingress.errors import AccessRefused, CacheNotFound, CacheUnusable, InvalidProperties
+from cache_ingress.errors import AccessRefused, CacheNotFound, CacheUnusable, InvalidProperties, LedgerUnreachable
 from cache_ingress.modes import Granted, Modes, Request
 from cache_ingress.protocol import Change, Instance, Result
 from cache_ingress.quota_check import RuleQuota
@@ -52,6 +52,12 @@ def memorydb() -> aws_api.MemoryDbApi:
 
 
 @functools.cache
+def ledger() -> aws_api.LedgerApi:
+    """The ownership ledger, the DynamoDB table LEDGER_TABLE names (template.yaml sets it); checked on first use."""
+    return aws_api.LedgerApi(aws_api.make_client("dynamodb"), os.environ.get("LEDGER_TABLE", ""))
+
+
+@functools.cache
 def service_quotas() -> aws_api.ServiceQuotasApi:
     """Service Quotas, where the quota of rules per security group is read when a grant nears EC2's default."""
     return aws_api.ServiceQuotasApi(aws_api.make_client("service-quotas"))
@@ -65,8 +71,8 @@ def rule_quota() -> RuleQuota:
 
 @functools.cache
 def modes() -> Modes:
-    vpc = VpcMode(api(), ec2(), memorydb(), quota=rule_quota())
-    return Modes(classic=ClassicMode(api()), vpc=vpc)
+    vpc = VpcMode(api(), ec2(), memorydb(), ledger(), quota=rule_quota())
+    return Modes(classic=ClassicMode(api(), ledger()), vpc=vpc)
 
 
 def _instance(event: dict[str, Any]) -> Instance:
@@ -88,11 +94,16 @@ def create(event: dict[str, Any], _context: Any) -> str:
     deadline = helper.deadline  # this invocation's, whatever a later one sets
     request = _request(event)
     granted = request.resolve(deadline=deadline)
-    # Reported even if a call below fails, so the rollback Delete revokes what may have gone through.
-    helper.PhysicalResourceId = granted.physical_id
-    _record(
-        granted, granted.grant(request=request, instance=_instance(event), deadline=deadline, undo_on_failure=False)
+
+    def held() -> None:
+        # Reported once a hold is recorded, even if a call after fails, so the rollback Delete lets go of it and
+        # revokes what may have gone through; a Create whose hold failed answers with crhelper's id, naming nothing.
+        helper.PhysicalResourceId = granted.physical_id
+
+    result = granted.grant(
+        request=request, instance=_instance(event), deadline=deadline, undo_on_failure=False, on_held=held
     )
+    _record(granted, result)
     return granted.physical_id
 
 
@@ -147,7 +158,7 @@ def _restore_held_id(event: dict[str, Any], instance: Instance, err: Exception, 
         # Nothing to ask AWS with: the held id stands as it is; bad input makes no call.
         _record(held, Result(Change.ALREADY_PRESENT, held.attributes()))
     else:
-        _record(held, held.grant(request=new, instance=instance, deadline=deadline, undo_on_failure=False))
+        _record(held, held.reassert(request=new, instance=instance, deadline=deadline))
     return instance.physical_id
 
 
@@ -200,6 +211,15 @@ def delete(event: dict[str, Any], _context: Any) -> str:
             logger.info("nothing to revoke: the id is not ours and names no ingress", extra={"why": str(err)})
             metrics.add_metric(name=Change.ALREADY_ABSENT.value, unit=MetricUnit.Count, value=1)
             return physical_id
+        try:
+            _record(granted, granted.revoke(instance=instance, deadline=deadline))
+        except LedgerUnreachable as err:
+            # The Create that failed before this id was reported held nothing: it changed nothing in AWS either.
+            logger.warning(
+                "nothing to revoke: the id is not ours and the ledger cannot say more", extra={"why": str(err)}
+            )
+            metrics.add_metric(name=Change.ALREADY_ABSENT.value, unit=MetricUnit.Count, value=1)
+        return physical_id
     _record(granted, granted.revoke(instance=instance, deadline=deadline))
     return physical_id
 

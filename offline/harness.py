@@ -1,9 +1,9 @@
 """Runs the real handler offline: the AWS stand-ins, the https receiver, and a Lambda-like context.
 
-With ``vpc=True``, moto's server plays EC2, the replication groups (the
-ElastiCache stand-in forwards to it what it does not serve itself),
-MemoryDB's clusters and DynamoDB, which holds the ownership ledger's table
-(``LEDGER_TABLE``), made as template.yaml declares it.
+moto's server plays EC2, the replication groups (the ElastiCache stand-in
+forwards to it what it does not serve itself), MemoryDB's clusters and
+DynamoDB, which holds the ownership ledger's table (``LEDGER_TABLE``), made
+as template.yaml declares it: both modes record who holds what there.
 
 Used by ``make demo`` and ``make invoke``. The handler module is imported only
 after the environment points boto3 at the stand-in and the sender at the
@@ -48,11 +48,6 @@ OFFLINE_ENV = {
 }
 
 
-#: The tag keys of claims on EC2 rules, as the handler writes them (the demo may run a built
-#: package, so it does not import the handler's own constant; a unit test holds the two equal).
-CLAIM_TAG_PREFIX = "cache-ingress:claim:"
-
-
 class LambdaContext:
     """The parts of the Lambda context the handler reads, counting down from ``seconds``.
 
@@ -74,14 +69,12 @@ class LambdaContext:
 
 
 class OfflineAws:
-    def __init__(self, settle_delay: float = 0.5, quiet: bool = True, debug: bool = False, vpc: bool = False) -> None:
+    def __init__(self, settle_delay: float = 0.5, quiet: bool = True, debug: bool = False) -> None:
+        from offline.moto_backend import MotoBackend  # moto takes a second to import: not at the module's import
+
         self.standin = ElastiCacheStandIn(settle_delay=settle_delay, account_id=STACK_ACCOUNT)
         self.receiver = ResponseReceiver()
-        self.moto: MotoBackend | None = None
-        if vpc:
-            from offline.moto_backend import MotoBackend  # moto takes a second to import: only when asked
-
-            self.moto = MotoBackend()
+        self.moto: MotoBackend = MotoBackend()
         self._quiet = quiet and not debug
         self._debug = debug
         self._app: ModuleType | None = None
@@ -94,16 +87,15 @@ class OfflineAws:
             AWS_ENDPOINT_URL_ELASTICACHE=endpoint,
             SSL_CERT_FILE=self.receiver.cafile,
         )
-        if self.moto is not None:
-            from offline.ledger_table import LEDGER_TABLE, create_ledger_table
+        from offline.ledger_table import LEDGER_TABLE, create_ledger_table
 
-            self.standin.upstream = self.moto.start()
-            create_ledger_table(self.moto.url, LEDGER_TABLE)
-            os.environ["AWS_ENDPOINT_URL_EC2"] = self.moto.url
-            os.environ["AWS_ENDPOINT_URL_MEMORYDB"] = self.moto.url
-            os.environ["AWS_ENDPOINT_URL_SERVICE_QUOTAS"] = self.moto.url
-            os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = self.moto.url
-            os.environ["LEDGER_TABLE"] = LEDGER_TABLE
+        self.standin.upstream = self.moto.start()
+        create_ledger_table(self.moto.url, LEDGER_TABLE)
+        os.environ["AWS_ENDPOINT_URL_EC2"] = self.moto.url
+        os.environ["AWS_ENDPOINT_URL_MEMORYDB"] = self.moto.url
+        os.environ["AWS_ENDPOINT_URL_SERVICE_QUOTAS"] = self.moto.url
+        os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = self.moto.url
+        os.environ["LEDGER_TABLE"] = LEDGER_TABLE
         os.environ.pop("AWS_PROFILE", None)
         if self._debug:
             # Everything at DEBUG, botocore and crhelper included: what a function deployed with LogLevel=DEBUG logs.
@@ -118,8 +110,7 @@ class OfflineAws:
     def __exit__(self, *exc: object) -> None:
         self.standin.stop()
         self.receiver.stop()
-        if self.moto is not None:
-            self.moto.stop()
+        self.moto.stop()
 
     def create_cache_security_group(self, name: str) -> None:
         """Through the real API, with a boto3 client of its own: the demo's one piece of set-up."""
@@ -129,21 +120,17 @@ class OfflineAws:
         client.create_cache_security_group(CacheSecurityGroupName=name, Description="made by the offline demo")
 
     def build_vpc_example(self) -> dict[str, str]:
-        if self.moto is None:
-            raise RuntimeError("VPC mode needs OfflineAws(vpc=True)")
         return build_vpc_example(self.moto, self.standin)
 
     def vpc_rules(self, group_id: str) -> set[tuple[str, str, int, str]]:
         """The TCP rules into ``group_id``, as moto holds them: (source group, owner, port, description)."""
-        if self.moto is None:
-            raise RuntimeError("VPC mode needs OfflineAws(vpc=True)")
         return self.moto.ingress(group_id)
 
-    def vpc_rule_tags(self, group_id: str) -> dict[tuple[str, int], dict[str, str]]:
-        """The tags on each TCP rule into ``group_id``, by (source group, port): the claims on it."""
-        if self.moto is None:
-            raise RuntimeError("VPC mode needs OfflineAws(vpc=True)")
-        return self.moto.rule_tags(group_id)
+    def ledger(self) -> dict[str, dict[str, Any]]:
+        """The ownership ledger as its table holds it: rule key -> entry, and who holds it (``held_by``)."""
+        from offline.ledger_table import read_ledger
+
+        return read_ledger(self.moto.url)
 
     def invoke(self, event: dict[str, Any], seconds: float = 60.0) -> dict[str, Any]:
         """Send the event to the real lambda_handler; return the body CloudFormation received."""

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cache_ingress.aws_api import Ec2Api, ElastiCacheApi, MemoryDbApi
+from cache_ingress.aws_api import Ec2Api, ElastiCacheApi, LedgerApi, MemoryDbApi
 from cache_ingress.classic_lifecycle import ClassicMode
 from cache_ingress.classic_rules import Ingress
 from cache_ingress.modes import Modes
@@ -250,8 +250,8 @@ def run_make(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[st
 
 #: Both modes without clients: enough to parse properties and ids, which makes no call.
 OFFLINE_MODES = Modes(
-    classic=ClassicMode(ElastiCacheApi(None)),
-    vpc=VpcMode(ElastiCacheApi(None), Ec2Api(None), MemoryDbApi(None)),
+    classic=ClassicMode(ElastiCacheApi(None), LedgerApi(None, "")),
+    vpc=VpcMode(ElastiCacheApi(None), Ec2Api(None), MemoryDbApi(None), LedgerApi(None, "")),
 )
 
 
@@ -271,3 +271,10 @@ def attribute_names(request: VpcRequest | Ingress) -> set[str]:
         rules = RuleSet.of(request.source, [6379], ["sg-0123456789abcdef0"])
         return {*rules.attributes(), "Description", "SecurityGroupRuleIds"}
     return {*request.attributes(), "Status", "CacheSecurityGroupArn"}
+
+
+def ledger_view(moto: MotoBackend) -> dict[str, dict[str, Any]]:
+    """The ownership ledger as moto's table holds it (:func:`offline.ledger_table.read_ledger`)."""
+    from offline.ledger_table import read_ledger
+
+    return read_ledger(moto.url)

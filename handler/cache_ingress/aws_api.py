@@ -1,4 +1,4 @@
-"""The only module that talks to AWS: ElastiCache, MemoryDB, EC2 and Service Quotas calls and their error mapping.
+"""The only module that talks to AWS: ElastiCache, MemoryDB, EC2, Service Quotas and DynamoDB calls, errors mapped.
 
 Clients are passed in, so tests hand them a botocore Stubber or point them at
 the loopback stand-ins; nothing here decides what an error means for the stack
@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import contextvars
 import os
-from collections.abc import Iterable, Iterator, Mapping
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
@@ -92,16 +93,27 @@ class ApiError(Exception):
 
     ``status`` is the HTTP status (0 when no answer came); ``connection`` marks
     a call that got no answer at all (refused, dropped, timed out), whose
-    ``code`` is botocore's exception name.
+    ``code`` is botocore's exception name. ``reasons`` are DynamoDB's codes for
+    each write of a cancelled transaction (``ConditionalCheckFailed``,
+    ``TransactionConflict``, ``None``), in order.
     """
 
-    def __init__(self, operation: str, code: str, message: str, status: int = 0, connection: bool = False) -> None:
+    def __init__(
+        self,
+        operation: str,
+        code: str,
+        message: str,
+        status: int = 0,
+        connection: bool = False,
+        reasons: tuple[str, ...] = (),
+    ) -> None:
         super().__init__(f"{operation} failed with {code}: {message}")
         self.operation = operation
         self.code = code
         self.message = message
         self.status = status
         self.connection = connection
+        self.reasons = reasons
 
 
 @dataclass(frozen=True)
@@ -162,7 +174,7 @@ class MemoryDbApi:
 
 
 class Ec2Api:
-    """Ingress rules on VPC security groups, and the tags on them; ``permissions`` are EC2 IpPermissions."""
+    """Ingress rules on VPC security groups; ``permissions`` are EC2 IpPermissions."""
 
     def __init__(self, client: Any) -> None:
         self.client = client
@@ -170,7 +182,7 @@ class Ec2Api:
     def authorize(
         self, group_id: str, permissions: list[dict[str, Any]], tags: Mapping[str, str]
     ) -> list[dict[str, Any]]:
-        """The rules made, tagged in the same call: no moment exists when they stand without their tags."""
+        """The rules made, tagged in the same call (tags for people: nothing reads them to decide)."""
         response = _call(
             self.client.authorize_security_group_ingress,
             GroupId=group_id,
@@ -227,13 +239,7 @@ class Ec2Api:
                 params["NextToken"] = token
         return sizes
 
-    def tag(self, rule_id: str, tags: Mapping[str, str]) -> None:
-        _call(self.client.create_tags, Resources=[rule_id], Tags=_tag_list(tags))
-
-    def untag(self, rule_id: str, keys: list[str]) -> None:
-        _call(self.client.delete_tags, Resources=[rule_id], Tags=[{"Key": key} for key in keys])
-
-    def describe(self, group_id: str, rule_id: str, description: str) -> None:
+    def set_description(self, group_id: str, rule_id: str, description: str) -> None:
         _call(
             self.client.update_security_group_rule_descriptions_ingress,
             GroupId=group_id,
@@ -260,6 +266,98 @@ class ServiceQuotasApi:
 _FILTER_VALUES = 100
 
 
+#: A value the ledger stores: a string (S) or a number (N).
+Value = str | int | float
+
+
+@dataclass(frozen=True)
+class Write:
+    """One write to a ledger item (``pk``, ``sk``): a put of ``item``, an ``update`` expression, or a ``delete``.
+
+    ``condition`` must hold for it to happen. Expressions name attributes as
+    ``#name`` (any attribute name, reserved words included) and values as
+    ``:value``, given in ``values``.
+    """
+
+    pk: str
+    sk: str
+    item: Mapping[str, Value] | None = None
+    update: str | None = None
+    delete: bool = False
+    condition: str | None = None
+    values: Mapping[str, Value] = field(default_factory=dict)
+
+
+class LedgerApi:
+    """The ownership ledger: one DynamoDB table of items keyed by ``pk`` and ``sk``, strongly consistent reads."""
+
+    def __init__(self, client: Any, table: str) -> None:
+        self.client = client
+        self.table = table
+
+    def get(self, pk: str, sk: str) -> dict[str, Value] | None:
+        """The item as the table holds it now (a consistent read), or None."""
+        response = _call(self.client.get_item, TableName=self.table, Key=_key(pk, sk), ConsistentRead=True)
+        item = response.get("Item")
+        return None if item is None else {name: _decoded(value) for name, value in item.items()}
+
+    def transact(self, writes: Sequence[Write]) -> None:
+        """All of ``writes`` or none of them; a condition that fails cancels the lot (``reasons`` say which)."""
+        _call(self.client.transact_write_items, TransactItems=[_transact_item(self.table, w) for w in writes])
+
+    def update(self, write: Write) -> None:
+        """One conditional update (``write.update``) or delete (``write.delete``) of one item."""
+        params = _write_params(self.table, write)
+        if write.delete:
+            _call(self.client.delete_item, **params)
+        else:
+            _call(self.client.update_item, **params)
+
+
+def _transact_item(table: str, write: Write) -> dict[str, Any]:
+    """One TransactItems entry: IAM authorizes each as the action it contains (PutItem, UpdateItem, DeleteItem)."""
+    params = _write_params(table, write)
+    if write.item is not None:
+        return {"Put": params}
+    if write.delete:
+        return {"Delete": params}
+    return {"Update": params}
+
+
+def _write_params(table: str, write: Write) -> dict[str, Any]:
+    params: dict[str, Any] = {"TableName": table}
+    expressions = [write.condition or "", write.update or ""]
+    if write.item is not None:
+        params["Item"] = {**_key(write.pk, write.sk), **{k: _encoded(v) for k, v in write.item.items()}}
+    else:
+        params["Key"] = _key(write.pk, write.sk)
+    if write.update is not None:
+        params["UpdateExpression"] = write.update
+    if write.condition is not None:
+        params["ConditionExpression"] = write.condition
+    names = sorted(set(re.findall(r"#(\w+)", " ".join(expressions))))
+    if names:
+        params["ExpressionAttributeNames"] = {f"#{name}": name for name in names}
+    if write.values:
+        params["ExpressionAttributeValues"] = {k: _encoded(v) for k, v in sorted(write.values.items())}
+    return params
+
+
+def _key(pk: str, sk: str) -> dict[str, dict[str, str]]:
+    return {"pk": {"S": pk}, "sk": {"S": sk}}
+
+
+def _encoded(value: Value) -> dict[str, str]:
+    return {"S": value} if isinstance(value, str) else {"N": str(value)}
+
+
+def _decoded(value: Mapping[str, Any]) -> Value:
+    if "N" in value:
+        number = str(value["N"])
+        return float(number) if "." in number else int(number)
+    return str(value.get("S", ""))
+
+
 def _tag_list(tags: Mapping[str, str]) -> list[dict[str, str]]:
     return [{"Key": key, "Value": value} for key, value in sorted(tags.items())]
 
@@ -277,7 +375,8 @@ def _call(method: Any, **params: Any) -> dict[str, Any]:
         error = err.response.get("Error", {})
         code, message = str(error.get("Code", "Unknown")), str(error.get("Message", ""))
         status = int(err.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
-        raise ApiError(err.operation_name, code, message, status) from err
+        reasons = tuple(str(r.get("Code", "None")) for r in err.response.get("CancellationReasons") or [])
+        raise ApiError(err.operation_name, code, message, status, reasons=reasons) from err
     except (HTTPClientError, BotoConnectionError) as err:
         refused = err.kwargs.get("error")
         if isinstance(refused, OutOfTime):  # the change's gate kept it from leaving: nothing was sent

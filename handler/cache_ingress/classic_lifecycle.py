@@ -12,13 +12,15 @@ the deadline and nothing starts after the answer.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from . import classic_rules, retry
-from .aws_api import ApiError, ElastiCacheApi, Entry
+from .aws_api import ApiError, ElastiCacheApi, Entry, LedgerApi
 from .classic_rules import Ingress
-from .errors import ResourceFailure
+from .errors import Refused, ResourceFailure
+from .ledger import Holder, Ledger, grant_rule, reassert_rule, release_rule
 from .outcomes import Outcome
 from .protocol import Change, Instance, Result
 from .timing import MAX_POLL_S, Deadline, Sleep, pause, polls
@@ -29,10 +31,15 @@ REVOKING = "revoking"
 
 
 class ClassicMode:
-    """:class:`~cache_ingress.protocol.Mode` for cache security groups: the request is the grant itself."""
+    """:class:`~cache_ingress.protocol.Mode` for cache security groups: the request is the grant itself.
 
-    def __init__(self, elasticache: ElastiCacheApi, sleep: Sleep = time.sleep) -> None:
+    Who holds an ingress is recorded in the ownership ledger like a VPC rule,
+    so two resources that declare the same ingress keep it until the last goes.
+    """
+
+    def __init__(self, elasticache: ElastiCacheApi, ledger: LedgerApi, sleep: Sleep = time.sleep) -> None:
         self.elasticache = elasticache
+        self.ledger = ledger
         self.sleep = sleep
 
     def parse_properties(self, properties: Mapping[str, Any], *, stack_id: str, logical_id: str) -> Ingress:
@@ -45,28 +52,91 @@ class ClassicMode:
         return request
 
     def grant(
-        self, granted: Ingress, *, request: Ingress, instance: Instance, deadline: Deadline, undo_on_failure: bool
+        self,
+        granted: Ingress,
+        *,
+        request: Ingress,
+        instance: Instance,
+        deadline: Deadline,
+        undo_on_failure: bool,
+        on_held: Callable[[], None],
     ) -> Result:
-        """One ingress per call: a failure leaves nothing half-done to undo.
+        """Hold the ingress and authorize it; one ingress per call, so a failure leaves nothing half-done to undo.
 
-        Cache security groups carry no tags, so nothing records who holds an
-        ingress: two resources that declare the same one share it (README, Limits).
+        Its own id's ingress, on an entry the ledger does not have yet, was
+        made by the release before the ledger (0.1.0) for this very resource.
         """
-        return ensure_authorized(self.elasticache, granted, deadline, self.sleep)
+        ledger, holder, side = self._work(granted, instance, deadline)
+        earlier = ("",) if granted.physical_id == instance.physical_id else ()
+        ensured = grant_rule(
+            ledger, side, granted, holder, description="", cache=_cache(granted), earlier=earlier, on_held=on_held
+        )
+        return Result(Change.AUTHORIZED if ensured.made else Change.ALREADY_PRESENT, side.data or granted.attributes())
+
+    def reassert(self, granted: Ingress, *, request: Ingress, instance: Instance, deadline: Deadline) -> Result:
+        ledger, holder, side = self._work(granted, instance, deadline)
+        ensured = reassert_rule(ledger, side, granted, holder, description="")
+        made = ensured is not None and ensured.made
+        return Result(Change.AUTHORIZED if made else Change.ALREADY_PRESENT, side.data or granted.attributes())
 
     def revoke(self, granted: Ingress, *, instance: Instance, deadline: Deadline) -> Result:
-        return ensure_revoked(self.elasticache, granted, deadline, self.sleep)
+        ledger, holder, side = self._work(granted, instance, deadline)
+        earlier = ("",) if granted.physical_id == instance.physical_id else ()
+        revoked = release_rule(ledger, side, granted, holder, earlier=earlier)
+        return Result(Change.REVOKED if revoked else Change.ALREADY_ABSENT)
 
     def left_by_failed_update(
         self, attempted: Ingress, *, request: Ingress | None, physical_id: str, deadline: Deadline
     ) -> Ingress | None:
-        return classic_rules.unrecorded_by_failed_update(attempted, physical_id)
+        return classic_rules.left_by_failed_update(attempted, physical_id)
 
     def could_name(self, request: Ingress, granted: Ingress) -> bool:
         return request == granted
 
     def same_asked(self, one: Ingress, other: Ingress) -> bool:
         return one == other
+
+    def _work(self, granted: Ingress, instance: Instance, deadline: Deadline) -> tuple[Ledger, Holder, CacheGroupSide]:
+        ledger = Ledger(self.ledger, deadline, self.sleep)
+        holder = Holder(instance.stack_id, instance.logical_id, granted.physical_id)
+        return ledger, holder, CacheGroupSide(self.elasticache, deadline, self.sleep)
+
+
+def _cache(ingress: Ingress) -> str:
+    return f"CacheSecurityGroupName {ingress.cache_group}"
+
+
+@dataclass
+class CacheGroupSide:
+    """:class:`~cache_ingress.ledger.Side` for cache security group ingresses: the physical id names one exactly.
+
+    ``data`` keeps what the last Authorize left (its status and the group's
+    ARN), for the attributes.
+    """
+
+    api: ElastiCacheApi
+    deadline: Deadline
+    sleep: Sleep
+    data: dict[str, str] = field(default_factory=dict)
+
+    def key(self, rule: Ingress) -> str:
+        """``classic|<cache security group>|<EC2 security group name>|<owner account>``."""
+        return f"classic|{rule.cache_group}|{rule.ec2_group}|{rule.owner_id}"
+
+    def authorize(self, rule: Ingress, description: str) -> str | None:
+        result = ensure_authorized(self.api, rule, self.deadline, self.sleep)
+        self.data = result.data
+        return rule.physical_id if result.change is Change.AUTHORIZED else None
+
+    def find(self, rule: Ingress, descriptions: Collection[str] | None, *, settle: bool) -> tuple[str, str] | None:
+        """Its names are its id, and it has no description: revoking one that is gone is harmless."""
+        return rule.physical_id, ""
+
+    def revoke(self, rule: Ingress, rule_id: str) -> bool:
+        return ensure_revoked(self.api, rule, self.deadline, self.sleep).change is Change.REVOKED
+
+    def set_description(self, rule: Ingress, rule_id: str, description: str) -> None:
+        """A cache security group ingress has no description."""
 
 
 def ensure_authorized(api: ElastiCacheApi, ingress: Ingress, deadline: Deadline, sleep: Sleep = time.sleep) -> Result:
@@ -106,7 +176,7 @@ def _authorize(api: ElastiCacheApi, ingress: Ingress, deadline: Deadline, sleep:
             return _describe(api, ingress, deadline, sleep, gone_ok=False), False
         if outcome is Outcome.BUSY:
             return None, False
-        raise _failure(err, outcome) from err
+        raise _failure(err, outcome, refused=True) from err
 
 
 def ensure_revoked(api: ElastiCacheApi, ingress: Ingress, deadline: Deadline, sleep: Sleep = time.sleep) -> Result:
@@ -131,7 +201,7 @@ def ensure_revoked(api: ElastiCacheApi, ingress: Ingress, deadline: Deadline, sl
                 if outcome is Outcome.DONE:
                     break
                 if outcome is not Outcome.BUSY:
-                    raise _failure(err, outcome) from err
+                    raise _failure(err, outcome, refused=True) from err
                 entry = Entry(status="busy")
         else:
             entry = _describe(api, ingress, deadline, sleep, gone_ok=True)
@@ -183,7 +253,9 @@ def _describe_ingress(ingress: Ingress) -> str:
     )
 
 
-def _failure(err: ApiError, outcome: Outcome) -> ResourceFailure:
+def _failure(err: ApiError, outcome: Outcome, refused: bool = False) -> ResourceFailure:
+    """The failure an error answer means; ``refused`` for an answer to a change, which then changed nothing."""
+    kind = Refused if refused else ResourceFailure
     if outcome is Outcome.NOT_PERMITTED:
-        return ResourceFailure(classic_rules.not_permitted_reason(err.message))
-    return ResourceFailure(str(err))
+        return kind(classic_rules.not_permitted_reason(err.message))
+    return kind(str(err))

@@ -103,7 +103,7 @@ def parse_physical_id(physical_id: Any) -> Ingress | None:
     return Ingress(cache_group=cache_group, ec2_group=ec2_group, owner_id=owner_id)
 
 
-def unrecorded_by_failed_update(attempted: Ingress, physical_id: Any) -> Ingress | None:
+def left_by_failed_update(attempted: Ingress, physical_id: Any) -> Ingress | None:
     """The ingress a failed Update may have authorized behind CloudFormation's back, if this Update is its rollback.
 
     After an Update fails, CloudFormation keeps the old physical id and rolls

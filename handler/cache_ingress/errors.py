@@ -29,6 +29,10 @@ class CacheUnusable(ResourceError):
     """The cache exists but lacks what the rules need; the message says which property to set."""
 
 
+class Refused(ResourceFailure):
+    """AWS answered a change with a refusal: that call changed nothing, and nothing of it is in flight."""
+
+
 class OutOfTime(ResourceFailure):
     """A call was not started: the deadline had come, or the request had already been answered."""
 
@@ -37,5 +41,9 @@ class AccessRefused(ResourceFailure):
     """AWS refused a lookup for lack of permission (AccessDenied, UnauthorizedOperation): nothing was looked up."""
 
 
-class RuleQuotaExceeded(ResourceFailure):
+class LedgerUnreachable(ResourceFailure):
+    """The ownership ledger (the DynamoDB table) refused or did not answer in time: nothing further was changed."""
+
+
+class RuleQuotaExceeded(Refused):
     """A target security group has no room for the rules within its quota of inbound rules: nothing was changed."""

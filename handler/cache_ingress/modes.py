@@ -10,6 +10,7 @@ bound to that mode, so the caller never asks which mode it holds.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic
 
@@ -40,11 +41,25 @@ class Granted(Generic[RequestT, GrantT]):
         return self.value.attributes()
 
     def grant(
-        self, *, request: Request[RequestT, GrantT], instance: Instance, deadline: Deadline, undo_on_failure: bool
+        self,
+        *,
+        request: Request[RequestT, GrantT],
+        instance: Instance,
+        deadline: Deadline,
+        undo_on_failure: bool,
+        on_held: Callable[[], None] = lambda: None,
     ) -> Result:
         return self.mode.grant(
-            self.value, request=request.value, instance=instance, deadline=deadline, undo_on_failure=undo_on_failure
+            self.value,
+            request=request.value,
+            instance=instance,
+            deadline=deadline,
+            undo_on_failure=undo_on_failure,
+            on_held=on_held,
         )
+
+    def reassert(self, *, request: Request[RequestT, GrantT], instance: Instance, deadline: Deadline) -> Result:
+        return self.mode.reassert(self.value, request=request.value, instance=instance, deadline=deadline)
 
     def revoke(self, *, instance: Instance, deadline: Deadline) -> Result:
         return self.mode.revoke(self.value, instance=instance, deadline=deadline)

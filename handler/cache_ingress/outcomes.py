@@ -18,5 +18,8 @@ class Outcome(Enum):
     FAILED = "failed"
 
 
-#: Throttling that outlasted botocore's own retries (ElastiCache says Throttling, EC2 RequestLimitExceeded).
-THROTTLING_CODES = frozenset({"Throttling", "ThrottlingException", "RequestLimitExceeded"})
+#: Throttling that outlasted botocore's own retries (ElastiCache says Throttling, EC2 RequestLimitExceeded,
+#: DynamoDB ProvisionedThroughputExceededException or ThrottlingException).
+THROTTLING_CODES = frozenset(
+    {"Throttling", "ThrottlingException", "RequestLimitExceeded", "ProvisionedThroughputExceededException"}
+)

@@ -1,15 +1,15 @@
 """What every mode offers, and what its operations return.
 
 A mode (EC2-Classic, VPC) parses properties into its own request, resolves a
-request into what it grants, grants, revokes, and tells what a failed Update
-left behind. The entry point sees modes only through :class:`Mode`, bound to
+request into what it grants, grants, reasserts what is held, revokes, and
+tells what a failed Update left behind. The entry point sees modes only through :class:`Mode`, bound to
 their values by :mod:`cache_ingress.modes`, so it has one path per request
 type whatever the mode.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Protocol, TypeVar
@@ -77,9 +77,23 @@ class Mode(Protocol[RequestT, GrantT]):
         ...
 
     def grant(
-        self, granted: GrantT, *, request: RequestT, instance: Instance, deadline: Deadline, undo_on_failure: bool
+        self,
+        granted: GrantT,
+        *,
+        request: RequestT,
+        instance: Instance,
+        deadline: Deadline,
+        undo_on_failure: bool,
+        on_held: Callable[[], None],
     ) -> Result:
-        """Make it so, held by ``instance``; with ``undo_on_failure``, a failure first takes back what it added."""
+        """Make it so, held by ``instance``; with ``undo_on_failure``, a failure first takes back what it added.
+
+        ``on_held`` runs once a hold is recorded, before the first change in AWS.
+        """
+        ...
+
+    def reassert(self, granted: GrantT, *, request: RequestT, instance: Instance, deadline: Deadline) -> Result:
+        """Make sure AWS has what ``instance`` already holds of it; take no new hold."""
         ...
 
     def revoke(self, granted: GrantT, *, instance: Instance, deadline: Deadline) -> Result:

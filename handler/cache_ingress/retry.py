@@ -60,6 +60,12 @@ MIN_WAIT_S = 0.01
 SERVER_ERROR_CODES = frozenset(
     {"InternalError", "InternalFailure", "ServiceUnavailable", "Unavailable", "InternalServerError"}
 )
+#: DynamoDB: a single write that met a transaction in progress on its item, and a cancelled transaction,
+#: whose reasons say per write why (a condition that failed, or a conflict with another transaction).
+TRANSACTION_CONFLICT_CODE = "TransactionConflictException"
+TRANSACTION_CANCELLED_CODE = "TransactionCanceledException"
+TRANSACTION_CONFLICT_REASON = "TransactionConflict"
+CONDITION_FAILED_REASON = "ConditionalCheckFailed"
 
 
 def read(call: Callable[[], T], deadline: Deadline, sleep: Sleep = time.sleep) -> T:
@@ -80,8 +86,24 @@ def change(call: Callable[[], T], deadline: Deadline, sleep: Sleep = time.sleep)
 
 
 def transient(err: ApiError) -> bool:
-    """Whether the same call may succeed if made again: throttling, a server error, or no answer."""
-    return err.connection or err.code in THROTTLING_CODES or err.status >= 500 or err.code in SERVER_ERROR_CODES
+    """Whether the same call may succeed if made again: throttling, a server error, no answer, or a write
+    DynamoDB refused only because another transaction on the same item was in progress.
+
+    A transaction cancelled because a condition failed is not: that is a
+    conflict the caller resolves by reading again (:mod:`cache_ingress.ledger`).
+    """
+    return (
+        err.connection
+        or err.code in THROTTLING_CODES
+        or err.status >= 500
+        or err.code in SERVER_ERROR_CODES
+        or err.code == TRANSACTION_CONFLICT_CODE
+        or (err.code == TRANSACTION_CANCELLED_CODE and _only_conflicts(err.reasons))
+    )
+
+
+def _only_conflicts(reasons: tuple[str, ...]) -> bool:
+    return TRANSACTION_CONFLICT_REASON in reasons and CONDITION_FAILED_REASON not in reasons
 
 
 def backoff(retry: int, jitter: Callable[[], float] = random.random) -> float:

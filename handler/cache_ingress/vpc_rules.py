@@ -197,7 +197,7 @@ def parse_properties(given: Any, stack_id: str, logical_id: str) -> VpcRequest:
     )
 
 
-def same_rules_asked(one: VpcRequest, other: VpcRequest) -> bool:
+def same_asked(one: VpcRequest, other: VpcRequest) -> bool:
     """Whether two requests must resolve to the same rules: they differ at most in their description.
 
     And in the case of a MemoryDB name, which names one cluster whatever its case: an Update that only
@@ -206,7 +206,7 @@ def same_rules_asked(one: VpcRequest, other: VpcRequest) -> bool:
     return one.cache.same_cache(other.cache) and replace(one, description=other.description, cache=other.cache) == other
 
 
-def could_resolve_to(request: VpcRequest, rule_set: RuleSet) -> bool:
+def could_name(request: VpcRequest, rule_set: RuleSet) -> bool:
     """Whether the request could resolve to exactly these rules, whatever the cache says: what it sets matches."""
     return (
         request.source == rule_set.source
@@ -409,19 +409,6 @@ CACHE_NOT_FOUND_CODES = frozenset(
 
 #: Lookups refused for lack of permission (an IAM policy, an SCP): nothing was looked up.
 ACCESS_DENIED_CODES = frozenset({"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"})
-
-
-#: Answers meaning a rule, or its whole group, is no longer there: letting go of it is done.
-RULE_GONE_CODES = frozenset(
-    {"InvalidPermission.NotFound", "InvalidGroup.NotFound", "InvalidSecurityGroupRuleId.NotFound"}
-)
-
-
-#: A tag write refused because the rule carries EC2's limit of 50 tags already (one claim per resource).
-TAG_LIMIT_CODES = frozenset({"TagLimitExceeded"})
-
-#: Authorize answers meaning the source prefix list does not exist (EC2 has spelled the code both ways).
-PREFIX_LIST_NOT_FOUND_CODES = frozenset({"InvalidPrefixListID.NotFound", "InvalidPrefixListId.NotFound"})
 
 
 def ip_permissions(rule_set: RuleSet, ports: Iterable[int], description: str) -> list[dict[str, Any]]:

@@ -13,6 +13,12 @@ import app
 from tests.support import Servers
 
 
+@pytest.fixture(autouse=True)
+def empty_ledger(servers: Servers) -> None:
+    """Every test starts with the ledger's table empty; a test that does not stub DynamoDB uses moto's."""
+    servers.reset_aws()
+
+
 @pytest.fixture
 def stubber(servers: Servers) -> Iterator[Stubber]:
     """botocore's Stubber on the handler's own ElastiCache client; every queued answer must be used.
@@ -61,6 +67,14 @@ def ec2_stubber(servers: Servers) -> Iterator[Stubber]:
 def memorydb_stubber(servers: Servers) -> Iterator[Stubber]:
     """botocore's Stubber on the handler's MemoryDB client; every queued answer must be used."""
     with Stubber(app.memorydb().client) as stub:
+        yield stub
+        stub.assert_no_pending_responses()
+
+
+@pytest.fixture
+def ledger_stubber(servers: Servers) -> Iterator[Stubber]:
+    """botocore's Stubber on the handler's DynamoDB client, the ownership ledger's; every queued answer must be used."""
+    with Stubber(app.ledger().client) as stub:
         yield stub
         stub.assert_no_pending_responses()
 

@@ -179,6 +179,11 @@ def test_a_replacement_that_does_not_settle_fails_and_keeps_the_old_id(stubber: 
 
 
 def test_the_rollback_of_a_failed_replacement_takes_back_what_it_tried(stubber: Stubber) -> None:
+    """The failed replacement held the new ingress in the ledger before authorizing it: the rollback revokes it."""
+    authorize_ok(stubber, "authorizing", NEW_PARAMS)
+    for _ in range(3):
+        describe(stubber, ("batch workers / nightly", "210987654321", "authorizing"))
+    assert invoke(load_event("update-replace.json"), seconds=3.2)["Status"] == "FAILED"
     # CloudFormation's rollback Update: old properties (naming the id it holds), the failed ones as OldResourceProperties.
     rollback = load_event("update-replace.json")
     error(stubber, "authorize_cache_security_group_ingress", "AuthorizationAlreadyExists", 400)
@@ -195,6 +200,20 @@ def test_the_rollback_of_a_failed_replacement_takes_back_what_it_tried(stubber: 
     )
     assert (answer["Status"], answer["PhysicalResourceId"]) == ("SUCCESS", OUR_ID)
     assert answer["Data"]["EC2SecurityGroupName"] == "app-servers"
+
+
+def test_a_rollback_of_an_attempt_that_held_nothing_revokes_nothing(stubber: Stubber) -> None:
+    """Another resource's ingress, named by a failed attempt of this one that never held it, stays."""
+    error(stubber, "authorize_cache_security_group_ingress", "AuthorizationAlreadyExists", 400)
+    describe(stubber, ("app-servers", "123456789012", "authorized"))
+    answer = invoke(
+        load_event(
+            "update.json",
+            ResourceProperties=load_event("create.json")["ResourceProperties"],
+            OldResourceProperties=load_event("update-replace.json")["ResourceProperties"],
+        )
+    )
+    assert (answer["Status"], answer["PhysicalResourceId"]) == ("SUCCESS", OUR_ID)
 
 
 def test_delete_revokes_what_the_id_names_not_what_the_properties_say(stubber: Stubber) -> None:
@@ -242,6 +261,9 @@ def test_delete_with_an_id_not_ours_and_bad_properties_makes_no_call(stubber: St
 
 
 def test_delete_with_an_invented_id_falls_back_to_valid_properties(stubber: Stubber) -> None:
+    """CloudFormation stopped waiting for a Create that went through: the ingress it held is revoked."""
+    authorize_ok(stubber, "authorized")
+    assert invoke(load_event("create.json"))["Status"] == "SUCCESS"
     error(stubber, "revoke_cache_security_group_ingress", "AuthorizationNotFound", 404)
     answer = invoke(load_event("delete.json", PhysicalResourceId="AppCacheIngress-invented-by-cloudformation"))
     assert (answer["Status"], answer["PhysicalResourceId"]) == ("SUCCESS", "AppCacheIngress-invented-by-cloudformation")

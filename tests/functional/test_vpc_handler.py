@@ -1,17 +1,22 @@
-"""VPC mode through lambda_handler, call by call: ElastiCache and EC2 are botocore Stubbers.
+"""VPC mode through lambda_handler, call by call: ElastiCache, EC2 and the ledger (DynamoDB) are botocore Stubbers.
 
-Each test spells out the calls EC2 sees, claims included, so what a rule
-carries and when the resource reads before it writes is pinned exactly; the
-answer goes over https to the receiver.
+Each test spells out the calls the ledger and EC2 see, so when the resource
+records a hold, what it writes, and what it asks EC2 to do on the strength of
+it are pinned exactly; the answer goes over https to the receiver.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+import pytest
 from botocore.stub import ANY, Stubber
 
-from cache_ingress.claims import PRE_EXISTING_KEY, PRE_EXISTING_VALUE, REVOKING_KEY, Claim
+from cache_ingress import vpc_holds
+from cache_ingress.ledger import Holder
+from cache_ingress.vpc_holds import rule_tags
+from offline.ledger_table import LEDGER_TABLE as TABLE
 from tests.support import assert_failed, assert_success, invoke, load_event
 
 SOURCE = "sg-0a1b2c3d4e5f60718"
@@ -21,10 +26,12 @@ STACK = "arn:aws:cloudformation:us-east-1:123456789012:stack/cache-access/5b6a8e
 LOGICAL = "AppCacheAccess"
 DESCRIPTION = "cache-sg-ingress: stack cache-access, resource AppCacheAccess"
 SESSIONS_ID = f"cache-vpc-ingress:{SOURCE}@{ACCOUNT}:6379,6380:{A}"
+SESSIONS = "ServerlessCacheName 'sessions'"
+GROUP_SOURCE = f"{SOURCE}@{ACCOUNT}"
 
 
-def claim(physical_id: str = SESSIONS_ID, logical: str = LOGICAL) -> Claim:
-    return Claim(STACK, logical, physical_id)
+def holder(physical_id: str = SESSIONS_ID, logical: str = LOGICAL) -> Holder:
+    return Holder(STACK, logical, physical_id)
 
 
 def vpc_event(request_type: str = "Create", **properties: Any) -> dict[str, Any]:
@@ -33,12 +40,255 @@ def vpc_event(request_type: str = "Create", **properties: Any) -> dict[str, Any]
     return event
 
 
-def permissions(*ports: int, owner: str = ACCOUNT) -> list[dict[str, Any]]:
-    pair = {"GroupId": SOURCE, "UserId": owner, "Description": DESCRIPTION}
-    return [{"IpProtocol": "tcp", "FromPort": p, "ToPort": p, "UserIdGroupPairs": [pair]} for p in ports]
+def delete_event(physical_id: str) -> dict[str, Any]:
+    event = vpc_event("Delete", ServerlessCacheName="sessions")
+    event["PhysicalResourceId"] = physical_id
+    return event
 
 
-def rule(rule_id: str, group: str, port: int, tags: dict[str, str], description: str = DESCRIPTION) -> dict[str, Any]:
+# -- the ledger, as DynamoDB is asked ------------------------------------------------------
+
+
+def pk(group: str, port: int, source: str = GROUP_SOURCE) -> str:
+    return f"rule#vpc|{group}|tcp|{port}|{source}"
+
+
+def key(group: str, port: int, sk: str = "rule", source: str = GROUP_SOURCE) -> dict[str, Any]:
+    return {"pk": {"S": pk(group, port, source)}, "sk": {"S": sk}}
+
+
+def typed(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: {"S": v} if isinstance(v, str) else {"N": str(v)} for k, v in values.items()}
+
+
+def names(*attributes: str) -> dict[str, str]:
+    return {f"#{a}": a for a in attributes}
+
+
+def cancelled(ledger: Stubber, method: str, params: dict[str, Any], *reasons: str) -> None:
+    ledger.add_client_error(
+        method,
+        "TransactionCanceledException",
+        "Transaction cancelled",
+        400,
+        expected_params=params,
+        modeled_fields={"CancellationReasons": [{"Code": r} for r in reasons]},
+    )
+
+
+def hold_fresh(
+    ledger: Stubber,
+    group: str,
+    port: int,
+    *,
+    physical_id: str = SESSIONS_ID,
+    description: str = DESCRIPTION,
+    cache: str = SESSIONS,
+    source: str = GROUP_SOURCE,
+    taken: bool = False,
+    error: str = "",
+) -> None:
+    """Expect the one transaction that holds a fresh rule: this holder's entry and the rule's, both new."""
+    who = holder(physical_id)
+    held = {**key(group, port, f"holder#{who.key}", source), "since": ANY}
+    held.update(typed({"stack_id": STACK, "logical_id": LOGICAL, "physical_id": physical_id, "cache": cache}))
+    entry = {**key(group, port, source=source)}
+    entry.update(
+        typed({"holders": 1, "version": 1, "origin": "authorizing", "description": description, "cache": cache})
+    )
+    new = {"ConditionExpression": "attribute_not_exists(#pk)", "ExpressionAttributeNames": names("pk")}
+    params = {
+        "TransactItems": [
+            {"Put": {"TableName": TABLE, "Item": held, **new}},
+            {"Put": {"TableName": TABLE, "Item": entry, **new}},
+        ]
+    }
+    if taken:
+        cancelled(ledger, "transact_write_items", params, "None", "ConditionalCheckFailed")
+    elif error:
+        ledger.add_client_error("transact_write_items", error, error, 400, expected_params=params)
+    else:
+        ledger.add_response("transact_write_items", {}, params)
+
+
+def entry(holders: int = 1, version: int = 1, origin: str = "made", rule_id: str = "", **more: Any) -> dict[str, Any]:
+    item = {"holders": holders, "version": version, "origin": origin, "description": DESCRIPTION, **more}
+    if rule_id:
+        item["rule_id"] = rule_id
+    return item
+
+
+def state(
+    ledger: Stubber,
+    group: str,
+    port: int,
+    found: dict[str, Any] | None,
+    held: bool,
+    physical_id: str = SESSIONS_ID,
+    source: str = GROUP_SOURCE,
+) -> None:
+    """Expect the two consistent reads: the rule's entry, and this holder's."""
+    for sk, item in (("rule", found), (f"holder#{holder(physical_id).key}", {"since": "x"} if held else None)):
+        params = {"TableName": TABLE, "Key": key(group, port, sk, source), "ConsistentRead": True}
+        answer = {} if item is None else {"Item": {**key(group, port, sk, source), **typed(item)}}
+        ledger.add_response("get_item", answer, params)
+
+
+def update(ledger: Stubber, group: str, port: int, expression: str, condition: str, values: dict[str, Any]) -> None:
+    attributes = sorted(set(re.findall(r"#(\w+)", f"{expression} {condition}")))
+    params = {
+        "TableName": TABLE,
+        "Key": key(group, port),
+        "UpdateExpression": expression,
+        "ConditionExpression": condition,
+        "ExpressionAttributeNames": names(*attributes),
+        "ExpressionAttributeValues": typed(values),
+    }
+    ledger.add_response("update_item", {}, params)
+
+
+def made(ledger: Stubber, group: str, port: int, rule_id: str) -> None:
+    """Expect the rule recorded as made by a holder, with its id."""
+    update(
+        ledger,
+        group,
+        port,
+        "SET #origin = :made, #rule_id = :id ADD #version :one",
+        "attribute_exists(#pk)",
+        {":id": rule_id, ":made": "made", ":one": 1},
+    )
+
+
+def pre_existing(ledger: Stubber, group: str, port: int, rule_id: str) -> None:
+    update(
+        ledger,
+        group,
+        port,
+        "SET #origin = :pre, #rule_id = :id ADD #version :one",
+        "#origin = :authorizing",
+        {":authorizing": "authorizing", ":id": rule_id, ":one": 1, ":pre": "pre-existing"},
+    )
+
+
+def join(ledger: Stubber, group: str, port: int, version: int, taken: bool = False) -> None:
+    """Expect this holder added to an entry that exists, conditioned on its version."""
+    who = holder()
+    held = {**key(group, port, f"holder#{who.key}"), "since": ANY}
+    held.update(typed({"stack_id": STACK, "logical_id": LOGICAL, "physical_id": SESSIONS_ID, "cache": SESSIONS}))
+    joined = {
+        "TableName": TABLE,
+        "Key": key(group, port),
+        "UpdateExpression": "SET #holders = #holders + :one, #version = :next REMOVE #lease_until, #lease_holder",
+        "ConditionExpression": "#version = :version",
+        "ExpressionAttributeNames": names("holders", "lease_holder", "lease_until", "version"),
+        "ExpressionAttributeValues": typed({":next": version + 1, ":one": 1, ":version": version}),
+    }
+    new = {"ConditionExpression": "attribute_not_exists(#pk)", "ExpressionAttributeNames": names("pk")}
+    params = {"TransactItems": [{"Put": {"TableName": TABLE, "Item": held, **new}}, {"Update": joined}]}
+    if taken:
+        cancelled(ledger, "transact_write_items", params, "None", "ConditionalCheckFailed")
+    else:
+        ledger.add_response("transact_write_items", {}, params)
+
+
+def letting_go(group: str, port: int, physical_id: str = SESSIONS_ID) -> dict[str, Any]:
+    return {
+        "Delete": {
+            "TableName": TABLE,
+            "Key": key(group, port, f"holder#{holder(physical_id).key}"),
+            "ConditionExpression": "attribute_exists(#pk)",
+            "ExpressionAttributeNames": names("pk"),
+        }
+    }
+
+
+def let_go(ledger: Stubber, group: str, port: int, holders_after: int, version: int) -> None:
+    """Expect this holder taken off a rule others keep."""
+    counted = {
+        "TableName": TABLE,
+        "Key": key(group, port),
+        "UpdateExpression": "SET #holders = :holders, #version = :next",
+        "ConditionExpression": "#version = :version",
+        "ExpressionAttributeNames": names("holders", "version"),
+        "ExpressionAttributeValues": typed({":holders": holders_after, ":next": version + 1, ":version": version}),
+    }
+    ledger.add_response("transact_write_items", {}, {"TransactItems": [letting_go(group, port), {"Update": counted}]})
+
+
+def lease(
+    ledger: Stubber, group: str, port: int, version: int, held: bool = True, physical_id: str = SESSIONS_ID
+) -> None:
+    """Expect the last holder to let go and take the rule's lease for its revoke, in one transaction."""
+    leased = {
+        "TableName": TABLE,
+        "Key": key(group, port),
+        "UpdateExpression": "SET #holders = :zero, #lease_until = :until, #lease_holder = :h, #version = :next",
+        "ConditionExpression": "#version = :version",
+        "ExpressionAttributeNames": names("holders", "lease_holder", "lease_until", "version"),
+        "ExpressionAttributeValues": {
+            **typed({":h": holder(physical_id).key, ":next": version + 1, ":version": version, ":zero": 0}),
+            ":until": ANY,
+        },
+    }
+    writes = [letting_go(group, port, physical_id)] if held else []
+    ledger.add_response("transact_write_items", {}, {"TransactItems": [*writes, {"Update": leased}]})
+
+
+def withdraw(
+    ledger: Stubber, group: str, port: int, physical_id: str = SESSIONS_ID, source: str = GROUP_SOURCE
+) -> None:
+    """Expect a fresh hold whose Authorize EC2 refused taken back, with the entry it made."""
+    state(ledger, group, port, entry(origin="authorizing"), held=True, physical_id=physical_id, source=source)
+    mine = {
+        "TableName": TABLE,
+        "Key": key(group, port, f"holder#{holder(physical_id).key}", source),
+        "ConditionExpression": "attribute_exists(#pk)",
+        "ExpressionAttributeNames": names("pk"),
+    }
+    gone = {
+        "TableName": TABLE,
+        "Key": key(group, port, source=source),
+        "ConditionExpression": "#version = :version",
+        "ExpressionAttributeNames": names("version"),
+        "ExpressionAttributeValues": typed({":version": 1}),
+    }
+    ledger.add_response("transact_write_items", {}, {"TransactItems": [{"Delete": mine}, {"Delete": gone}]})
+
+
+def lease_unrecorded(ledger: Stubber, group: str, port: int, rule_id: str) -> None:
+    """Expect a rule the ledger has no entry for leased for its revoke, in a new entry."""
+    fields = {"holders": 0, "version": 1, "origin": "made", "rule_id": rule_id, "description": DESCRIPTION}
+    leased = {**key(group, port), **typed({**fields, "lease_holder": holder().key}), "lease_until": ANY}
+    put = {
+        "TableName": TABLE,
+        "Item": leased,
+        "ConditionExpression": "attribute_not_exists(#pk)",
+        "ExpressionAttributeNames": names("pk"),
+    }
+    ledger.add_response("transact_write_items", {}, {"TransactItems": [{"Put": put}]})
+
+
+def forget(ledger: Stubber, group: str, port: int, physical_id: str = SESSIONS_ID) -> None:
+    """Expect the rule's entry deleted once its revoke is done."""
+    params = {
+        "TableName": TABLE,
+        "Key": key(group, port),
+        "ConditionExpression": "#lease_holder = :h AND #holders = :zero",
+        "ExpressionAttributeNames": names("holders", "lease_holder"),
+        "ExpressionAttributeValues": typed({":h": holder(physical_id).key, ":zero": 0}),
+    }
+    ledger.add_response("delete_item", {}, params)
+
+
+# -- EC2, as it is asked ---------------------------------------------------------------------
+
+
+def permissions(port: int, owner: str = ACCOUNT, description: str = DESCRIPTION) -> list[dict[str, Any]]:
+    pair = {"GroupId": SOURCE, "UserId": owner, "Description": description}
+    return [{"IpProtocol": "tcp", "FromPort": port, "ToPort": port, "UserIdGroupPairs": [pair]}]
+
+
+def rule(rule_id: str, group: str, port: int, description: str = DESCRIPTION) -> dict[str, Any]:
     """A rule as DescribeSecurityGroupRules shows it."""
     return {
         "SecurityGroupRuleId": rule_id,
@@ -50,7 +300,6 @@ def rule(rule_id: str, group: str, port: int, tags: dict[str, str], description:
         "ToPort": port,
         "ReferencedGroupInfo": {"GroupId": SOURCE, "UserId": ACCOUNT},
         "Description": description,
-        "Tags": [{"Key": k, "Value": v} for k, v in tags.items()],
     }
 
 
@@ -59,20 +308,29 @@ def tag_list(tags: dict[str, str]) -> list[dict[str, str]]:
 
 
 def authorize(
-    ec2: Stubber, group: str, *ports: int, physical_id: str = SESSIONS_ID, error: str | None = None, **kwargs: Any
-) -> list[str]:
-    """Expect one Authorize carrying the claim; the rule ids it makes."""
+    ec2: Stubber,
+    group: str,
+    port: int,
+    *,
+    physical_id: str = SESSIONS_ID,
+    error: str | None = None,
+    owner: str = ACCOUNT,
+    perms: list[dict[str, Any]] | None = None,
+) -> str:
+    """Expect one Authorize of one rule, tagged for people; the rule id it makes."""
     params = {
         "GroupId": group,
-        "IpPermissions": permissions(*ports, **kwargs),
-        "TagSpecifications": [{"ResourceType": "security-group-rule", "Tags": tag_list(claim(physical_id).tags())}],
+        "IpPermissions": perms or permissions(port, owner),
+        "TagSpecifications": [
+            {"ResourceType": "security-group-rule", "Tags": tag_list(rule_tags(TABLE, holder(physical_id)))}
+        ],
     }
     if error:
         ec2.add_client_error("authorize_security_group_ingress", error, error, 400, expected_params=params)
-        return []
-    made = [rule(f"sgr-{group[-1]}{p}", group, p, claim(physical_id).tags()) for p in ports]
-    ec2.add_response("authorize_security_group_ingress", {"Return": True, "SecurityGroupRules": made}, params)
-    return [r["SecurityGroupRuleId"] for r in made]
+        return ""
+    made_rule = rule(f"sgr-{group[-1]}{port}", group, port)
+    ec2.add_response("authorize_security_group_ingress", {"Return": True, "SecurityGroupRules": [made_rule]}, params)
+    return str(made_rule["SecurityGroupRuleId"])
 
 
 def group_filter(group: str) -> dict[str, Any]:
@@ -100,37 +358,12 @@ def prefix_list_sizes(ec2: Stubber, ids: list[str], sizes: dict[str, int] | None
     ec2.add_response("describe_managed_prefix_lists", {"PrefixLists": shown}, params)
 
 
-def rules_refused(ec2: Stubber, group: str, code: str, status: int) -> None:
-    ec2.add_client_error("describe_security_group_rules", code, code, status, expected_params=group_filter(group))
-
-
-def read(ec2: Stubber, found: dict[str, Any] | None, rule_id: str = "") -> None:
-    params = {"SecurityGroupRuleIds": [found["SecurityGroupRuleId"] if found else rule_id]}
-    if found is None:
-        ec2.add_client_error(
-            "describe_security_group_rules", "InvalidSecurityGroupRuleId.NotFound", "gone", 400, expected_params=params
-        )
+def revoke(ec2: Stubber, group: str, rule_id: str, error: str = "") -> None:
+    params = {"GroupId": group, "SecurityGroupRuleIds": [rule_id]}
+    if error:
+        ec2.add_client_error("revoke_security_group_ingress", error, error, 400, expected_params=params)
     else:
-        ec2.add_response("describe_security_group_rules", {"SecurityGroupRules": [found]}, params)
-
-
-def tag(ec2: Stubber, rule_id: str, tags: dict[str, str]) -> None:
-    ec2.add_response("create_tags", {}, {"Resources": [rule_id], "Tags": tag_list(tags)})
-
-
-def untag(ec2: Stubber, rule_id: str, *keys: str) -> None:
-    ec2.add_response("delete_tags", {}, {"Resources": [rule_id], "Tags": [{"Key": k} for k in keys]})
-
-
-def mark(ec2: Stubber, rule_id: str) -> None:
-    """Expect the revoking mark, whatever time it expires at."""
-    ec2.add_response("create_tags", {}, {"Resources": [rule_id], "Tags": [{"Key": REVOKING_KEY, "Value": ANY}]})
-
-
-def revoke(ec2: Stubber, group: str, *rule_ids: str) -> None:
-    ec2.add_response(
-        "revoke_security_group_ingress", {"Return": True}, {"GroupId": group, "SecurityGroupRuleIds": list(rule_ids)}
-    )
+        ec2.add_response("revoke_security_group_ingress", {"Return": True}, params)
 
 
 def serverless_missing(stubber: Stubber, name: str) -> None:
@@ -147,25 +380,41 @@ def serverless(stubber: Stubber, groups: list[str], name: str = "sessions", netw
     cache = {
         "ServerlessCacheName": name,
         "Status": "available",
+        "NetworkType": network_type,
         "SecurityGroupIds": groups,
         "Endpoint": {"Address": "sessions.serverless.use1.cache.amazonaws.com", "Port": 6379},
         "ReaderEndpoint": {"Address": "sessions.serverless.use1.cache.amazonaws.com", "Port": 6380},
-        "NetworkType": network_type,
     }
     stubber.add_response("describe_serverless_caches", {"ServerlessCaches": [cache]}, {"ServerlessCacheName": name})
 
 
-def delete_event(physical_id: str) -> dict[str, Any]:
-    event = vpc_event("Delete", ServerlessCacheName="sessions")
-    event["PhysicalResourceId"] = physical_id
-    return event
+@pytest.fixture
+def quick_settle(monkeypatch: pytest.MonkeyPatch) -> None:
+    """EC2's NotFound counts at once: the settle window is for the lifecycle tier, where EC2 lags."""
+    monkeypatch.setattr(vpc_holds, "SETTLE_S", 0.0)
 
 
 # -- Create ---------------------------------------------------------------------------
 
 
-def test_a_cache_cluster_is_found_by_id_and_its_rules_are_made_with_the_claim_on_them(
-    stubber: Stubber, ec2_stubber: Stubber
+def test_a_warm_create_of_a_new_rule_is_one_transaction_one_authorize_and_one_update_recording_its_id(
+    stubber: Stubber, ec2_stubber: Stubber, ledger_stubber: Stubber
+) -> None:
+    serverless(stubber, [A])
+    made_ids = []
+    counted(ec2_stubber, A)
+    for port in (6379, 6380):
+        hold_fresh(ledger_stubber, A, port)
+        made_ids.append(authorize(ec2_stubber, A, port))
+        made(ledger_stubber, A, port, made_ids[-1])
+    answer = invoke(vpc_event(ServerlessCacheName="sessions"))
+    assert_success(answer)
+    assert answer["Data"]["Ports"] == "6379,6380"
+    assert answer["Data"]["SecurityGroupRuleIds"] == ",".join(made_ids)
+
+
+def test_a_cache_cluster_is_found_by_id_and_a_rule_made_into_each_of_its_groups(
+    stubber: Stubber, ec2_stubber: Stubber, ledger_stubber: Stubber
 ) -> None:
     cluster = {
         "CacheClusterId": "memo",
@@ -178,111 +427,142 @@ def test_a_cache_cluster_is_found_by_id_and_its_rules_are_made_with_the_claim_on
         "describe_cache_clusters", {"CacheClusters": [cluster]}, {"CacheClusterId": "memo", "ShowCacheNodeInfo": True}
     )
     physical_id = f"cache-vpc-ingress:{SOURCE}@{ACCOUNT}:11211:{A},{B}"
+    made_ids = []
     counted(ec2_stubber, A, B)
-    made = authorize(ec2_stubber, A, 11211, physical_id=physical_id)
-    made += authorize(ec2_stubber, B, 11211, physical_id=physical_id)
+    for group in (A, B):
+        hold_fresh(ledger_stubber, group, 11211, physical_id=physical_id, cache="CacheClusterId 'memo'")
+        made_ids.append(authorize(ec2_stubber, group, 11211, physical_id=physical_id))
+        made(ledger_stubber, group, 11211, made_ids[-1])
     answer = invoke(vpc_event(CacheClusterId="memo"))
     assert_success(answer)
     assert answer["PhysicalResourceId"] == physical_id
-    assert answer["Data"]["SecurityGroupRuleIds"] == ",".join(made)
+    assert answer["Data"]["SecurityGroupRuleIds"] == ",".join(made_ids)
 
 
-def test_a_serverless_cache_opens_both_endpoint_ports_in_one_call_per_group(
-    stubber: Stubber, ec2_stubber: Stubber
+def test_a_cross_account_source_group_is_named_with_its_owner(
+    stubber: Stubber, ec2_stubber: Stubber, ledger_stubber: Stubber
 ) -> None:
-    serverless(stubber, [A])
-    counted(ec2_stubber, A)
-    authorize(ec2_stubber, A, 6379, 6380)
-    answer = invoke(vpc_event(ServerlessCacheName="sessions"))
-    assert_success(answer)
-    assert answer["Data"]["Ports"] == "6379,6380"
-
-
-def test_a_cross_account_source_group_is_named_with_its_owner(stubber: Stubber, ec2_stubber: Stubber) -> None:
     serverless(stubber, [A])
     physical_id = f"cache-vpc-ingress:{SOURCE}@210987654321:6379,6380:{A}"
     counted(ec2_stubber, A)
-    authorize(ec2_stubber, A, 6379, 6380, physical_id=physical_id, owner="210987654321")
+    for port in (6379, 6380):
+        hold_fresh(ledger_stubber, A, port, physical_id=physical_id, source=f"{SOURCE}@210987654321")
+        authorize(
+            ec2_stubber, A, port, physical_id=physical_id, error="InvalidPermission.Duplicate", owner="210987654321"
+        )
+        cross = {**rule(f"sgr-{port}", A, port), "ReferencedGroupInfo": {"GroupId": SOURCE, "UserId": "210987654321"}}
+        rules_of(ec2_stubber, A, cross)
+        ledger_stubber.add_response("update_item", {})
     answer = invoke(vpc_event(ServerlessCacheName="sessions", SourceSecurityGroupOwnerId="2109-8765-4321"))
     assert answer["PhysicalResourceId"] == physical_id
 
 
-def test_a_rule_made_by_hand_is_claimed_and_marked_pre_existing_and_keeps_its_description(
-    stubber: Stubber, ec2_stubber: Stubber
+def test_a_rule_that_was_there_before_any_holder_is_recorded_pre_existing_and_keeps_its_description(
+    stubber: Stubber, ec2_stubber: Stubber, ledger_stubber: Stubber
+) -> None:
+    serverless(stubber, [A])
+    hold_fresh(ledger_stubber, A, 6379)
+    counted(ec2_stubber, A)
+    authorize(ec2_stubber, A, 6379, error="InvalidPermission.Duplicate")
+    rules_of(ec2_stubber, A, rule("sgr-hand", A, 6379, description="opened by the on-call"))
+    pre_existing(ledger_stubber, A, 6379, "sgr-hand")
+    hold_fresh(ledger_stubber, A, 6380)
+    made_id = authorize(ec2_stubber, A, 6380)
+    made(ledger_stubber, A, 6380, made_id)
+    answer = invoke(vpc_event(ServerlessCacheName="sessions"))
+    assert_success(answer)
+    assert answer["Data"]["SecurityGroupRuleIds"] == f"sgr-hand,{made_id}"
+
+
+def test_a_rule_another_resource_holds_is_joined_and_ec2_is_only_asked_to_make_sure_of_it(
+    stubber: Stubber, ec2_stubber: Stubber, ledger_stubber: Stubber
 ) -> None:
     serverless(stubber, [A])
     counted(ec2_stubber, A)
-    authorize(ec2_stubber, A, 6379, 6380, error="InvalidPermission.Duplicate")
-    by_hand = rule("sgr-hand", A, 6379, {}, description="opened by the on-call")
-    rules_of(ec2_stubber, A, by_hand)
-    tag(ec2_stubber, "sgr-hand", {**claim().tags(), PRE_EXISTING_KEY: PRE_EXISTING_VALUE})
-    read(ec2_stubber, {**by_hand, "Tags": tag_list({**claim().tags(), PRE_EXISTING_KEY: PRE_EXISTING_VALUE})})
-    (made,) = authorize(ec2_stubber, A, 6380)
+    for port in (6379, 6380):
+        hold_fresh(ledger_stubber, A, port, taken=True)
+        state(ledger_stubber, A, port, entry(holders=1, version=4, rule_id=f"sgr-{port}"), held=False)
+        join(ledger_stubber, A, port, version=4)
+        authorize(ec2_stubber, A, port, error="InvalidPermission.Duplicate")
     answer = invoke(vpc_event(ServerlessCacheName="sessions"))
     assert_success(answer)
-    assert answer["Data"]["SecurityGroupRuleIds"] == f"sgr-hand,{made}"
+    assert answer["Data"]["SecurityGroupRuleIds"] == "sgr-6379,sgr-6380"
 
 
-def test_a_rule_another_resource_claims_gets_this_claim_beside_it_and_no_mark(
-    stubber: Stubber, ec2_stubber: Stubber
+def test_a_rule_another_resource_revoked_by_hand_is_made_again_and_recorded(
+    stubber: Stubber, ec2_stubber: Stubber, ledger_stubber: Stubber
 ) -> None:
-    serverless(stubber, [A])
-    other = claim(logical="OtherAccess").tags()
-    theirs = [rule("sgr-1", A, 6379, other, "theirs"), rule("sgr-2", A, 6380, other, "theirs")]
-    counted(ec2_stubber, A, held={A: theirs})
-    authorize(ec2_stubber, A, 6379, 6380, error="InvalidPermission.Duplicate")
-    rules_of(ec2_stubber, A, *theirs)
-    for found in theirs:
-        tag(ec2_stubber, found["SecurityGroupRuleId"], claim().tags())
-        read(ec2_stubber, {**found, "Tags": tag_list({**other, **claim().tags()})})
-    answer = invoke(vpc_event(ServerlessCacheName="sessions"))
-    assert_success(answer)
-    assert answer["Data"]["SecurityGroupRuleIds"] == "sgr-1,sgr-2"
-
-
-def test_a_rule_a_delete_is_revoking_is_waited_for_and_then_made_afresh(stubber: Stubber, ec2_stubber: Stubber) -> None:
-    serverless(stubber, [A])
-    far = {REVOKING_KEY: "9999999999"}
-    going = rule("sgr-going", A, 6379, {**claim(logical="OtherAccess").tags(), **far})
-    counted(ec2_stubber, A, held={A: [going]})
-    authorize(ec2_stubber, A, 6379, 6380, error="InvalidPermission.Duplicate")
-    rules_of(ec2_stubber, A, going)
-    rules_of(ec2_stubber, A)  # the Delete revoked it meanwhile
-    authorize(ec2_stubber, A, 6379)
-    authorize(ec2_stubber, A, 6380)
-    assert_success(invoke(vpc_event(ServerlessCacheName="sessions")))
-
-
-def test_a_claim_that_lands_while_a_delete_marks_the_rule_waits_for_that_delete(
-    stubber: Stubber, ec2_stubber: Stubber
-) -> None:
-    serverless(stubber, [A])
-    found = rule("sgr-1", A, 6379, claim(logical="OtherAccess").tags())
-    counted(ec2_stubber, A, held={A: [found]})
-    authorize(ec2_stubber, A, 6379, 6380, error="InvalidPermission.Duplicate")
-    rules_of(ec2_stubber, A, found)
-    tag(ec2_stubber, "sgr-1", claim().tags())
-    # Read again after the claim: a Delete marked the rule meanwhile; it will see this claim and back off.
-    read(ec2_stubber, {**found, "Tags": tag_list({**claim().tags(), REVOKING_KEY: "9999999999"})})
-    rules_of(ec2_stubber, A, {**found, "Tags": tag_list(claim().tags())})  # it did: mark and its claim gone
-    read(ec2_stubber, {**found, "Tags": tag_list(claim().tags())})
-    authorize(ec2_stubber, A, 6380)
-    assert_success(invoke(vpc_event(ServerlessCacheName="sessions")))
-
-
-def test_when_the_existing_rule_vanishes_before_it_is_read_it_is_made_alone(
-    stubber: Stubber, ec2_stubber: Stubber
-) -> None:
-    serverless(stubber, [A])
+    serverless(stubber, [A], name="sessions")
+    event = vpc_event(ServerlessCacheName="sessions", Port="6379")
+    physical_id = f"cache-vpc-ingress:{SOURCE}@{ACCOUNT}:6379:{A}"
+    hold_fresh(ledger_stubber, A, 6379, physical_id=physical_id, taken=True)
+    state(ledger_stubber, A, 6379, entry(holders=1, version=2, rule_id="sgr-gone"), held=False, physical_id=physical_id)
+    ledger_stubber.add_response("transact_write_items", {})  # joined
     counted(ec2_stubber, A)
-    authorize(ec2_stubber, A, 6379, 6380, error="InvalidPermission.Duplicate")
-    rules_of(ec2_stubber, A)  # revoked by hand in between: both ports go in one at a time
-    authorize(ec2_stubber, A, 6379)
-    authorize(ec2_stubber, A, 6380)
+    made_id = authorize(ec2_stubber, A, 6379, physical_id=physical_id)
+    made(ledger_stubber, A, 6379, made_id)
+    answer = invoke(event)
+    assert_success(answer)
+    assert answer["Data"]["SecurityGroupRuleIds"] == made_id
+
+
+def test_a_rule_another_resources_delete_is_revoking_is_waited_for_and_then_made_afresh(
+    stubber: Stubber, ec2_stubber: Stubber, ledger_stubber: Stubber
+) -> None:
+    serverless(stubber, [A])
+    hold_fresh(ledger_stubber, A, 6379, taken=True)
+    revoking = entry(holders=0, version=7, rule_id="sgr-1", lease_until=9999999999, lease_holder="another")
+    state(ledger_stubber, A, 6379, revoking, held=False)
+    state(ledger_stubber, A, 6379, None, held=False)  # that Delete revoked it and deleted the entry meanwhile
+    hold_fresh(ledger_stubber, A, 6379)
+    counted(ec2_stubber, A)
+    made(ledger_stubber, A, 6379, authorize(ec2_stubber, A, 6379))
+    hold_fresh(ledger_stubber, A, 6380)
+    made(ledger_stubber, A, 6380, authorize(ec2_stubber, A, 6380))
     assert_success(invoke(vpc_event(ServerlessCacheName="sessions")))
 
 
-def test_a_missing_serverless_cache_fails_without_touching_ec2(stubber: Stubber, ec2_stubber: Stubber) -> None:
+def test_a_redelivered_create_holds_nothing_twice_and_sets_the_description_of_a_rule_it_holds_alone(
+    stubber: Stubber, ec2_stubber: Stubber, ledger_stubber: Stubber
+) -> None:
+    serverless(stubber, [A])
+    event = vpc_event(ServerlessCacheName="sessions", Port="6379", Description="sessions from the app")
+    physical_id = f"cache-vpc-ingress:{SOURCE}@{ACCOUNT}:6379:{A}"
+    hold_fresh(ledger_stubber, A, 6379, physical_id=physical_id, description="sessions from the app", taken=True)
+    state(ledger_stubber, A, 6379, entry(holders=1, version=2, rule_id="sgr-1"), held=True, physical_id=physical_id)
+    counted(ec2_stubber, A)
+    authorize(
+        ec2_stubber,
+        A,
+        6379,
+        physical_id=physical_id,
+        error="InvalidPermission.Duplicate",
+        perms=permissions(6379, description="sessions from the app"),
+    )
+    ec2_stubber.add_response(
+        "update_security_group_rule_descriptions_ingress",
+        {"Return": True},
+        {
+            "GroupId": A,
+            "SecurityGroupRuleDescriptions": [{"SecurityGroupRuleId": "sgr-1", "Description": "sessions from the app"}],
+        },
+    )
+    update(
+        ledger_stubber,
+        A,
+        6379,
+        "SET #description = :d ADD #version :one",
+        "attribute_exists(#pk)",
+        {":d": "sessions from the app", ":one": 1},
+    )
+    answer = invoke(event)
+    assert_success(answer)
+    assert answer["Data"]["SecurityGroupRuleIds"] == "sgr-1"
+
+
+def test_a_missing_serverless_cache_fails_without_touching_ec2_or_the_ledger(
+    stubber: Stubber, ec2_stubber: Stubber, ledger_stubber: Stubber
+) -> None:
     serverless_missing(stubber, "nope")
     answer = invoke(vpc_event(ServerlessCacheName="nope"))
     assert_failed(answer)
@@ -310,94 +590,199 @@ def test_a_port_or_group_the_cache_does_not_have_fails_naming_it_without_touchin
     assert_failed(answer, f"TargetSecurityGroupIds {B} are not attached to ServerlessCacheName 'sessions'")
 
 
-def test_ec2_refusing_names_the_target_group_in_the_reason(stubber: Stubber, ec2_stubber: Stubber) -> None:
+def test_ec2_refusing_names_the_target_group_and_withdraws_the_hold_it_took(
+    stubber: Stubber, ec2_stubber: Stubber, ledger_stubber: Stubber
+) -> None:
     serverless(stubber, [A])
+    hold_fresh(ledger_stubber, A, 6379)
     counted(ec2_stubber, A)
-    authorize(ec2_stubber, A, 6379, 6380, error="UnauthorizedOperation")
+    authorize(ec2_stubber, A, 6379, error="UnauthorizedOperation")
+    withdraw(ledger_stubber, A, 6379)  # refused outright: it made nothing, so the hold taken for it goes
     answer = invoke(vpc_event(ServerlessCacheName="sessions"))
     assert_failed(answer, "UnauthorizedOperation")
     assert A in answer["Reason"]
+    assert answer["PhysicalResourceId"] == SESSIONS_ID
 
 
-def test_ec2_throttling_is_waited_out(stubber: Stubber, ec2_stubber: Stubber) -> None:
+def test_the_ledger_refusing_a_create_fails_naming_the_table_before_any_ec2_change_and_reports_no_id_of_ours(
+    stubber: Stubber, ec2_stubber: Stubber, ledger_stubber: Stubber
+) -> None:
     serverless(stubber, [A])
     counted(ec2_stubber, A)
-    authorize(ec2_stubber, A, 6379, 6380, error="RequestLimitExceeded")
-    authorize(ec2_stubber, A, 6379, 6380)
+    hold_fresh(ledger_stubber, A, 6379, error="AccessDeniedException")
+    answer = invoke(vpc_event(ServerlessCacheName="sessions"))
+    assert_failed(answer, f"the ownership ledger, DynamoDB table {TABLE}, refused")
+    assert not answer["PhysicalResourceId"].startswith("cache-vpc-ingress:")
+
+
+def test_the_ledger_throttling_or_meeting_another_transaction_is_retried_by_the_one_policy(
+    stubber: Stubber, ec2_stubber: Stubber, ledger_stubber: Stubber
+) -> None:
+    serverless(stubber, [A])
+    ledger_stubber.add_client_error("transact_write_items", "ProvisionedThroughputExceededException", "", 400)
+    ledger_stubber.add_client_error(
+        "transact_write_items",
+        "TransactionCanceledException",
+        "",
+        400,
+        modeled_fields={"CancellationReasons": [{"Code": "TransactionConflict"}, {"Code": "None"}]},
+    )
+    counted(ec2_stubber, A)
+    for port in (6379, 6380):
+        hold_fresh(ledger_stubber, A, port)
+        made(ledger_stubber, A, port, authorize(ec2_stubber, A, port))
+    assert_success(invoke(vpc_event(ServerlessCacheName="sessions")))
+
+
+def test_ec2_throttling_and_server_errors_are_retried_by_the_one_policy(
+    stubber: Stubber, ec2_stubber: Stubber, ledger_stubber: Stubber
+) -> None:
+    serverless(stubber, [A])
+    hold_fresh(ledger_stubber, A, 6379)
+    counted(ec2_stubber, A)
+    ec2_stubber.add_client_error("authorize_security_group_ingress", "InternalError", "", 500)
+    ec2_stubber.add_client_error("authorize_security_group_ingress", "RequestLimitExceeded", "", 503)
+    made(ledger_stubber, A, 6379, authorize(ec2_stubber, A, 6379))
+    hold_fresh(ledger_stubber, A, 6380)
+    made(ledger_stubber, A, 6380, authorize(ec2_stubber, A, 6380))
     assert_success(invoke(vpc_event(ServerlessCacheName="sessions")))
 
 
 # -- Delete ---------------------------------------------------------------------------
 
 
-def test_delete_revokes_a_rule_only_this_claim_holds_after_marking_and_reading_it(ec2_stubber: Stubber) -> None:
-    ours = rule("sgr-1", A, 6379, claim().tags())
-    gone_already = rule("sgr-2", A, 6380, claim().tags())
-    rules_of(ec2_stubber, A, ours, gone_already)
-    mark(ec2_stubber, "sgr-1")
-    read(ec2_stubber, ours)
-    revoke(ec2_stubber, A, "sgr-1")
-    mark(ec2_stubber, "sgr-2")
-    read(ec2_stubber, None, "sgr-2")  # revoked by hand meanwhile: nothing left to do
+def test_the_last_holder_revokes_by_the_recorded_id_under_its_lease_then_deletes_the_entry(
+    ec2_stubber: Stubber, ledger_stubber: Stubber
+) -> None:
+    for port in (6379, 6380):
+        state(ledger_stubber, A, port, entry(holders=1, version=2, rule_id=f"sgr-{port}"), held=True)
+        lease(ledger_stubber, A, port, version=2)
+        revoke(ec2_stubber, A, f"sgr-{port}")
+        forget(ledger_stubber, A, port)
     answer = invoke(delete_event(SESSIONS_ID))
     assert (answer["Status"], answer["PhysicalResourceId"]) == ("SUCCESS", SESSIONS_ID)
 
 
-def test_delete_takes_only_its_claim_off_a_rule_another_resource_or_a_person_holds(ec2_stubber: Stubber) -> None:
-    other = claim(logical="OtherAccess").tags()
-    shared = rule("sgr-1", A, 6379, {**claim().tags(), **other})
-    by_hand = rule("sgr-2", A, 6380, {**claim().tags(), PRE_EXISTING_KEY: PRE_EXISTING_VALUE})
-    rules_of(ec2_stubber, A, shared, by_hand)
-    untag(ec2_stubber, "sgr-1", claim().key)
-    read(ec2_stubber, {**shared, "Tags": tag_list(other)})
-    untag(ec2_stubber, "sgr-2", claim().key)
-    read(ec2_stubber, {**by_hand, "Tags": tag_list({PRE_EXISTING_KEY: PRE_EXISTING_VALUE})})
+def test_delete_only_lets_go_of_a_rule_another_resource_holds_or_that_was_there_before_any(
+    ec2_stubber: Stubber, ledger_stubber: Stubber
+) -> None:
+    state(ledger_stubber, A, 6379, entry(holders=2, version=5, rule_id="sgr-1"), held=True)
+    let_go(ledger_stubber, A, 6379, holders_after=1, version=5)
+    state(ledger_stubber, A, 6380, entry(holders=1, version=3, origin="pre-existing", rule_id="sgr-2"), held=True)
+    let_go(ledger_stubber, A, 6380, holders_after=0, version=3)
     assert_success(invoke(delete_event(SESSIONS_ID)))
 
 
-def test_two_deletes_letting_go_at_once_leave_no_unclaimed_rule_behind(ec2_stubber: Stubber) -> None:
-    """Each read the other's claim before either took its own off: the one that looks last revokes."""
-    shared = rule("sgr-1", A, 6379, {**claim().tags(), **claim(logical="OtherAccess").tags()})
-    rules_of(ec2_stubber, A, shared)
-    untag(ec2_stubber, "sgr-1", claim().key)
-    unclaimed = {**shared, "Tags": []}
-    read(ec2_stubber, unclaimed)  # the other Delete took its claim off meanwhile
-    mark(ec2_stubber, "sgr-1")
-    read(ec2_stubber, unclaimed)
+def test_two_last_holders_letting_go_at_once_one_of_them_revokes(ec2_stubber: Stubber, ledger_stubber: Stubber) -> None:
+    """Both read two holders; the other's transaction landed first, so this one's is refused and it looks again."""
+    state(ledger_stubber, A, 6379, entry(holders=2, version=5, rule_id="sgr-1"), held=True)
+    counted_params: dict[str, Any] = {"TransactItems": ANY}
+    cancelled(ledger_stubber, "transact_write_items", counted_params, "None", "ConditionalCheckFailed")
+    state(ledger_stubber, A, 6379, entry(holders=1, version=6, rule_id="sgr-1"), held=True)
+    lease(ledger_stubber, A, 6379, version=6)
     revoke(ec2_stubber, A, "sgr-1")
+    forget(ledger_stubber, A, 6379)
+    state(ledger_stubber, A, 6380, None, held=False)
+    rules_of(ec2_stubber, A)  # no entry: a rule the release before the ledger made for this id is looked for
     assert_success(invoke(delete_event(SESSIONS_ID)))
 
 
-def test_delete_leaves_alone_rules_its_claim_is_not_on(ec2_stubber: Stubber) -> None:
-    rules_of(
-        ec2_stubber,
+def test_delete_leaves_alone_rules_it_does_not_hold(ec2_stubber: Stubber, ledger_stubber: Stubber) -> None:
+    state(ledger_stubber, A, 6379, entry(holders=1, version=1, rule_id="sgr-1"), held=False)
+    state(ledger_stubber, A, 6380, None, held=False)
+    rules_of(ec2_stubber, A)  # no entry: a rule the release before the ledger made for this id is looked for
+    assert_success(invoke(delete_event(SESSIONS_ID)))
+
+
+def test_a_rule_whose_authorize_answer_was_lost_is_found_by_its_description_and_revoked(
+    ec2_stubber: Stubber, ledger_stubber: Stubber
+) -> None:
+    state(ledger_stubber, A, 6379, entry(holders=1, version=1, origin="authorizing"), held=True)
+    lease(ledger_stubber, A, 6379, version=1)
+    rules_of(ec2_stubber, A, rule("sgr-other", A, 6379, description="someone else's"))  # not shown yet
+    rules_of(ec2_stubber, A, rule("sgr-1", A, 6379))
+    revoke(ec2_stubber, A, "sgr-1")
+    forget(ledger_stubber, A, 6379)
+    state(ledger_stubber, A, 6380, None, held=False)
+    rules_of(ec2_stubber, A)  # no entry: a rule the release before the ledger made for this id is looked for
+    assert_success(invoke(delete_event(SESSIONS_ID)))
+
+
+def test_a_revoke_ec2_refuses_gives_the_lease_back_and_fails_for_the_retried_delete(
+    ec2_stubber: Stubber, ledger_stubber: Stubber
+) -> None:
+    state(ledger_stubber, A, 6379, entry(holders=1, version=2, rule_id="sgr-1"), held=True)
+    lease(ledger_stubber, A, 6379, version=2)
+    revoke(ec2_stubber, A, "sgr-1", error="UnauthorizedOperation")
+    update(
+        ledger_stubber,
         A,
-        rule("sgr-1", A, 6379, claim(logical="OtherAccess").tags()),
-        rule("sgr-2", A, 6380, {}, description="opened by the on-call"),
+        6379,
+        "REMOVE #lease_until, #lease_holder ADD #version :one",
+        "#lease_holder = :h",
+        {":h": holder().key, ":one": 1},
     )
-    assert_success(invoke(delete_event(SESSIONS_ID)))
-
-
-def test_delete_backs_off_when_a_claim_lands_between_its_mark_and_its_read(ec2_stubber: Stubber) -> None:
-    ours = rule("sgr-1", A, 6379, claim().tags())
-    rules_of(ec2_stubber, A, ours)
-    mark(ec2_stubber, "sgr-1")
-    read(ec2_stubber, {**ours, "Tags": tag_list({**claim().tags(), **claim(logical="OtherAccess").tags()})})
-    untag(ec2_stubber, "sgr-1", REVOKING_KEY, claim().key)
-    assert_success(invoke(delete_event(SESSIONS_ID)))
-
-
-def test_delete_revokes_a_rule_the_release_before_claims_made_for_this_id(ec2_stubber: Stubber) -> None:
-    earlier = rule("sgr-1", A, 6379, {})  # no tags, this resource's own description
-    rules_of(ec2_stubber, A, earlier)
-    mark(ec2_stubber, "sgr-1")
-    read(ec2_stubber, earlier)
+    assert_failed(invoke(delete_event(SESSIONS_ID)), "UnauthorizedOperation")
+    # The retried Delete: no longer a holder, the entry has none and no lease: it finishes the release.
+    state(ledger_stubber, A, 6379, entry(holders=0, version=3, rule_id="sgr-1"), held=False)
+    lease(ledger_stubber, A, 6379, version=3, held=False)
     revoke(ec2_stubber, A, "sgr-1")
+    forget(ledger_stubber, A, 6379)
+    state(ledger_stubber, A, 6380, None, held=False)
+    rules_of(ec2_stubber, A)  # no entry: a rule the release before the ledger made for this id is looked for
     assert_success(invoke(delete_event(SESSIONS_ID)))
 
 
-def test_delete_when_the_group_is_gone_is_success(ec2_stubber: Stubber) -> None:
-    rules_refused(ec2_stubber, A, "InvalidGroup.NotFound", 400)
+def test_the_ledger_unreachable_fails_a_delete_of_our_id_revoking_nothing(
+    ec2_stubber: Stubber, ledger_stubber: Stubber
+) -> None:
+    ledger_stubber.add_client_error("get_item", "ResourceNotFoundException", "Requested resource not found", 400)
+    answer = invoke(delete_event(SESSIONS_ID))
+    assert_failed(answer, f"the ownership ledger, DynamoDB table {TABLE}, refused")
+    assert "retry the stack operation" in answer["Reason"]
+
+
+def test_delete_revokes_a_rule_the_release_before_the_ledger_made_for_this_id(
+    ec2_stubber: Stubber, ledger_stubber: Stubber
+) -> None:
+    state(ledger_stubber, A, 6379, None, held=False)
+    rules_of(ec2_stubber, A, rule("sgr-1", A, 6379))  # this resource's own description, as 0.1.0 wrote it
+    lease_unrecorded(ledger_stubber, A, 6379, "sgr-1")  # so a Create of the rule meanwhile waits for the revoke
+    revoke(ec2_stubber, A, "sgr-1")
+    forget(ledger_stubber, A, 6379)
+    state(ledger_stubber, A, 6380, None, held=False)
+    rules_of(ec2_stubber, A, rule("sgr-2", A, 6380, description="opened by the on-call"))
+    assert_success(invoke(delete_event(SESSIONS_ID)))
+
+
+def test_delete_of_this_ids_0_1_0_rule_another_stack_held_first_hands_it_to_that_stack_to_revoke(
+    ec2_stubber: Stubber, ledger_stubber: Stubber
+) -> None:
+    """Another stack's Create recorded the rule pre-existing; it carries this resource's default description, so
+    0.1.0 made it for this resource: it is recorded made (the other stack, its holder, revokes it last)."""
+    state(ledger_stubber, A, 6379, entry(holders=1, version=4, origin="pre-existing", rule_id="sgr-1"), held=False)
+    rules_of(ec2_stubber, A, rule("sgr-1", A, 6379))
+    update(
+        ledger_stubber,
+        A,
+        6379,
+        "SET #origin = :made, #rule_id = :id, #version = :next",
+        "#version = :version",
+        {":id": "sgr-1", ":made": "made", ":next": 5, ":version": 4},
+    )
+    state(ledger_stubber, A, 6380, None, held=False)
+    rules_of(ec2_stubber, A)
+    assert_success(invoke(delete_event(SESSIONS_ID)))
+
+
+def test_delete_when_the_group_is_gone_is_success(
+    ec2_stubber: Stubber, ledger_stubber: Stubber, quick_settle: None
+) -> None:
+    for port in (6379, 6380):
+        state(ledger_stubber, A, port, entry(holders=1, version=1, rule_id=f"sgr-{port}"), held=True)
+        lease(ledger_stubber, A, port, version=1)
+        revoke(ec2_stubber, A, f"sgr-{port}", error="InvalidGroup.NotFound")
+        forget(ledger_stubber, A, port)
     assert_success(invoke(delete_event(SESSIONS_ID)))
 
 
@@ -407,14 +792,20 @@ def test_delete_of_a_foreign_id_for_a_missing_cache_has_nothing_to_revoke(stubbe
     assert (answer["Status"], answer["PhysicalResourceId"]) == ("SUCCESS", "cache-access-AppCacheAccess-1A2B3C4D5E6F")
 
 
-def test_ec2_refusing_to_show_the_groups_rules_fails_naming_the_group(stubber: Stubber, ec2_stubber: Stubber) -> None:
+def test_a_rollback_delete_of_a_create_the_ledger_refused_succeeds_while_the_ledger_is_unreachable(
+    stubber: Stubber, ec2_stubber: Stubber, ledger_stubber: Stubber
+) -> None:
     serverless(stubber, [A])
     counted(ec2_stubber, A)
-    authorize(ec2_stubber, A, 6379, 6380, error="InvalidPermission.Duplicate")
-    rules_refused(ec2_stubber, A, "UnauthorizedOperation", 403)
-    answer = invoke(vpc_event(ServerlessCacheName="sessions"))
-    assert_failed(answer, "DescribeSecurityGroupRules failed with UnauthorizedOperation")
-    assert A in answer["Reason"]
+    hold_fresh(ledger_stubber, A, 6379, error="AccessDeniedException")
+    created = invoke(vpc_event(ServerlessCacheName="sessions"))
+    assert_failed(created, "the ownership ledger")
+    serverless(stubber, [A])
+    ledger_stubber.add_client_error("get_item", "AccessDeniedException", "denied", 400)
+    rollback = vpc_event("Delete", ServerlessCacheName="sessions")
+    rollback["PhysicalResourceId"] = created["PhysicalResourceId"]
+    answer = invoke(rollback)
+    assert (answer["Status"], answer["PhysicalResourceId"]) == ("SUCCESS", created["PhysicalResourceId"])
 
 
 def test_a_rollback_delete_whose_lookup_is_refused_succeeds(stubber: Stubber, ec2_stubber: Stubber) -> None:
@@ -436,31 +827,17 @@ def test_a_rollback_delete_whose_lookup_is_refused_succeeds(stubber: Stubber, ec
     assert (answer["Status"], answer["PhysicalResourceId"]) == ("SUCCESS", created["PhysicalResourceId"])
 
 
-def test_server_errors_and_throttling_are_retried_by_the_one_policy(stubber: Stubber, ec2_stubber: Stubber) -> None:
-    serverless(stubber, [A])
-    counted(ec2_stubber, A)
-    ec2_stubber.add_client_error("authorize_security_group_ingress", "InternalError", "", 500)
-    ec2_stubber.add_client_error("authorize_security_group_ingress", "RequestLimitExceeded", "", 503)
-    authorize(ec2_stubber, A, 6379, 6380)
-    assert_success(invoke(vpc_event(ServerlessCacheName="sessions")))
-
-
 # -- sources other than a security group ------------------------------------------------
 
 
-def ranged_rule(rule_id: str, port: int, tags: dict[str, str], **source: str) -> dict[str, Any]:
-    """A rule into A from ``source`` (CidrIpv4=..., and so on), as DescribeSecurityGroupRules shows it."""
-    item = {**rule(rule_id, A, port, tags), **source}
-    del item["ReferencedGroupInfo"]
-    return item
-
-
-def ranged_authorize_params(physical_id: str, source: dict[str, Any], *ports: int) -> dict[str, Any]:
-    """The Authorize into A from a range or list, ``source`` being its IpPermission part, carrying the claim."""
+def ranged_authorize_params(physical_id: str, source: dict[str, Any], port: int) -> dict[str, Any]:
+    """The Authorize into A from a range or list, ``source`` being its IpPermission part, tagged for people."""
     return {
         "GroupId": A,
-        "IpPermissions": [{"IpProtocol": "tcp", "FromPort": p, "ToPort": p, **source} for p in ports],
-        "TagSpecifications": [{"ResourceType": "security-group-rule", "Tags": tag_list(claim(physical_id).tags())}],
+        "IpPermissions": [{"IpProtocol": "tcp", "FromPort": port, "ToPort": port, **source}],
+        "TagSpecifications": [
+            {"ResourceType": "security-group-rule", "Tags": tag_list(rule_tags(TABLE, holder(physical_id)))}
+        ],
     }
 
 
@@ -470,40 +847,35 @@ def ranged_event(**source: Any) -> dict[str, Any]:
     return event
 
 
-def test_an_ipv6_range_is_sent_in_its_shortest_spelling_in_ipv6_ranges_with_the_claim(
-    stubber: Stubber, ec2_stubber: Stubber
+def test_an_ipv6_range_is_sent_in_its_shortest_spelling_and_keyed_by_it(
+    stubber: Stubber, ec2_stubber: Stubber, ledger_stubber: Stubber
 ) -> None:
     physical_id = f"cache-vpc-ingress:[2001:db8:ab::/48]:6379,6380:{A}"
     serverless(stubber, [A])
     ipv6 = {"Ipv6Ranges": [{"CidrIpv6": "2001:db8:ab::/48", "Description": DESCRIPTION}]}
-    params = ranged_authorize_params(physical_id, ipv6, 6379, 6380)
-    made = [ranged_rule(f"sgr-{p}", p, {}, CidrIpv6="2001:db8:ab::/48") for p in (6379, 6380)]
     counted(ec2_stubber, A)
-    ec2_stubber.add_response("authorize_security_group_ingress", {"Return": True, "SecurityGroupRules": made}, params)
-
+    for port in (6379, 6380):
+        hold_fresh(ledger_stubber, A, port, physical_id=physical_id, source="[2001:db8:ab::/48]")
+        made_rule = {**rule(f"sgr-{port}", A, port), "CidrIpv6": "2001:db8:ab::/48"}
+        ec2_stubber.add_response(
+            "authorize_security_group_ingress",
+            {"Return": True, "SecurityGroupRules": [made_rule]},
+            ranged_authorize_params(physical_id, ipv6, port),
+        )
+        ledger_stubber.add_response("update_item", {})
     answer = invoke(ranged_event(SourceCidrIpv6="2001:0DB8:00AB:0000::/48"))
     assert_success(answer)
     assert answer["PhysicalResourceId"] == physical_id
     assert (answer["Data"]["Source"], answer["Data"]["SourceCidrIpv6"]) == ("2001:db8:ab::/48", "2001:db8:ab::/48")
 
 
-def test_an_ipv4_range_into_a_cache_reached_over_ipv6_only_fails_naming_both_without_touching_ec2(
-    stubber: Stubber, ec2_stubber: Stubber
-) -> None:
-    serverless(stubber, [A], network_type="ipv6")
-    assert_failed(
-        invoke(ranged_event(SourceCidrIp="10.20.0.0/16")),
-        "SourceCidrIp 10.20.0.0/16 cannot reach ServerlessCacheName 'sessions': its NetworkType is ipv6",
-    )
-
-
-def test_a_prefix_list_ec2_does_not_know_fails_naming_it_and_claims_nothing(
-    stubber: Stubber, ec2_stubber: Stubber
+def test_a_prefix_list_ec2_does_not_know_fails_naming_it(
+    stubber: Stubber, ec2_stubber: Stubber, ledger_stubber: Stubber
 ) -> None:
     physical_id = f"cache-vpc-ingress:pl-0123456789abcdef0:6379,6380:{A}"
     serverless(stubber, [A])
+    hold_fresh(ledger_stubber, A, 6379, physical_id=physical_id, source="pl-0123456789abcdef0")
     listed = {"PrefixListIds": [{"PrefixListId": "pl-0123456789abcdef0", "Description": DESCRIPTION}]}
-    params = ranged_authorize_params(physical_id, listed, 6379, 6380)
     counted(ec2_stubber, A)
     prefix_list_sizes(ec2_stubber, ["pl-0123456789abcdef0"])
     ec2_stubber.add_client_error(
@@ -511,39 +883,13 @@ def test_a_prefix_list_ec2_does_not_know_fails_naming_it_and_claims_nothing(
         "InvalidPrefixListID.NotFound",
         "The prefix list ID 'pl-0123456789abcdef0' does not exist",
         400,
-        expected_params=params,
+        expected_params=ranged_authorize_params(physical_id, listed, 6379),
     )
-
+    withdraw(ledger_stubber, A, 6379, physical_id=physical_id, source="pl-0123456789abcdef0")
     assert_failed(
         invoke(ranged_event(SourcePrefixListId="pl-0123456789abcdef0")),
         "SourcePrefixListId pl-0123456789abcdef0 does not exist in this account and region",
     )
-
-
-def test_an_ipv4_rule_another_resource_holds_is_found_by_its_range_and_claimed(
-    stubber: Stubber, ec2_stubber: Stubber
-) -> None:
-    physical_id = f"cache-vpc-ingress:10.20.0.0/16:6379:{A}"
-    other = Claim(STACK, "Other", physical_id)
-    held = ranged_rule("sgr-a", 6379, other.tags(), CidrIpv4="10.20.0.0/16")
-    unrelated = ranged_rule("sgr-b", 6379, {}, CidrIpv4="10.0.0.0/8")
-    serverless(stubber, [A])
-    ipv4 = {"IpRanges": [{"CidrIp": "10.20.0.0/16", "Description": DESCRIPTION}]}
-    counted(ec2_stubber, A, held={A: [unrelated, held]})
-    ec2_stubber.add_client_error(
-        "authorize_security_group_ingress",
-        "InvalidPermission.Duplicate",
-        "the rule exists",
-        400,
-        expected_params=ranged_authorize_params(physical_id, ipv4, 6379),
-    )
-    rules_of(ec2_stubber, A, unrelated, held)
-    tag(ec2_stubber, "sgr-a", claim(physical_id).tags())
-    read(ec2_stubber, {**held, "Tags": tag_list({**other.tags(), **claim(physical_id).tags()})})
-
-    answer = invoke(ranged_event(SourceCidrIp="10.20.0.0/16", Port="6379"))
-    assert_success(answer)
-    assert (answer["PhysicalResourceId"], answer["Data"]["SecurityGroupRuleIds"]) == (physical_id, "sgr-a")
 
 
 # -- MemoryDB clusters ----------------------------------------------------------------
@@ -571,24 +917,29 @@ def memorydb_refused(stub: Stubber, code: str, status: int, asked: str = "app-st
 
 
 def test_a_memorydb_cluster_is_found_by_name_and_its_endpoint_port_opened_on_each_of_its_groups(
-    memorydb_stubber: Stubber, ec2_stubber: Stubber
+    memorydb_stubber: Stubber, ec2_stubber: Stubber, ledger_stubber: Stubber
 ) -> None:
     memorydb_cluster(memorydb_stubber, [B, A])
+    made_ids = []
     counted(ec2_stubber, A, B)
-    made = authorize(ec2_stubber, A, 6379, physical_id=STORE_ID)
-    made += authorize(ec2_stubber, B, 6379, physical_id=STORE_ID)
+    for group in (A, B):
+        hold_fresh(ledger_stubber, group, 6379, physical_id=STORE_ID, cache="MemoryDBClusterName 'app-store'")
+        made_ids.append(authorize(ec2_stubber, group, 6379, physical_id=STORE_ID))
+        made(ledger_stubber, group, 6379, made_ids[-1])
     answer = invoke(vpc_event(MemoryDBClusterName="app-store"))
     assert_success(answer)
     assert answer["PhysicalResourceId"] == STORE_ID
-    assert (answer["Data"]["Ports"], answer["Data"]["SecurityGroupRuleIds"]) == ("6379", ",".join(made))
+    assert (answer["Data"]["Ports"], answer["Data"]["SecurityGroupRuleIds"]) == ("6379", ",".join(made_ids))
 
 
 def test_a_memorydb_name_spelt_in_capitals_is_looked_up_as_memorydb_keeps_it_in_lower_case(
-    memorydb_stubber: Stubber, ec2_stubber: Stubber
+    memorydb_stubber: Stubber, ec2_stubber: Stubber, ledger_stubber: Stubber
 ) -> None:
     memorydb_cluster(memorydb_stubber, [A], asked="app-store")
+    physical_id = f"cache-vpc-ingress:{SOURCE}@{ACCOUNT}:6379:{A}"
+    hold_fresh(ledger_stubber, A, 6379, physical_id=physical_id, cache="MemoryDBClusterName 'App-Store'")
     counted(ec2_stubber, A)
-    authorize(ec2_stubber, A, 6379, physical_id=f"cache-vpc-ingress:{SOURCE}@{ACCOUNT}:6379:{A}")
+    made(ledger_stubber, A, 6379, authorize(ec2_stubber, A, 6379, physical_id=physical_id))
     assert_success(invoke(vpc_event(MemoryDBClusterName="App-Store")))
 
 
@@ -639,27 +990,27 @@ def test_a_memorydb_lookup_refused_fails_and_its_rollback_delete_succeeds_withou
 
 
 def test_a_throttled_or_failing_memorydb_lookup_is_retried_by_the_one_policy(
-    memorydb_stubber: Stubber, ec2_stubber: Stubber
+    memorydb_stubber: Stubber, ec2_stubber: Stubber, ledger_stubber: Stubber
 ) -> None:
     memorydb_refused(memorydb_stubber, "ThrottlingException", 400, message="Rate exceeded")
     memorydb_refused(memorydb_stubber, "InternalServerErrorException", 500)
     memorydb_cluster(memorydb_stubber, [A, B])
     counted(ec2_stubber, A, B)
-    authorize(ec2_stubber, A, 6379, physical_id=STORE_ID)
-    authorize(ec2_stubber, B, 6379, physical_id=STORE_ID)
+    for group in (A, B):
+        hold_fresh(ledger_stubber, group, 6379, physical_id=STORE_ID, cache="MemoryDBClusterName 'app-store'")
+        made(ledger_stubber, group, 6379, authorize(ec2_stubber, group, 6379, physical_id=STORE_ID))
     assert invoke(vpc_event(MemoryDBClusterName="app-store"))["PhysicalResourceId"] == STORE_ID
 
 
-def test_delete_lets_go_of_its_claims_after_the_memorydb_cluster_is_gone_without_looking_it_up(
-    memorydb_stubber: Stubber, ec2_stubber: Stubber
+def test_delete_lets_go_after_the_memorydb_cluster_is_gone_without_looking_it_up(
+    memorydb_stubber: Stubber, ec2_stubber: Stubber, ledger_stubber: Stubber
 ) -> None:
     """The id names the rules: the cluster, deleted by hand, is not looked up (nothing is queued for it)."""
     held = f"cache-vpc-ingress:{SOURCE}@{ACCOUNT}:6379:{A}"
-    ours = rule("sgr-1", A, 6379, claim(held).tags())
-    rules_of(ec2_stubber, A, ours)
-    mark(ec2_stubber, "sgr-1")
-    read(ec2_stubber, ours)
+    state(ledger_stubber, A, 6379, entry(holders=1, version=2, rule_id="sgr-1"), held=True, physical_id=held)
+    lease(ledger_stubber, A, 6379, version=2, physical_id=held)
     revoke(ec2_stubber, A, "sgr-1")
+    forget(ledger_stubber, A, 6379, physical_id=held)
     event = vpc_event("Delete", MemoryDBClusterName="app-store")
     event["PhysicalResourceId"] = held
     assert_success(invoke(event))
@@ -675,40 +1026,69 @@ def test_a_rollback_delete_of_a_failed_create_finishes_when_the_memorydb_cluster
     assert (answer["Status"], answer["PhysicalResourceId"]) == ("SUCCESS", rollback["PhysicalResourceId"])
 
 
-def test_a_rollback_update_to_a_memorydb_cluster_deleted_meanwhile_keeps_the_id_it_holds(
-    memorydb_stubber: Stubber, ec2_stubber: Stubber
+def test_a_rollback_update_to_a_memorydb_cluster_deleted_meanwhile_makes_sure_only_of_what_its_id_holds(
+    memorydb_stubber: Stubber, ec2_stubber: Stubber, ledger_stubber: Stubber
 ) -> None:
-    """The failed attempt narrowed to group B; the rollback's cluster is gone, so the held id's rules are re-claimed
-    as they stand, with no lookup to go by, and the stack can finish its rollback."""
+    """The failed attempt narrowed to group B; the rollback's cluster is gone, so the held id's rules are made
+    sure of as the ledger holds them for it, with no lookup to go by and no new hold: the rollback finishes."""
     held = f"cache-vpc-ingress:{SOURCE}@{ACCOUNT}:6379:{A}"
     memorydb_refused(memorydb_stubber, "ClusterNotFoundFault", 400, message="Cluster app-store not found")
-    counted(ec2_stubber, A)
-    authorize(ec2_stubber, A, 6379, physical_id=held)
+    state(ledger_stubber, A, 6379, entry(holders=1, version=2, rule_id="sgr-1"), held=True, physical_id=held)
+    authorize(ec2_stubber, A, 6379, physical_id=held, error="InvalidPermission.Duplicate")
     event = vpc_event("Update", MemoryDBClusterName="app-store")
     event["PhysicalResourceId"] = held
     event["OldResourceProperties"] = {**event["ResourceProperties"], "TargetSecurityGroupIds": [B]}
     answer = invoke(event)
     assert (answer["Status"], answer["PhysicalResourceId"]) == ("SUCCESS", held)
+    assert answer["Data"]["SecurityGroupRuleIds"] == "sgr-1"
+
+
+def test_a_kept_held_id_the_ledger_says_it_does_not_hold_gains_nothing(
+    memorydb_stubber: Stubber, ec2_stubber: Stubber, ledger_stubber: Stubber
+) -> None:
+    """A crafted id kept by a rollback whose cluster is gone: no hold is taken, EC2 is asked nothing."""
+    crafted = f"cache-vpc-ingress:0.0.0.0/0:6379:{A}"
+    memorydb_refused(memorydb_stubber, "ClusterNotFoundFault", 400, message="Cluster app-store not found")
+    state(ledger_stubber, A, 6379, None, held=False, physical_id=crafted, source="0.0.0.0/0")
+    event = vpc_event("Update", MemoryDBClusterName="app-store")
+    del event["ResourceProperties"]["SourceSecurityGroupId"]
+    event["ResourceProperties"].update(SourceCidrIp="0.0.0.0/0", AllowAnyIpAddress="true")
+    event["PhysicalResourceId"] = crafted
+    event["OldResourceProperties"] = {**event["ResourceProperties"], "TargetSecurityGroupIds": [B]}
+    answer = invoke(event)
+    assert (answer["Status"], answer["PhysicalResourceId"]) == ("SUCCESS", crafted)
+    assert answer["Data"]["SecurityGroupRuleIds"] == ""
+
+
+def test_an_ipv4_range_into_a_cache_reached_over_ipv6_only_fails_naming_both_without_touching_ec2(
+    stubber: Stubber, ec2_stubber: Stubber, ledger_stubber: Stubber
+) -> None:
+    serverless(stubber, [A], network_type="ipv6")
+    assert_failed(
+        invoke(ranged_event(SourceCidrIp="10.20.0.0/16")),
+        "SourceCidrIp 10.20.0.0/16 cannot reach ServerlessCacheName 'sessions': its NetworkType is ipv6",
+    )
 
 
 # -- each target group's quota of inbound rules, counted before any write ---------------
 
 PREFIX_LIST = "pl-0123456789abcdef0"
 LISTED_ID = f"cache-vpc-ingress:{PREFIX_LIST}:6379,6380:{A},{B}"
+LISTED = {"PrefixListIds": [{"PrefixListId": PREFIX_LIST, "Description": DESCRIPTION}]}
 
 
 def office_rules(group: str, count: int) -> list[dict[str, Any]]:
     """``count`` rules into ``group`` from IPv4 ranges, on port 22, as DescribeSecurityGroupRules shows them."""
     made = []
     for i in range(count):
-        item = {**rule(f"sgr-{group[-1]}o{i}", group, 22, {}), "CidrIpv4": f"10.{i}.0.0/16"}
+        item = {**rule(f"sgr-{group[-1]}o{i}", group, 22), "CidrIpv4": f"10.{i}.0.0/16"}
         del item["ReferencedGroupInfo"]
         made.append(item)
     return made
 
 
-def listed_rule(rule_id: str, group: str, port: int, tags: dict[str, str]) -> dict[str, Any]:
-    item = {**rule(rule_id, group, port, tags), "PrefixListId": PREFIX_LIST}
+def listed_rule(rule_id: str, group: str, port: int) -> dict[str, Any]:
+    item = {**rule(rule_id, group, port), "PrefixListId": PREFIX_LIST}
     del item["ReferencedGroupInfo"]
     return item
 
@@ -723,21 +1103,27 @@ def quota(stub: Stubber, value: float | None = None, error: str | None = None) -
     stub.add_response("get_service_quota", answer, params)
 
 
-def listed_authorize(ec2: Stubber, group: str, *ports: int, error: str | None = None) -> None:
-    source = {"PrefixListIds": [{"PrefixListId": PREFIX_LIST, "Description": DESCRIPTION}]}
-    params = {**ranged_authorize_params(LISTED_ID, source, *ports), "GroupId": group}
+def listed_authorize(ec2: Stubber, group: str, port: int, physical_id: str = LISTED_ID, error: str = "") -> None:
+    """Expect the Authorize of one rule from the prefix list into ``group``, tagged for people."""
+    params = {
+        "GroupId": group,
+        "IpPermissions": [{"IpProtocol": "tcp", "FromPort": port, "ToPort": port, **LISTED}],
+        "TagSpecifications": [
+            {"ResourceType": "security-group-rule", "Tags": tag_list(rule_tags(TABLE, holder(physical_id)))}
+        ],
+    }
     if error:
         ec2.add_client_error("authorize_security_group_ingress", error, error, 400, expected_params=params)
         return
-    made = [listed_rule(f"sgr-{group[-1]}{p}", group, p, claim(LISTED_ID).tags()) for p in ports]
+    made = [listed_rule(f"sgr-{group[-1]}{port}", group, port)]
     ec2.add_response("authorize_security_group_ingress", {"Return": True, "SecurityGroupRules": made}, params)
 
 
 def test_a_prefix_list_on_a_two_port_serverless_cache_counts_its_size_twice_and_fails_before_any_write(
-    stubber: Stubber, ec2_stubber: Stubber, quotas_stubber: Stubber
+    stubber: Stubber, ec2_stubber: Stubber, ledger_stubber: Stubber, quotas_stubber: Stubber
 ) -> None:
     """21 rules in B, and a list of 20 entries on two ports: 61 IPv4 rules, past the quota Service Quotas will not
-    tell (EC2's 60). Nothing is written, into A either: no Authorize is queued, so one would fail otherwise."""
+    tell (EC2's 60). Nothing is written, into A either, nor held: no Authorize and no ledger call is queued."""
     serverless(stubber, [A, B])
     counted(ec2_stubber, A, B, held={B: office_rules(B, 21)})
     prefix_list_sizes(ec2_stubber, [PREFIX_LIST], {PREFIX_LIST: 20})
@@ -750,20 +1136,23 @@ def test_a_prefix_list_on_a_two_port_serverless_cache_counts_its_size_twice_and_
 
 
 def test_a_quota_raised_in_service_quotas_lets_the_grant_through_and_is_read_once_a_while(
-    stubber: Stubber, ec2_stubber: Stubber, quotas_stubber: Stubber
+    stubber: Stubber, ec2_stubber: Stubber, ledger_stubber: Stubber, quotas_stubber: Stubber
 ) -> None:
     quota(quotas_stubber, 100.0)  # once: the second Create goes by what the sandbox keeps
     for _ in range(2):
         serverless(stubber, [A, B])
         counted(ec2_stubber, A, B, held={B: office_rules(B, 21)})
         prefix_list_sizes(ec2_stubber, [PREFIX_LIST], {PREFIX_LIST: 20})
-        listed_authorize(ec2_stubber, A, 6379, 6380)
-        listed_authorize(ec2_stubber, B, 6379, 6380)
+        for group in (A, B):
+            for port in (6379, 6380):
+                ledger_stubber.add_response("transact_write_items", {})  # held: a fresh rule
+                listed_authorize(ec2_stubber, group, port)
+                ledger_stubber.add_response("update_item", {})  # made, with its id
         assert_success(invoke(ranged_event(SourcePrefixListId=PREFIX_LIST)))
 
 
 def test_past_a_raised_quota_the_reason_names_that_quota(
-    stubber: Stubber, ec2_stubber: Stubber, quotas_stubber: Stubber
+    stubber: Stubber, ec2_stubber: Stubber, ledger_stubber: Stubber, quotas_stubber: Stubber
 ) -> None:
     serverless(stubber, [A])
     counted(ec2_stubber, A, held={A: office_rules(A, 90)})
@@ -774,36 +1163,35 @@ def test_past_a_raised_quota_the_reason_names_that_quota(
     assert "past its quota of 100" in answer["Reason"]
 
 
-def test_rules_that_exist_already_weigh_nothing_and_are_only_claimed(
-    stubber: Stubber, ec2_stubber: Stubber, quotas_stubber: Stubber
+def test_rules_that_exist_already_weigh_nothing_and_are_only_held(
+    stubber: Stubber, ec2_stubber: Stubber, ledger_stubber: Stubber, quotas_stubber: Stubber
 ) -> None:
     """A holds 20 rules and the list's two (20 entries each): 60, full; the grant makes nothing, so it fits."""
     serverless(stubber, [A])
     physical_id = f"cache-vpc-ingress:{PREFIX_LIST}:6379,6380:{A}"
-    theirs = [listed_rule(f"sgr-{p}", A, p, claim(physical_id, logical="OtherAccess").tags()) for p in (6379, 6380)]
+    theirs = [listed_rule(f"sgr-{p}", A, p) for p in (6379, 6380)]
     counted(ec2_stubber, A, held={A: [*office_rules(A, 20), *theirs]})
     prefix_list_sizes(ec2_stubber, [PREFIX_LIST], {PREFIX_LIST: 20})
-    source = {"PrefixListIds": [{"PrefixListId": PREFIX_LIST, "Description": DESCRIPTION}]}
-    duplicate = ranged_authorize_params(physical_id, source, 6379, 6380)
-    ec2_stubber.add_client_error(
-        "authorize_security_group_ingress", "InvalidPermission.Duplicate", "", 400, expected_params=duplicate
-    )
-    rules_of(ec2_stubber, A, *office_rules(A, 20), *theirs)
-    for found in theirs:
-        tag(ec2_stubber, found["SecurityGroupRuleId"], claim(physical_id).tags())
-        both = {**claim(physical_id, logical="OtherAccess").tags(), **claim(physical_id).tags()}
-        read(ec2_stubber, {**found, "Tags": tag_list(both)})
+    for port in (6379, 6380):
+        hold_fresh(ledger_stubber, A, port, physical_id=physical_id, source=PREFIX_LIST, taken=True)
+        state(
+            ledger_stubber, A, port, entry(holders=1, version=3, rule_id=f"sgr-{port}"), False, physical_id, PREFIX_LIST
+        )
+        ledger_stubber.add_response("transact_write_items", {})  # joined
+        listed_authorize(ec2_stubber, A, port, physical_id, error="InvalidPermission.Duplicate")
     answer = invoke(ranged_event(SourcePrefixListId=PREFIX_LIST))
     assert_success(answer)
     assert answer["Data"]["SecurityGroupRuleIds"] == "sgr-6379,sgr-6380"
 
 
-def test_a_group_filled_by_another_writer_after_the_count_fails_with_the_quota_reason(
-    stubber: Stubber, ec2_stubber: Stubber
+def test_a_group_filled_by_another_writer_after_the_count_fails_with_the_quota_reason_and_holds_nothing(
+    stubber: Stubber, ec2_stubber: Stubber, ledger_stubber: Stubber
 ) -> None:
     serverless(stubber, [A])
     counted(ec2_stubber, A)
-    authorize(ec2_stubber, A, 6379, 6380, error="RulesPerSecurityGroupLimitExceeded")
+    hold_fresh(ledger_stubber, A, 6379)
+    authorize(ec2_stubber, A, 6379, error="RulesPerSecurityGroupLimitExceeded")
+    withdraw(ledger_stubber, A, 6379)
     answer = invoke(vpc_event(ServerlessCacheName="sessions"))
     assert_failed(answer, f"security group {A} has no room for these rules within its quota of inbound rules")
     assert "another writer may have added rules since they were counted" in answer["Reason"]

@@ -120,14 +120,14 @@ def test_every_event_delivered_twice_changes_nothing(cfn: CloudFormation, standi
     assert standin.ingress_table() == []
 
 
-def test_two_stacks_declaring_one_ingress_share_it_until_either_is_deleted(
+def test_two_stacks_declaring_one_ingress_keep_it_until_the_last_is_deleted(
     cfn: CloudFormation, standin: ElastiCacheStandIn
 ) -> None:
-    """The documented limit (README, Limits): ElastiCache keeps no owner, so there is no reference count."""
+    """ElastiCache keeps no owner: the ledger counts the holders of a cache security group ingress too."""
     first = cfn.create_stack("first", {"Web": WEB})
     second = cfn.create_stack("second", {"Web": WEB})
     assert first.resources["Web"].physical_id == second.resources["Web"].physical_id
     cfn.delete_stack(second)
-    assert standin.authorized() == set()  # the first stack's access went with the second stack
-    cfn.update_stack(first, {"Web": {**WEB, "EC2SecurityGroupOwnerId": "1234-5678-9012"}})  # any update repairs it
-    assert standin.authorized() == declared(first)
+    assert standin.authorized() == declared(first) == {("app-cache-sg", "web", "123456789012")}
+    cfn.delete_stack(first)
+    assert standin.authorized() == set()

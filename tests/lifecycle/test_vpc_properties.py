@@ -1,4 +1,4 @@
-"""Random VPC-mode histories of several stacks, people and concurrent operations, against moto's EC2.
+"""Random VPC-mode histories of several stacks, people and concurrent operations, against moto's EC2 and ledger.
 
 Two stacks, each with up to two resources whose cache (the serverless
 cache ``sessions`` or the MemoryDB cluster ``sessions``, behind the same
@@ -19,6 +19,7 @@ made by hand; each rule made by hand keeps its own description.
 from __future__ import annotations
 
 import ipaddress
+import os
 import threading
 from typing import Any
 
@@ -129,6 +130,7 @@ class VpcStackHistory(RuleBasedStateMachine):
             aws_api.ElastiCacheApi(aws_api.make_client("elasticache")),
             aws_api.Ec2Api(aws_api.make_client("ec2")),
             aws_api.MemoryDbApi(aws_api.make_client("memorydb")),
+            aws_api.LedgerApi(aws_api.make_client("dynamodb"), os.environ["LEDGER_TABLE"]),
         )
         self.elsewhere_held: tuple[RuleSet, dict[str, Any]] | None = None
 
@@ -243,9 +245,14 @@ class VpcStackHistory(RuleBasedStateMachine):
             return  # refused before any change: nothing was granted
         try:
             self.elsewhere.grant(
-                granted, request=request, instance=self._instance(""), deadline=deadline, undo_on_failure=False
+                granted,
+                request=request,
+                instance=self._instance(""),
+                deadline=deadline,
+                undo_on_failure=False,
+                on_held=lambda: None,
             )
-        except ResourceError:  # the Create failed: its rollback Delete lets go of what it claimed
+        except ResourceError:  # the Create failed: its rollback Delete lets go of what it held
             self.elsewhere.revoke(granted, instance=self._instance(granted.physical_id), deadline=Deadline(20.0))
             return
         self.elsewhere_held = (granted, properties)

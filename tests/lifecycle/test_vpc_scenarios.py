@@ -16,13 +16,12 @@ from typing import Any
 import pytest
 
 import app as handler
-from cache_ingress.claims import CLAIM_PREFIX, PRE_EXISTING_KEY
 from offline.harness import build_vpc_example
 from offline.moto_backend import MotoBackend
 from offline.receiver import ResponseReceiver
 from offline.standin import Cache, ElastiCacheStandIn
 from tests.lifecycle.simulator import CloudFormation
-from tests.support import Servers
+from tests.support import Servers, ledger_view
 
 ACCOUNT = "123456789012"
 MISSING = "sg-0ffffffffffffffff"
@@ -66,14 +65,17 @@ class Vpc:
     def store(self, **extra: Any) -> dict[str, Any]:
         return {"MemoryDBClusterName": "store", "SourceSecurityGroupId": self.app, **extra}
 
-    def claims(self) -> dict[tuple[str, int], set[str]]:
-        """(target name, port) of every rule from app-servers -> the claims on it, as a person reads them."""
+    def holders(self, source: str = "") -> dict[tuple[str, int], set[str]]:
+        """(target name, port) of every rule from app-servers (or ``source``, as the id spells it) that EC2 holds
+        -> who holds it in the ledger, as a person reads them."""
         names = {self.cache: "cache", self.shared: "shared"}
+        ledger = ledger_view(self.moto)
+        spelt = source or f"{self.app}@{ACCOUNT}"
         return {
-            (names[target], port): {v for k, v in tags.items() if k.startswith(CLAIM_PREFIX)}
+            (names[target], port): set(ledger.get(f"vpc|{target}|tcp|{port}|{spelt}", {}).get("held_by", []))
             for target in (self.cache, self.shared)
-            for (source, port), tags in self.moto.rule_tags(target).items()
-            if source == self.app
+            for held, _, port, _ in self.moto.ingress(target)
+            if held == (source or self.app)
         }
 
     def by_hand(self, target: str, port: int = 6379, description: str = "opened by the on-call") -> None:
@@ -154,7 +156,7 @@ def test_create_narrow_widen_and_delete(world: Vpc) -> None:
 def test_a_narrowing_replacement_and_its_cleanup_need_no_cloudformation_lookup(world: Vpc) -> None:
     stack = world.cfn.create_stack("app", {"Access": world.access()})
     world.cfn.update_stack(stack, {"Access": world.access(TargetSecurityGroupIds=[world.cache])})
-    # The cleanup Delete of the old id ran: the rule the new id also claims stays, the other went.
+    # The cleanup Delete of the old id ran: the rule the new id also holds stays, the other went.
     assert [i.event["RequestType"] for i in world.cfn.log] == ["Create", "Update", "Delete"]
     assert (stack.status, world.rules()) == ("UPDATE_COMPLETE", {("app", "cache", 6379)})
     assert not hasattr(handler, "stacks")
@@ -257,17 +259,17 @@ def test_a_move_to_vpc_mode_whose_answer_is_lost_is_taken_back_by_the_rollback(
     assert (standin.authorized(), world.rules()) == ({("app-cache-sg", "app-servers", ACCOUNT)}, set())
 
 
-def test_a_memorydb_cluster_named_alone_is_opened_narrowed_and_closed_with_its_claims(world: Vpc) -> None:
+def test_a_memorydb_cluster_named_alone_is_opened_narrowed_and_closed_with_its_holds(world: Vpc) -> None:
     stack = world.cfn.create_stack("app", {"Access": world.store()})
     assert (stack.status, world.rules()) == ("CREATE_COMPLETE", BOTH)
-    assert set(world.claims()) == {("cache", 6379), ("shared", 6379)}
-    assert all(held == {"stack app, resource Access"} for held in world.claims().values())
+    assert set(world.holders()) == {("cache", 6379), ("shared", 6379)}
+    assert all(held == {"stack app, resource Access"} for held in world.holders().values())
 
     world.cfn.update_stack(stack, {"Access": world.store(TargetSecurityGroupIds=[world.cache])})
     assert (stack.status, world.rules()) == ("UPDATE_COMPLETE", {("app", "cache", 6379)})
 
     world.cfn.delete_stack(stack)
-    assert (stack.status, world.rules(), world.claims()) == ("DELETE_COMPLETE", set(), {})
+    assert (stack.status, world.rules(), world.holders()) == ("DELETE_COMPLETE", set(), {})
 
 
 def test_a_stack_whose_memorydb_cluster_was_deleted_by_hand_still_deletes_and_takes_its_rules_back(world: Vpc) -> None:
@@ -332,9 +334,9 @@ def test_a_repeated_create_that_went_through_after_the_first_failed_its_lookup_i
     world: Vpc, servers: Servers
 ) -> None:
     """The same Create delivered twice: the first's MemoryDB lookup hangs past the deadline, so it fails before any
-    change, with the id the function makes for that case; the second goes through and claims its rules, under the
+    change, with the id the function makes for that case; the second goes through and holds its rules, under the
     same id, since both have the same RequestId. CloudFormation acts on the first answer: its rollback Delete of
-    that id must look the cluster up and let go of the claims, though the Create it answered changed nothing."""
+    that id must look the cluster up and let go of the holds, though the Create it answered changed nothing."""
     servers.memorydb.stall_next(1, 3.0)
     world.cfn.budget = 3.0  # the deadline is 2.25 s
     world.cfn.duplicate_deliveries = True
@@ -395,7 +397,7 @@ def test_moving_from_a_replication_group_to_a_memorydb_cluster_keeps_the_rules_b
 def test_a_memorydb_stack_and_a_replication_group_stack_sharing_rules_each_hold_them(world: Vpc) -> None:
     x = world.cfn.create_stack("x", {"Access": world.access()})
     y = world.cfn.create_stack("y", {"Access": world.store()})
-    assert all(held == {"stack x, resource Access", "stack y, resource Access"} for held in world.claims().values())
+    assert all(held == {"stack x, resource Access", "stack y, resource Access"} for held in world.holders().values())
     world.cfn.delete_stack(x)
     assert world.rules() == BOTH  # y's MemoryDB cluster still needs them
     world.cfn.delete_stack(y)
@@ -464,7 +466,7 @@ def test_a_rule_made_by_hand_survives_a_create_and_delete_with_its_description(w
     assert world.described() == {(world.cache, 6379, "opened by the on-call")}
 
 
-def test_a_delete_with_a_crafted_id_revokes_nothing_it_did_not_claim(world: Vpc) -> None:
+def test_a_delete_with_a_crafted_id_revokes_nothing_it_does_not_hold(world: Vpc) -> None:
     x = world.cfn.create_stack("x", {"Access": world.access()})
     world.by_hand(world.shared, 6380)
     crafted = f"cache-vpc-ingress:{world.app}@{ACCOUNT}:6379,6380:{','.join(sorted((world.cache, world.shared)))}"
@@ -516,16 +518,16 @@ def test_respelling_a_cidr_is_no_replacement_and_changes_no_rule(world: Vpc) -> 
     assert targets_of(world.from_source(VPN)) == INTO_BOTH
 
 
-def test_a_prefix_list_is_let_in_claimed_and_taken_back(world: Vpc) -> None:
+def test_a_prefix_list_is_let_in_held_and_taken_back(world: Vpc) -> None:
     agents = world.moto.prefix_list("build-agents", ["10.8.0.0/16", "10.9.0.0/16"])
     stack = world.cfn.create_stack("app", {"Access": world.let_in(SourcePrefixListId=agents.upper())})
     assert stack.status == "CREATE_COMPLETE"
     assert stack.resources["Access"].physical_id.startswith(f"cache-vpc-ingress:{agents}:6379:")
     assert targets_of(world.from_source(agents)) == INTO_BOTH
-    claims = [tags for (source, _), tags in world.moto.rule_tags(world.cache).items() if source == agents]
-    assert [sorted(v for k, v in tags.items() if k.startswith("cache-ingress:claim:")) for tags in claims] == [
-        ["stack app, resource Access"]
-    ]
+    assert world.holders(agents) == {
+        ("cache", 6379): {"stack app, resource Access"},
+        ("shared", 6379): {"stack app, resource Access"},
+    }
     world.cfn.delete_stack(stack)
     assert world.from_source(agents) == set()
 
@@ -587,11 +589,12 @@ def test_changing_the_kind_of_source_replaces_the_rules_and_a_rollback_restores_
 def test_a_rule_made_by_hand_from_the_same_range_spelt_otherwise_is_that_rule_and_outlives_the_delete(
     world: Vpc, by_hand: dict[str, str], declared: dict[str, str], held: str
 ) -> None:
-    """EC2 keeps one rule per range, however it was spelt (masked, lower case): the Create finds it, marks it."""
+    """EC2 keeps one rule per range, however it was spelt (masked, lower case): the Create finds it, and the
+    ledger records it as there before any holder."""
     world.by_hand_from(world.cache, **by_hand)
     stack = world.cfn.create_stack("app", {"Access": world.let_in(**declared)})
-    into_cache = [tags for (source, _), tags in world.moto.rule_tags(world.cache).items() if source == held]
-    assert [PRE_EXISTING_KEY in tags for tags in into_cache] == [True]
+    spelt = f"[{held}]" if ":" in held else held
+    assert ledger_view(world.moto)[f"vpc|{world.cache}|tcp|6379|{spelt}"]["origin"] == "pre-existing"
     world.cfn.delete_stack(stack)
     assert world.from_source(held) == {("cache", 6379, "opened by the on-call")}
 
@@ -599,7 +602,8 @@ def test_a_rule_made_by_hand_from_the_same_range_spelt_otherwise_is_that_rule_an
 def test_a_cidr_rule_made_by_hand_with_the_resources_own_description_is_still_not_taken_for_its_own(
     world: Vpc,
 ) -> None:
-    """Only group rules can come from the release before claims; any other unclaimed rule is someone else's."""
+    """Only group rules can come from the release before the ledger; any other rule it has no entry for is
+    someone else's."""
     copied = "cache-sg-ingress: stack app, resource Access"
     world.by_hand_from(world.cache, description=copied, CidrIp=OFFICE)
     stack = world.cfn.create_stack("app", {"Access": world.let_in(SourceCidrIp=OFFICE)})

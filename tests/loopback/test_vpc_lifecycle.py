@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 
 import app
-from cache_ingress.claims import CLAIM_PREFIX
 from offline.harness import EXAMPLE_GROUPS, ROOT, build_vpc_example
+from offline.ledger_table import LEDGER_TABLE
 from offline.moto_backend import MotoBackend
 from offline.standin import Cache, ElastiCacheStandIn
-from tests.support import assert_failed, assert_success, invoke, load_event, run_module
+from tests.support import assert_failed, assert_success, invoke, ledger_view, load_event, run_module
 
 ACCOUNT = "123456789012"
 DEFAULT_DESCRIPTION = "cache-sg-ingress: stack cache-access, resource AppCacheAccess"
@@ -81,16 +81,17 @@ class World:
         }
 
     def holders(self) -> dict[str, list[str]]:
-        """Each rule from app-servers into the cache's groups -> the claims on it, as a person reads them."""
+        """Each rule from app-servers into the cache's groups (by its id) -> who holds it in the ledger."""
         ec2 = self.moto.client("ec2")
+        ledger = ledger_view(self.moto)
         found = {}
         for group in (self.cache, self.shared):
             for rule in ec2.describe_security_group_rules(Filters=[{"Name": "group-id", "Values": [group]}])[
                 "SecurityGroupRules"
             ]:
                 if (rule.get("ReferencedGroupInfo") or {}).get("GroupId") == self.app:
-                    tags = rule.get("Tags") or []
-                    found[rule["SecurityGroupRuleId"]] = [t["Value"] for t in tags if t["Key"].startswith(CLAIM_PREFIX)]
+                    key = f"vpc|{group}|tcp|{rule['FromPort']}|{self.app}@{ACCOUNT}"
+                    found[rule["SecurityGroupRuleId"]] = ledger.get(key, {}).get("held_by", [])
         return found
 
     def by_hand(self, verb: str, group: str, description: str | None = None) -> None:
@@ -123,17 +124,24 @@ def test_a_cache_named_alone_gets_its_port_opened_on_each_of_its_groups(world: W
     assert [c.action for c in world.standin.calls()] == ["DescribeReplicationGroups", "DescribeCacheClusters"]
 
 
-def test_each_rule_says_in_its_tags_which_stack_and_resource_hold_it(world: World) -> None:
+def test_the_ledger_lists_which_stacks_and_resources_hold_each_rule_and_the_rule_says_where_to_look(
+    world: World,
+) -> None:
     world.send(world.event("vpc-create.json"))
     other = world.event("vpc-create.json", LogicalResourceId="OtherAccess")
     world.send(other)
     holders = world.holders()
     assert len(holders) == 2
     for held in holders.values():
-        assert sorted(held) == [
-            "stack cache-access, resource AppCacheAccess",
-            "stack cache-access, resource OtherAccess",
-        ]
+        assert held == ["stack cache-access, resource AppCacheAccess", "stack cache-access, resource OtherAccess"]
+    for group in (world.cache, world.shared):
+        (made,) = world.moto.client("ec2").describe_security_group_rules(
+            Filters=[{"Name": "group-id", "Values": [group]}]
+        )["SecurityGroupRules"][-1:]
+        assert {t["Key"]: t["Value"] for t in made["Tags"]} == {
+            "cache-ingress:managed-by": f"Custom::CacheSecurityGroupIngress; holders in DynamoDB table {LEDGER_TABLE}",
+            "cache-ingress:made-by": "stack cache-access, resource AppCacheAccess",
+        }
 
 
 def test_full_lifecycle_with_a_narrowing_replacement_leaves_the_shared_rule_to_the_new_resource(world: World) -> None:
@@ -189,7 +197,7 @@ def test_an_update_with_the_same_rules_repairs_a_rule_revoked_by_hand(world: Wor
     assert {(group, port) for group, port, _ in world.rules()} == {("app-cache", 6379), ("shared-clients", 6379)}
 
 
-def test_a_rule_made_by_hand_is_claimed_but_keeps_its_description_and_outlives_the_delete(world: World) -> None:
+def test_a_rule_made_by_hand_is_held_but_keeps_its_description_and_outlives_the_delete(world: World) -> None:
     world.by_hand("authorize", world.cache, description="by hand")
     answer = world.send(world.event("vpc-create.json"))
     assert answer["Status"] == "SUCCESS"
@@ -198,22 +206,23 @@ def test_a_rule_made_by_hand_is_claimed_but_keeps_its_description_and_outlives_t
     assert world.rules() == {("app-cache", 6379, "by hand")}
 
 
-def test_a_rule_the_release_before_claims_made_is_taken_back_by_its_delete(world: World) -> None:
-    """Upgrade: an untagged rule with this resource's own description counts as the claim of the id it holds."""
+def test_a_rule_the_release_before_the_ledger_made_is_taken_back_by_its_delete(world: World) -> None:
+    """Upgrade: a rule the ledger has no entry for, with this resource's own description, is the held id's."""
     world.by_hand("authorize", world.cache, description=DEFAULT_DESCRIPTION)
     world.by_hand("authorize", world.shared, description="by hand")
     assert_success(world.send(world.event("vpc-delete.json")))
     assert world.rules() == {("shared-clients", 6379, "by hand")}
 
 
-def test_an_update_after_the_upgrade_writes_down_the_claims_the_earlier_release_left_implicit(world: World) -> None:
+def test_an_update_after_the_upgrade_records_the_holds_the_earlier_release_left_implicit(world: World) -> None:
     world.by_hand("authorize", world.cache, description=DEFAULT_DESCRIPTION)
     world.by_hand("authorize", world.shared, description=DEFAULT_DESCRIPTION)
     narrowed = world.event("vpc-update.json", properties={"TargetSecurityGroupIds": [world.cache]})
     narrowed["OldResourceProperties"].pop("Description", None)
     narrowed["ResourceProperties"].pop("Description", None)
     assert_success(world.send(narrowed))
-    # The held id's claim is now on both rules, the new id's on the cache's: the cleanup leaves that one.
+    # The new id holds the cache's rule in the ledger, made by this resource: the cleanup leaves it, and
+    # takes back the rule only the old id names.
     assert_success(world.send(world.event("vpc-delete.json")))
     assert {(group, port) for group, port, _ in world.rules()} == {("app-cache", 6379)}
 
@@ -323,7 +332,7 @@ def test_a_cache_cluster_of_its_own_is_found_by_id(world: World) -> None:
     assert {(port, source) for source, _, port, _ in world.moto.ingress(world.shared)} == {(11211, world.app)}
 
 
-def test_a_memorydb_cluster_is_found_in_memorydb_and_its_grant_made_and_taken_back_with_its_claim(
+def test_a_memorydb_cluster_is_found_in_memorydb_and_its_grant_made_held_and_taken_back(
     world: World,
 ) -> None:
     """The example world's MemoryDB cluster app-store (moto's MemoryDB), guarded by shared-clients on 6379."""
@@ -339,7 +348,7 @@ def test_a_memorydb_cluster_is_found_in_memorydb_and_its_grant_made_and_taken_ba
 
 
 def test_a_memorydb_grant_sharing_a_rule_with_a_replication_group_grant_leaves_it_to_that_one(world: World) -> None:
-    """Both let app-servers into shared-clients on 6379: two claims on one rule, whatever kind of cache named it."""
+    """Both let app-servers into shared-clients on 6379: two holders of one rule, whatever kind of cache named it."""
     assert_success(world.send(world.event("vpc-create.json")))
     assert_success(world.send(world.event("vpc-memorydb-create.json")))
     shared_rule = [held for held in world.holders().values() if len(held) == 2]
@@ -394,11 +403,10 @@ def test_upgrade_an_earlier_release_resource_with_a_custom_description_whose_fir
 
 
 def test_upgrade_rolling_back_a_narrowing_replacement_does_not_mark_the_old_rules_pre_existing(world: World) -> None:
-    """Both rules from the release before claims (default description). A narrowing Update writes the old id's
-    claim on the rule both ids name; another resource fails, so CloudFormation updates back to the old
-    properties with the new id and deletes the new id. The rollback claims the rule only the old id names
-    with the pre-existing mark (it looks for the release before claims under the new id's rules only), so
-    the stack's final Delete leaves it in place for ever.
+    """Both rules from the release before the ledger (default description). A narrowing Update holds the rule
+    both ids name under the new id; another resource fails, so CloudFormation updates back to the old
+    properties with the new id and deletes the new id. The rollback must hold the rule only the old id names
+    as made by this resource, not as pre-existing, or the stack's final Delete would leave it for ever.
     """
     world.by_hand("authorize", world.cache, description=DEFAULT_DESCRIPTION)
     world.by_hand("authorize", world.shared, description=DEFAULT_DESCRIPTION)
@@ -427,9 +435,9 @@ def test_upgrade_a_narrowing_replacement_of_a_custom_description_resource_takes_
     """The earlier release made both rules with the resource's custom Description, which the Update keeps.
 
     The narrowing Update is the resource's "next Update", at which README says such a resource is
-    recognised. The rule both ids name gets the old id's claim written down; the rule only the old id names
-    is left untagged, and the cleanup Delete of the old id recognises only the default description, so it
-    leaves that rule for ever, declared by no resource.
+    recognised. The rule both ids name is held by the new id; the rule only the old id names has no ledger
+    entry, and the cleanup Delete of the old id recognises only the default description, so it leaves that
+    rule for ever, declared by no resource.
     """
     described = "app servers: sessions cache"
     world.by_hand("authorize", world.cache, description=described)
@@ -442,12 +450,12 @@ def test_upgrade_a_narrowing_replacement_of_a_custom_description_resource_takes_
     assert world.rules() == {("app-cache", 6379, described)}, "the rule the replacement dropped was left behind"
 
 
-def test_a_delete_whose_revoke_is_refused_does_not_leave_a_mark_that_fails_another_stacks_create(
+def test_a_delete_whose_revoke_is_refused_does_not_keep_a_lease_that_fails_another_stacks_create(
     world: World,
 ) -> None:
-    """Stack X's Delete marks its rule revoking, then EC2 refuses the Revoke (an SCP, say): X's Delete fails and
-    the rule stays, still X's. Stack Y's Create of the same rule must claim it, not wait out a mark that
-    stands for a Revoke nobody will make (the mark would otherwise last X's whole deadline plus 20 s)."""
+    """Stack X's Delete leases its rule for the revoke, then EC2 refuses the Revoke (an SCP, say): X's Delete
+    fails and the rule stays. Stack Y's Create of the same rule must hold it, not wait out a lease that
+    stands for a Revoke nobody will make (it would otherwise last X's whole deadline plus 20 s)."""
     from botocore.awsrequest import AWSResponse
 
     assert_success(world.send(world.event("vpc-create.json")))
@@ -474,13 +482,13 @@ def test_a_delete_whose_revoke_is_refused_does_not_leave_a_mark_that_fails_anoth
 
 @pytest.mark.xfail(
     strict=True,
-    reason="README, Limits: a Delete cut short at its Revoke leaves its revoking mark until it expires",
+    reason="README, Limits: a Delete cut short at its Revoke keeps its lease until it expires",
 )
 def test_a_delete_cut_short_by_its_deadline_at_the_revoke_does_not_fail_another_stacks_create(world: World) -> None:
-    """Stack X's Delete marks its rules revoking, then EC2 throttles every Revoke until X's deadline: X fails
-    in time (a fault with no time left) and its rules stay, still claimed by X. Stack Y, with time, then
-    creates the same rules: a throttling storm that is over must not fail it, yet it waits on X's mark
-    (X's deadline plus 20 s) past its own ServiceTimeout."""
+    """Stack X's Delete leases its rules for the revoke, then EC2 throttles every Revoke until X's deadline: X
+    fails in time (a fault with no time left) and its rules stay. Stack Y, with time, then creates the same
+    rules: a throttling storm that is over must not fail it, yet it waits on X's lease (X's deadline plus
+    20 s) past its own ServiceTimeout."""
     from tests.support import handle, servers
 
     assert_success(world.send(world.event("vpc-create.json")))
@@ -496,7 +504,7 @@ def test_a_delete_cut_short_by_its_deadline_at_the_revoke_does_not_fail_another_
     finally:
         events.unregister("before-call.ec2.RevokeSecurityGroupIngress", storm)
     time.sleep(2.5)  # the storm is over
-    assert len(world.rules()) == 2  # nothing revoked: X still holds both rules
+    assert len(world.rules()) == 2  # nothing revoked
 
     other = world.event(
         "vpc-create.json",

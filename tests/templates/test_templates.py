@@ -12,7 +12,7 @@ from cfnlint.decode import cfn_yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cache_ingress.claims import TAG_PREFIX
+from cache_ingress.vpc_holds import TAG_PREFIX
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Each API class of handler/cache_ingress/aws_api.py, and the IAM service its client calls.
@@ -21,7 +21,15 @@ API_SERVICES = {
     "Ec2Api": "ec2",
     "MemoryDbApi": "memorydb",
     "ServiceQuotasApi": "servicequotas",
+    "LedgerApi": "dynamodb",
 }
+#: DynamoDB has no TransactWriteItems action: each write a transaction holds is authorized as its own action
+#: (DynamoDB Developer Guide, "Using IAM with DynamoDB transactions"). Here, the kinds of write aws_api.py
+#: puts in one (the key of its TransactItems entry) and the action each is authorized as.
+TRANSACTION_WRITES = {'"Put"': "dynamodb:PutItem", '"Update"': "dynamodb:UpdateItem", '"Delete"': "dynamodb:DeleteItem"}
+#: An Authorize that tags the rules it makes (TagSpecifications) needs ec2:CreateTags as well (EC2 User Guide,
+#: "Grant permission to tag resources during creation").
+TAG_ON_CREATE = ("TagSpecifications=", "ec2:CreateTags")
 #: The resources each action may touch: this account and region, and only the kind of resource it needs.
 SCOPES = {
     "elasticache:AuthorizeCacheSecurityGroupIngress": ["elasticache", "securitygroup:*"],
@@ -34,7 +42,6 @@ SCOPES = {
     "ec2:RevokeSecurityGroupIngress": ["ec2", "security-group/*", "security-group-rule/*"],
     "ec2:UpdateSecurityGroupRuleDescriptionsIngress": ["ec2", "security-group/*", "security-group-rule/*"],
     "ec2:CreateTags": ["ec2", "security-group-rule/*"],
-    "ec2:DeleteTags": ["ec2", "security-group-rule/*"],
     # MemoryDB's ARNs: arn:<partition>:memorydb:<region>:<account>:cluster/<name> (Service Authorization Reference).
     "memorydb:DescribeClusters": ["memorydb", "cluster/*"],
     # Service Quotas' ARNs: arn:<partition>:servicequotas:<region>:<account>:<service code>/<quota code>; only
@@ -59,13 +66,26 @@ CHOICES = [
 _NO_VALUE = object()
 
 
+#: The ledger's item-level actions, each on the ledger table alone.
+LEDGER_ACTIONS = {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
+
+
 def calls_the_function_makes() -> set[str]:
-    """IAM action names of every ``self.client.<method>`` call in aws_api.py, read from the source."""
+    """IAM action names of every ``self.client.<method>`` call in aws_api.py, read from the source.
+
+    A transaction counts as the writes the source puts in one (:data:`TRANSACTION_WRITES`); tags given to a
+    rule as it is made count as ec2:CreateTags (:data:`TAG_ON_CREATE`).
+    """
     source = (ROOT / "handler" / "cache_ingress" / "aws_api.py").read_text()
     actions = set()
     for name, body in re.findall(r"^class (\w+)(.*?)(?=^class |\Z)", source, re.S | re.M):
         for method in re.findall(r"self\.client\.(\w+)", body):
             actions.add(f"{API_SERVICES[name]}:{''.join(part.title() for part in method.split('_'))}")
+    if "dynamodb:TransactWriteItems" in actions:
+        actions.remove("dynamodb:TransactWriteItems")
+        actions |= {action for word, action in TRANSACTION_WRITES.items() if f"return {{{word}:" in source}
+    if TAG_ON_CREATE[0] in source:
+        actions.add(TAG_ON_CREATE[1])
     return actions
 
 
@@ -189,8 +209,8 @@ def test_lambda_neither_retries_an_event_nor_delivers_one_older_than_cloudformat
 
 def test_the_role_grants_only_the_calls_the_function_makes(template: dict[str, Any]) -> None:
     actions = {a for s in statements(template) for a in as_list(s["Action"])}
-    assert calls_the_function_makes() == set(SCOPES) | UNSCOPED
-    assert actions == set(SCOPES) | UNSCOPED | {"logs:CreateLogStream", "logs:PutLogEvents"}
+    assert calls_the_function_makes() == set(SCOPES) | UNSCOPED | LEDGER_ACTIONS
+    assert actions == set(SCOPES) | UNSCOPED | LEDGER_ACTIONS | {"logs:CreateLogStream", "logs:PutLogEvents"}
     assert all(s["Effect"] == "Allow" for s in statements(template))
     assert not any("*" in a for a in actions)
 
@@ -198,7 +218,7 @@ def test_the_role_grants_only_the_calls_the_function_makes(template: dict[str, A
 def test_each_action_is_scoped_to_its_kind_of_resource_in_this_account_and_region(template: dict[str, Any]) -> None:
     for statement in statements(template):
         for action in as_list(statement["Action"]):
-            if action.startswith("logs:") or action in UNSCOPED:
+            if action.startswith("logs:") or action in UNSCOPED or action in LEDGER_ACTIONS:
                 continue
             service, *kinds = SCOPES[action]
             prefix = f"arn:${{AWS::Partition}}:{service}:${{AWS::Region}}:${{AWS::AccountId}}:"
@@ -326,29 +346,26 @@ def test_the_memorydb_consumer_names_the_cluster_alone_and_reads_attributes_the_
     assert read <= {"Port", "Ports", "TargetSecurityGroupIds", "SourceSecurityGroupId", "Description"}
 
 
-def test_claims_are_written_only_with_this_resources_tag_keys_and_only_while_authorizing(
+def test_tags_are_written_only_with_this_resources_keys_and_only_as_authorize_makes_a_rule(
     template: dict[str, Any],
 ) -> None:
+    """No tag is written on a rule that exists, and none deleted: ownership is in the ledger, not on the rule."""
     (tagging,) = [s for s in statements(template) if "ec2:CreateTags" in as_list(s["Action"])]
-    assert sorted(as_list(tagging["Action"])) == ["ec2:CreateTags", "ec2:DeleteTags"]
+    assert as_list(tagging["Action"]) == ["ec2:CreateTags"]
     assert tagging["Condition"] == {
-        "StringEqualsIfExists": {"ec2:CreateAction": "AuthorizeSecurityGroupIngress"},
+        "StringEquals": {"ec2:CreateAction": "AuthorizeSecurityGroupIngress"},
         "ForAllValues:StringLike": {"aws:TagKeys": f"{TAG_PREFIX}*"},
-        "Null": {"aws:TagKeys": "false"},
     }
 
 
-def test_tag_writes_must_name_their_keys_so_a_delete_tags_without_keys_cannot_wipe_a_rules_tags(
+def test_the_ledger_is_read_and_written_item_by_item_on_its_own_table_and_named_to_the_function(
     template: dict[str, Any],
 ) -> None:
-    """DeleteTags without ``Tags`` deletes every tag of the resource, and then the request has no aws:TagKeys.
-
-    ``ForAllValues`` over an empty (absent) key set is true (IAM User Guide, "Multivalued context keys"), so
-    the keys condition alone lets the role strip any person's or tool's tags off any rule. A ``Null``
-    condition on aws:TagKeys makes the request name its keys, which the function always does.
-    """
-    (tagging,) = [s for s in statements(template) if "ec2:DeleteTags" in as_list(s["Action"])]
-    assert tagging["Condition"].get("Null") == {"aws:TagKeys": "false"}
+    ledger = [s for s in statements(template) if any(a.startswith("dynamodb:") for a in as_list(s["Action"]))]
+    assert [set(as_list(s["Action"])) for s in ledger] == [LEDGER_ACTIONS]
+    assert [s["Resource"] for s in ledger] == [{"Fn::GetAtt": ["OwnershipLedger", "Arn"]}]
+    variables = template["Resources"]["IngressFunction"]["Properties"]["Environment"]["Variables"]
+    assert variables["LEDGER_TABLE"] == {"Ref": "OwnershipLedger"}
 
 
 def ingress_changes_on_groups() -> set[str]:

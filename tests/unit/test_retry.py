@@ -13,13 +13,13 @@ from cache_ingress.errors import OutOfTime
 from cache_ingress.timing import BACKSTOP_GRACE_S, MIN_ATTEMPT_S, Deadline
 
 GROUP = "sg-0000000000000000a"
-CLAIM = {"cache-ingress:claim:0123": "stack s, resource R"}
+TAGS = {"cache-ingress:made-by": "stack s, resource R"}
 PERMISSIONS = [{"IpProtocol": "tcp", "FromPort": 6379, "ToPort": 6379, "UserIdGroupPairs": [{"GroupId": GROUP}]}]
 PARAMS = {
     "GroupId": GROUP,
     "IpPermissions": PERMISSIONS,
     "TagSpecifications": [
-        {"ResourceType": "security-group-rule", "Tags": [{"Key": k, "Value": v} for k, v in CLAIM.items()]}
+        {"ResourceType": "security-group-rule", "Tags": [{"Key": k, "Value": v} for k, v in TAGS.items()]}
     ],
 }
 
@@ -63,7 +63,7 @@ def test_throttling_server_errors_and_5xx_are_retried_with_growing_jittered_wait
         waits.append(seconds)
         clock.sleep(seconds)
 
-    retry.change(lambda: api.authorize(GROUP, PERMISSIONS, CLAIM), Deadline(60, clock), sleep)
+    retry.change(lambda: api.authorize(GROUP, PERMISSIONS, TAGS), Deadline(60, clock), sleep)
     stubber.assert_no_pending_responses()
     assert len(waits) == 4
     assert all(0 <= wait <= retry.FIRST_BACKOFF_S * 2**n for n, wait in enumerate(waits))
@@ -73,7 +73,7 @@ def test_a_refusal_is_raised_at_once_for_the_rules_to_read(ec2: tuple[Ec2Api, St
     api, stubber = ec2
     fail(stubber, "InvalidPermission.Duplicate", 400)
     with pytest.raises(ApiError) as caught:
-        retry.change(lambda: api.authorize(GROUP, PERMISSIONS, CLAIM), Deadline(60), lambda _: pytest.fail("retried"))
+        retry.change(lambda: api.authorize(GROUP, PERMISSIONS, TAGS), Deadline(60), lambda _: pytest.fail("retried"))
     assert (caught.value.code, caught.value.status) == ("InvalidPermission.Duplicate", 400)
 
 
@@ -85,7 +85,7 @@ def test_no_quota_drains_however_many_calls_meet_errors(ec2: tuple[Ec2Api, Stubb
         fail(stubber, "InternalError", 500)
         fail(stubber, "RequestLimitExceeded", 503)
         succeed(stubber)
-        retry.change(lambda: api.authorize(GROUP, PERMISSIONS, CLAIM), Deadline(60, clock), clock.sleep)
+        retry.change(lambda: api.authorize(GROUP, PERMISSIONS, TAGS), Deadline(60, clock), clock.sleep)
     stubber.assert_no_pending_responses()
 
 
@@ -95,7 +95,7 @@ def test_retrying_stops_at_the_deadline_with_a_reason_saying_so(ec2: tuple[Ec2Ap
     for _ in range(200):
         fail(stubber, "RequestLimitExceeded", 503)
     with pytest.raises(OutOfTime, match=r"RequestLimitExceeded.*ran out of time"):
-        retry.change(lambda: api.authorize(GROUP, PERMISSIONS, CLAIM), Deadline(5, clock), clock.sleep)
+        retry.change(lambda: api.authorize(GROUP, PERMISSIONS, TAGS), Deadline(5, clock), clock.sleep)
     assert 5 - MIN_ATTEMPT_S - 0.1 <= clock.now - 100.0 <= 5  # the last attempt started just in time
 
 
@@ -105,9 +105,9 @@ def test_nothing_starts_once_the_invocation_has_answered(ec2: tuple[Ec2Api, Stub
     deadline = Deadline(60)
     deadline.answered()
     with pytest.raises(OutOfTime, match="already been answered"):
-        retry.change(lambda: api.authorize(GROUP, PERMISSIONS, CLAIM), deadline)
+        retry.change(lambda: api.authorize(GROUP, PERMISSIONS, TAGS), deadline)
     with pytest.raises(OutOfTime):
-        retry.read(lambda: api.authorize(GROUP, PERMISSIONS, CLAIM), deadline)
+        retry.read(lambda: api.authorize(GROUP, PERMISSIONS, TAGS), deadline)
     with pytest.raises(AssertionError):
         stubber.assert_no_pending_responses()  # the queued answer was never asked for
 
@@ -116,7 +116,7 @@ def test_nothing_starts_without_time_for_a_connect_and_a_read(ec2: tuple[Ec2Api,
     api, stubber = ec2
     succeed(stubber)
     with pytest.raises(OutOfTime, match="ran out of time"):
-        retry.change(lambda: api.authorize(GROUP, PERMISSIONS, CLAIM), Deadline(MIN_ATTEMPT_S / 2))
+        retry.change(lambda: api.authorize(GROUP, PERMISSIONS, TAGS), Deadline(MIN_ATTEMPT_S / 2))
     with pytest.raises(AssertionError):
         stubber.assert_no_pending_responses()
 

@@ -10,9 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cache_ingress import vpc_rules
-from cache_ingress.claims import held_rule
 from cache_ingress.errors import InvalidProperties
 from cache_ingress.sources import Source, SourceKind
+from cache_ingress.vpc_holds import matches
 from cache_ingress.vpc_rules import RuleSet, VpcRequest
 from tests.support import parse_request
 
@@ -243,17 +243,17 @@ def test_a_held_rule_is_ours_only_if_its_source_is_exactly_ours() -> None:
     ipv4 = Source(SourceKind.IPV4, "10.20.0.0/16")
     ipv6 = Source(SourceKind.IPV6, "2001:db8::/56")
     plist = Source(SourceKind.PREFIX_LIST, "pl-0123abcd")
-    assert held_rule(rule_item(CidrIpv4="10.20.0.0/16"), ipv4) is not None
-    assert held_rule(rule_item(CidrIpv4="10.20.0.0/24"), ipv4) is None
-    assert held_rule(rule_item(CidrIpv6="2001:DB8:0::/56"), ipv6) is not None  # however EC2 spells it
-    assert held_rule(rule_item(CidrIpv6="2001:db8::/64"), ipv6) is None
-    assert held_rule(rule_item(CidrIpv4="10.20.0.0/16"), ipv6) is None
-    assert held_rule(rule_item(PrefixListId="pl-0123abcd"), plist) is not None
-    assert held_rule(rule_item(PrefixListId="pl-0123abce"), plist) is None
-    assert held_rule(rule_item(CidrIpv4="10.20.0.0/16"), plist) is None
+    assert matches(rule_item(CidrIpv4="10.20.0.0/16"), ipv4, 6379)
+    assert not matches(rule_item(CidrIpv4="10.20.0.0/24"), ipv4, 6379)
+    assert matches(rule_item(CidrIpv6="2001:DB8:0::/56"), ipv6, 6379)  # however EC2 spells it
+    assert not matches(rule_item(CidrIpv6="2001:db8::/64"), ipv6, 6379)
+    assert not matches(rule_item(CidrIpv4="10.20.0.0/16"), ipv6, 6379)
+    assert matches(rule_item(PrefixListId="pl-0123abcd"), plist, 6379)
+    assert not matches(rule_item(PrefixListId="pl-0123abce"), plist, 6379)
+    assert not matches(rule_item(CidrIpv4="10.20.0.0/16"), plist, 6379)
     group = Source(SourceKind.SECURITY_GROUP, "sg-0000000b", "123456789012")
-    assert held_rule(rule_item(CidrIpv4="10.20.0.0/16"), group) is None
-    assert held_rule(rule_item(ReferencedGroupInfo={"GroupId": "sg-0000000b"}), group) is not None
+    assert not matches(rule_item(CidrIpv4="10.20.0.0/16"), group, 6379)
+    assert matches(rule_item(ReferencedGroupInfo={"GroupId": "sg-0000000b"}), group, 6379)
 
 
 def test_attributes_name_the_source_for_every_kind() -> None:

@@ -164,9 +164,9 @@ def test_a_memorydb_name_in_another_case_asks_for_the_same_rules_an_elasticache_
         assert isinstance(request, VpcRequest)
         return request
 
-    assert vpc_rules.same_rules_asked(cluster("Store"), cluster("store", Description="d"))
-    assert not vpc_rules.same_rules_asked(cluster("Store"), cluster("stores"))
-    assert not vpc_rules.same_rules_asked(parse(ReplicationGroupId="App-Cache"), parse(ReplicationGroupId="app-cache"))
+    assert vpc_rules.same_asked(cluster("Store"), cluster("store", Description="d"))
+    assert not vpc_rules.same_asked(cluster("Store"), cluster("stores"))
+    assert not vpc_rules.same_asked(parse(ReplicationGroupId="App-Cache"), parse(ReplicationGroupId="app-cache"))
 
 
 def test_a_memorydb_cluster_opens_its_cluster_endpoint_port_into_its_security_groups() -> None:
