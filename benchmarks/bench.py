@@ -117,6 +117,27 @@ def _put(url: str, body: bytes, context: ssl.SSLContext) -> None:
     connection.close()
 
 
+def _ledger_floor(dynamodb: Any, table: str, name: str, step: str) -> None:
+    """The ledger's part of a fresh hold, made directly: one transaction of two new items ("held"), or the
+    update recording the rule ("made")."""
+    key = {"pk": {"S": f"floor#{name}"}}
+    if step == "held":
+        new = {"TableName": table, "ConditionExpression": "attribute_not_exists(pk)"}
+        dynamodb.transact_write_items(
+            TransactItems=[
+                {"Put": {**new, "Item": {**key, "sk": {"S": "holder"}}}},
+                {"Put": {**new, "Item": {**key, "sk": {"S": "rule"}, "holders": {"N": "1"}}}},
+            ]
+        )
+    else:
+        dynamodb.update_item(
+            TableName=table,
+            Key={**key, "sk": {"S": "rule"}},
+            UpdateExpression="SET origin = :made",
+            ExpressionAttributeValues={":made": {"S": "made"}},
+        )
+
+
 def warm_create(count: int) -> list[Figure]:
     import boto3
 
@@ -127,9 +148,12 @@ def warm_create(count: int) -> list[Figure]:
         context = ssl.create_default_context()
         params = {"CacheSecurityGroupName": "app-cache-sg", "EC2SecurityGroupOwnerId": "123456789012"}
         body = json.dumps({"Status": "SUCCESS", "PhysicalResourceId": "x" * 60, "Data": params}).encode()
+        dynamodb, table = boto3.client("dynamodb"), os.environ["LEDGER_TABLE"]
         for n in range(5):  # warm both paths
             aws.invoke(create_event(f"warm-{n}"))
+            _ledger_floor(dynamodb, table, f"floor-warm-{n}", "held")
             client.authorize_cache_security_group_ingress(**params, EC2SecurityGroupName=f"floor-warm-{n}")
+            _ledger_floor(dynamodb, table, f"floor-warm-{n}", "made")
             _put(aws.receiver.new_url(), body, context)
         ours = floor = 0.0
         failed = 0
@@ -143,7 +167,9 @@ def warm_create(count: int) -> list[Figure]:
             ours += time.perf_counter() - started
             started = time.perf_counter()
             for n in range(count // rounds):
+                _ledger_floor(dynamodb, table, f"floor-{r}-{n}", "held")
                 client.authorize_cache_security_group_ingress(**params, EC2SecurityGroupName=f"floor-{r}-{n}")
+                _ledger_floor(dynamodb, table, f"floor-{r}-{n}", "made")
                 _put(aws.receiver.new_url(), body, context)
             floor += time.perf_counter() - started
     done = rounds * (count // rounds)
@@ -152,7 +178,7 @@ def warm_create(count: int) -> list[Figure]:
         Figure(
             "warm Create",
             f"{ours / done * 1000:.2f} ms per Create",
-            f"{floor / done * 1000:.2f} ms Authorize + PUT",
+            f"{floor / done * 1000:.2f} ms Txn+Authorize+Upd+PUT",
             ratio,
             "<= 1.50x",
             ratio <= 1.5 and failed == 0,
@@ -300,7 +326,7 @@ def api_calls(settle: float) -> list[Figure]:
 
 def vpc_create(count: int) -> list[Figure]:
     """Warm VPC-mode Creates (each letting a new group in) against the same calls made directly, and call counts."""
-    with OfflineAws(settle_delay=0.0, quiet=False, vpc=True) as aws:
+    with OfflineAws(settle_delay=0.0, quiet=False) as aws:
         ids = aws.build_vpc_example()
         template = load_event(ROOT / "events" / "vpc-create.json", ids)
         app = aws.handler_module()
@@ -309,15 +335,20 @@ def vpc_create(count: int) -> list[Figure]:
         counted, create_calls, delete_calls = _vpc_call_counts(aws, template, calls)
         ok &= counted
     ratio = ours_s / floor_s
-    expected_create = ["DescribeReplicationGroups", "DescribeCacheClusters"] + ["AuthorizeSecurityGroupIngress"] * 2
-    # Per group: read its rules, mark the rule revoking, read it again, revoke it.
-    per_group = ["DescribeSecurityGroupRules", "CreateTags", "DescribeSecurityGroupRules", "RevokeSecurityGroupIngress"]
-    expected_delete = per_group * 2
+    # Per rule (one per group here): hold it in the ledger, authorize it, record its id.
+    expected_create = ["DescribeReplicationGroups", "DescribeCacheClusters"] + [
+        "TransactWriteItems",
+        "AuthorizeSecurityGroupIngress",
+        "UpdateItem",
+    ] * 2
+    # Per rule: read its entry and this holder's, let go and take the lease, revoke it, delete its entry.
+    per_rule = ["GetItem", "GetItem", "TransactWriteItems", "RevokeSecurityGroupIngress", "DeleteItem"]
+    expected_delete = per_rule * 2
     return [
         Figure(
             "warm VPC Create",
             f"{ours_s / done * 1000:.2f} ms per Create",
-            f"{floor_s / done * 1000:.2f} ms 2 Describe+2 Auth+PUT",
+            f"{floor_s / done * 1000:.2f} ms 2 Describe+2x(Txn+Auth+Upd)+PUT",
             ratio,
             "<= 1.50x",
             ok and ratio <= 1.5,
@@ -327,7 +358,7 @@ def vpc_create(count: int) -> list[Figure]:
             f"{create_calls.count('AuthorizeSecurityGroupIngress')} Authorize + {len(create_calls) - 2} other",
             "2 target groups, 1 port",
             None,
-            "2 Describe, 1 Authorize per group",
+            "2 Describe; per rule 1 Txn, 1 Authorize, 1 UpdateItem",
             ok and sorted(create_calls) == sorted(expected_create),
         ),
         Figure(
@@ -335,16 +366,17 @@ def vpc_create(count: int) -> list[Figure]:
             f"{delete_calls.count('RevokeSecurityGroupIngress')} Revoke + {len(delete_calls) - 2} other",
             "2 target groups, 1 port",
             None,
-            "2 reads, 1 mark, 1 Revoke per group",
+            "per rule 2 GetItem, 1 Txn, 1 Revoke, 1 DeleteItem",
             ok and sorted(delete_calls) == sorted(expected_delete),
         ),
     ]
 
 
 def _record_calls(app: Any) -> list[str]:
-    """The names of the EC2 calls the handler makes from now on, as a list kept up to date."""
+    """The names of the EC2 and ledger (DynamoDB) calls the handler makes from now on, as a list kept up to date."""
     calls: list[str] = []
     app.ec2().client.meta.events.register("before-call.ec2", lambda model, **_: calls.append(model.name))
+    app.ledger().client.meta.events.register("before-call.dynamodb", lambda model, **_: calls.append(model.name))
     return calls
 
 
@@ -354,11 +386,10 @@ def _vpc_timing(
     """Batches of Creates, ours then the floor's, the first batch untimed: (all SUCCESS, ours s, floor s, Creates)."""
     import boto3
 
-    if aws.moto is None:
-        raise RuntimeError("VPC mode needs moto")
     sources = list(aws.moto.security_groups(*(f"src-{n}" for n in range(2 * count + 40))).values())
     guards = sorted((ids["sg-0c0c0c0c0c0c0c0c1"], ids["sg-0d0d0d0d0d0d0d0d2"]))
-    elasticache, ec2 = boto3.client("elasticache"), boto3.client("ec2")
+    elasticache, ec2, dynamodb = boto3.client("elasticache"), boto3.client("ec2"), boto3.client("dynamodb")
+    table = os.environ["LEDGER_TABLE"]
     context = ssl.create_default_context()
     body = json.dumps({"Status": "SUCCESS", "PhysicalResourceId": "x" * 120, "Data": {"Ports": "6379"}}).encode()
 
@@ -376,7 +407,9 @@ def _vpc_timing(
         group = elasticache.describe_replication_groups(ReplicationGroupId="app-cache")["ReplicationGroups"][0]
         elasticache.describe_cache_clusters(CacheClusterId=group["MemberClusters"][0], ShowCacheNodeInfo=True)
         for target in guards:
+            _ledger_floor(dynamodb, table, f"{target}#{source}", "held")
             ec2.authorize_security_group_ingress(GroupId=target, IpPermissions=[permission(source)])
+            _ledger_floor(dynamodb, table, f"{target}#{source}", "made")
         _put(aws.receiver.new_url(), body, context)
 
     def clean(used: list[str]) -> None:

@@ -21,6 +21,7 @@ from cache_ingress.custom_resource import CustomResource
 from cache_ingress.errors import AccessRefused, CacheNotFound, CacheUnusable, InvalidProperties, LedgerUnreachable
 from cache_ingress.modes import Granted, Modes, Request
 from cache_ingress.protocol import Change, Instance, Result
+from cache_ingress.quota_check import RuleQuota
 from cache_ingress.response_body import FAILED
 from cache_ingress.survey import Apis, Survey
 from cache_ingress.timing import Deadline
@@ -64,8 +65,21 @@ def cloudformation() -> aws_api.CloudFormationApi:
 
 
 @functools.cache
+def service_quotas() -> aws_api.ServiceQuotasApi:
+    """Service Quotas, where the quota of rules per security group is read when a grant nears EC2's default."""
+    return aws_api.ServiceQuotasApi(aws_api.make_client("service-quotas"))
+
+
+@functools.cache
+def rule_quota() -> RuleQuota:
+    """The sandbox's quota of rules per security group: read from Service Quotas, then kept a few minutes."""
+    return RuleQuota(service_quotas())
+
+
+@functools.cache
 def modes() -> Modes:
-    return Modes(classic=ClassicMode(api(), ledger()), vpc=VpcMode(api(), ec2(), memorydb(), ledger()))
+    vpc = VpcMode(api(), ec2(), memorydb(), ledger(), quota=rule_quota())
+    return Modes(classic=ClassicMode(api(), ledger()), vpc=vpc)
 
 
 def _instance(event: dict[str, Any]) -> Instance:

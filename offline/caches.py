@@ -16,13 +16,17 @@ from offline.query_protocol import ApiFault
 
 @dataclass(frozen=True)
 class Cache:
-    """A cache cluster or serverless cache as VPC mode reads it: its ports and its VPC security groups."""
+    """A cache cluster or serverless cache as VPC mode reads it: its ports, its VPC security groups, its NetworkType.
+
+    ``network_type`` None reports none, as a cache made before ElastiCache's IPv6 support does.
+    """
 
     name: str
     security_groups: tuple[str, ...]
     port: int | None = 6379
     reader_port: int | None = None  # serverless caches only
     replication_group: str | None = None
+    network_type: str | None = None
 
 
 @dataclass
@@ -57,6 +61,7 @@ class CacheCatalog:
         return (
             f"<CacheCluster><CacheClusterId>{escape(cache.name)}</CacheClusterId>"
             f"<CacheClusterStatus>available</CacheClusterStatus><Engine>redis</Engine>{group}{nodes}"
+            f"{_network_type_xml(cache)}"
             f"<SecurityGroups>{groups}</SecurityGroups>"
             f"<ARN>arn:aws:elasticache:{self.region}:{self.account_id}:cluster:{escape(cache.name)}</ARN></CacheCluster>"
         )
@@ -76,8 +81,13 @@ class CacheCatalog:
         groups = "".join(f"<SecurityGroupId>{g}</SecurityGroupId>" for g in cache.security_groups)
         return (
             f"<member><ServerlessCacheName>{escape(cache.name)}</ServerlessCacheName><Status>available</Status>"
-            f"<Engine>valkey</Engine><SecurityGroupIds>{groups}</SecurityGroupIds>{endpoints}</member>"
+            f"<Engine>valkey</Engine><SecurityGroupIds>{groups}</SecurityGroupIds>{endpoints}"
+            f"{_network_type_xml(cache)}</member>"
         )
+
+
+def _network_type_xml(cache: Cache) -> str:
+    return f"<NetworkType>{escape(cache.network_type)}</NetworkType>" if cache.network_type else ""
 
 
 def _pick(caches: dict[str, Cache], name: str | None, code: str, what: str) -> list[Cache]:

@@ -8,6 +8,8 @@ when they were answered, which is what AWS would have seen.
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,15 +29,23 @@ class Call:
 
 
 class CallLog:
-    """Every call, in the order they were answered; safe to read while the server's threads write."""
+    """Every call, in the order they were answered; safe to read while the server's threads write.
 
-    def __init__(self) -> None:
+    A call that arrived before the log was last cleared is not recorded when it is answered: a call an earlier
+    test stalled, answered during the next one, is no call of the next one's. ``clock`` is the one ``arrived``
+    is read on.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._lock = threading.Lock()
         self._calls: list[Call] = []
+        self._clock = clock
+        self._cleared_at = float("-inf")
 
     def record(self, call: Call) -> None:
         with self._lock:
-            self._calls.append(call)
+            if call.arrived >= self._cleared_at:
+                self._calls.append(call)
 
     def calls(self, action: str | None = None) -> list[Call]:
         """Every call so far, or those to ``action``."""
@@ -45,3 +55,4 @@ class CallLog:
     def clear(self) -> None:
         with self._lock:
             self._calls.clear()
+            self._cleared_at = self._clock()

@@ -5,6 +5,8 @@ Delete of the old id -> Delete of the new id -> the same Delete again, each
 sent to the real ``lambda_handler``. EC2-Classic mode runs against the
 ElastiCache stand-in; VPC mode against moto's EC2 and replication groups,
 and then one grant on a MemoryDB cluster (moto's too), made and taken back.
+Beside each rule or ingress, its entry in the ownership ledger (moto's
+DynamoDB): how it came to be, and who holds it.
 Exits non-zero if any answer is not what the lifecycle expects.
 """
 
@@ -18,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from offline.harness import (
-    CLAIM_TAG_PREFIX,
     EXAMPLE_GROUPS,
     MEMORYDB_EXAMPLE,
     ROOT,
@@ -101,7 +102,7 @@ def vpc_steps(ids: dict[str, str]) -> list[VpcStep]:
         VpcStep("Update, new Description only: same rules, same id", update, old_id, both),
         VpcStep("Update narrowing TargetSecurityGroupIds: new id", replace, new_id, both),
         VpcStep(
-            "Delete of the old id: the rule the new resource also claims stays",
+            "Delete of the old id: the rule the new resource also holds stays",
             delete_old,
             old_id,
             {("app-cache", 6379)},
@@ -124,7 +125,7 @@ def memorydb_steps(ids: dict[str, str]) -> list[VpcStep]:
             rules_id,
             {("shared-clients", 6379)},
         ),
-        VpcStep("Delete (stack deletion): the rule and its claim are taken back", delete, rules_id, set()),
+        VpcStep("Delete (stack deletion): the rule is taken back, its ledger entry gone", delete, rules_id, set()),
     ]
 
 
@@ -136,9 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mode", choices=("both", "classic", "vpc"), default="both")
     args = parser.parse_args(argv)
     failures = 0
-    with OfflineAws(
-        settle_delay=args.settle, quiet=not args.verbose, debug=args.debug, vpc=args.mode != "classic"
-    ) as aws:
+    with OfflineAws(settle_delay=args.settle, quiet=not args.verbose, debug=args.debug) as aws:
         if args.mode != "vpc":
             failures += run_classic(aws, args.settle)
         if args.mode != "classic":
@@ -169,9 +168,16 @@ def run_classic(aws: OfflineAws, settle: float) -> int:
         if authorized != step.expect_table or any(row["Status"] != "authorized" for row in table):
             problems.append(f"the ingress table is {sorted(authorized)}, expected {sorted(step.expect_table)}")
         failures += bool(problems)
+        ledger = aws.ledger()
         rows = [
             f"{row['CacheSecurityGroupName']} <- {row['EC2SecurityGroupName']!r} "
-            f"of {row['EC2SecurityGroupOwnerId']}: {row['Status']}"
+            f"of {row['EC2SecurityGroupOwnerId']}: {row['Status']}; "
+            + _held(
+                ledger.get(
+                    f"classic|{row['CacheSecurityGroupName']}|{row['EC2SecurityGroupName']}|"
+                    f"{row['EC2SecurityGroupOwnerId']}"
+                )
+            )
             for row in table
         ]
         _show(number, step.event, step.title, answer, "ElastiCache ingress table", rows, took, problems)
@@ -196,7 +202,7 @@ def run_vpc(aws: OfflineAws) -> int:
 
 
 def _run_vpc_steps(aws: OfflineAws, ids: dict[str, str], steps: list[VpcStep]) -> int:
-    """Each step sent to the handler, with the rules from app-servers and the claims on them after it."""
+    """Each step sent to the handler, with the rules from app-servers and their ledger entries after it."""
     app, cache, shared = (ids[example] for example in EXAMPLE_GROUPS)
     names = {cache: "app-cache", shared: "shared-clients"}
     failures = 0
@@ -211,18 +217,18 @@ def _run_vpc_steps(aws: OfflineAws, ids: dict[str, str], steps: list[VpcStep]) -
             for source, _owner, port, description in aws.vpc_rules(group)
             if source == app
         }
-        holders = {
-            (names[group], port): sorted(v for k, v in tags.items() if k.startswith(CLAIM_TAG_PREFIX))
+        ledger = aws.ledger()
+        entries = {
+            (names[group], port): ledger.get(f"vpc|{group}|tcp|{port}|{app}@{STACK_ACCOUNT}")
             for group in names
-            for (source, port), tags in aws.vpc_rule_tags(group).items()
-            if source == app
+            for port in (6379,)
         }
         problems = _check_answer(answer, step.expect_id)
         if set(rules) != step.expect_rules:
             problems.append(f"the rules are {sorted(rules)}, expected {sorted(step.expect_rules)}")
         failures += bool(problems)
         rows = [
-            f"{group} <- app-servers, tcp/{port}: {text!r}; {_claims(holders.get((group, port), []))}"
+            f"{group} <- app-servers, tcp/{port}: {text!r}; {_held(entries.get((group, port)))}"
             for (group, port), text in sorted(rules.items())
         ]
         _show(number, event, step.title, answer, RULES_HEADING, rows, took, problems)
@@ -238,12 +244,15 @@ def _properties(event: dict[str, Any]) -> str:
     return json.dumps(properties)
 
 
-def _claims(values: list[str]) -> str:
-    """The claims on a rule as a person reads them: how many, and whose (a replacement's old and new id are two)."""
-    if not values:
-        return "no claim"
+def _held(entry: dict[str, Any] | None) -> str:
+    """A rule's ledger entry as a person reads it: how it came to be, and who holds it (a replacement's old and
+    new id are two holds)."""
+    if entry is None:
+        return "ledger: no entry"
+    values: list[str] = entry.get("held_by", [])
     counts = {value: values.count(value) for value in values}
-    return f"{len(values)} claim(s): " + "; ".join(f"{v} (x{n})" if n > 1 else v for v, n in counts.items())
+    holders = "; ".join(f"{v} (x{n})" if n > 1 else v for v, n in counts.items()) or "nobody"
+    return f"ledger: {entry.get('origin', '?')}, held by {holders}"
 
 
 def _check_answer(answer: dict[str, Any], expect_id: str) -> list[str]:

@@ -31,6 +31,7 @@ class Fault:
 class _Armed:
     drop: int = 0
     drop_wait: float = 0.0
+    drop_action: str | None = None
     fail: int = 0
     fail_status: int = 503
     throttle: int = 0
@@ -67,9 +68,11 @@ class FaultPlan:
         with self._fault_lock:
             self._armed.fail, self._armed.fail_status = count, status
 
-    def drop_next(self, count: int) -> None:
-        """Close the connection of the next ``count`` calls without answering."""
+    def drop_next(self, count: int, action: str | None = None) -> None:
+        """Close the connection of the next ``count`` calls (to ``action`` only, if given) without answering."""
         self.stall_next(count, 0.0)
+        with self._fault_lock:
+            self._armed.drop_action = action
 
     def stall_next(self, count: int, seconds: float) -> None:
         """Hold the next ``count`` calls for ``seconds``, then close their connections without answering."""
@@ -104,7 +107,7 @@ class FaultPlan:
         with self._fault_lock:
             armed = self._armed
             latency = armed.latency_s if armed.latency_actions is None or action in armed.latency_actions else 0.0
-            if armed.drop > 0:
+            if armed.drop > 0 and armed.drop_action in (None, action):
                 armed.drop -= 1
                 return Fault("drop", latency + armed.drop_wait)
             if armed.fail > 0:

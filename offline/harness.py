@@ -1,9 +1,9 @@
 """Runs the real handler offline: the AWS stand-ins, the https receiver, and a Lambda-like context.
 
-With ``vpc=True``, moto's server plays EC2, the replication groups (the
-ElastiCache stand-in forwards to it what it does not serve itself),
-MemoryDB's clusters and DynamoDB, which holds the ownership ledger's table
-(``LEDGER_TABLE``), made as template.yaml declares it.
+moto's server plays EC2, the replication groups (the ElastiCache stand-in
+forwards to it what it does not serve itself), MemoryDB's clusters and
+DynamoDB, which holds the ownership ledger's table (``LEDGER_TABLE``), made
+as template.yaml declares it: both modes record who holds what there.
 
 Used by ``make demo`` and ``make invoke``. The handler module is imported only
 after the environment points boto3 at the stand-in and the sender at the
@@ -19,6 +19,7 @@ import logging
 import os
 import sys
 import time
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
@@ -47,35 +48,33 @@ OFFLINE_ENV = {
 }
 
 
-#: The tag keys of claims on EC2 rules, as the handler writes them (the demo may run a built
-#: package, so it does not import the handler's own constant; a unit test holds the two equal).
-CLAIM_TAG_PREFIX = "cache-ingress:claim:"
-
-
 class LambdaContext:
-    """The parts of the Lambda context the handler reads, counting down from ``seconds``."""
+    """The parts of the Lambda context the handler reads, counting down from ``seconds``.
+
+    Each invocation gets a request id of its own, and a log stream named as Lambda names them.
+    """
 
     function_name = "cache-sg-ingress"
-    aws_request_id = "offline"
     invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:cache-sg-ingress"
     memory_limit_in_mb = 256
+    log_group_name = "/aws/lambda/cache-sg-ingress"
 
     def __init__(self, seconds: float = 30.0) -> None:
         self._ends_at = time.monotonic() + seconds
+        self.aws_request_id = str(uuid.uuid4())
+        self.log_stream_name = f"{time.strftime('%Y/%m/%d', time.gmtime())}/[$LATEST]{uuid.uuid4().hex}"
 
     def get_remaining_time_in_millis(self) -> int:
         return max(0, int((self._ends_at - time.monotonic()) * 1000))
 
 
 class OfflineAws:
-    def __init__(self, settle_delay: float = 0.5, quiet: bool = True, debug: bool = False, vpc: bool = False) -> None:
+    def __init__(self, settle_delay: float = 0.5, quiet: bool = True, debug: bool = False) -> None:
+        from offline.moto_backend import MotoBackend  # moto takes a second to import: not at the module's import
+
         self.standin = ElastiCacheStandIn(settle_delay=settle_delay, account_id=STACK_ACCOUNT)
         self.receiver = ResponseReceiver()
-        self.moto: MotoBackend | None = None
-        if vpc:
-            from offline.moto_backend import MotoBackend  # moto takes a second to import: only when asked
-
-            self.moto = MotoBackend()
+        self.moto: MotoBackend = MotoBackend()
         self._quiet = quiet and not debug
         self._debug = debug
         self._app: ModuleType | None = None
@@ -88,17 +87,17 @@ class OfflineAws:
             AWS_ENDPOINT_URL_ELASTICACHE=endpoint,
             SSL_CERT_FILE=self.receiver.cafile,
         )
-        if self.moto is not None:
-            from offline.ledger_table import LEDGER_TABLE, create_ledger_table
+        from offline.ledger_table import LEDGER_TABLE, create_ledger_table
 
-            self.standin.upstream = self.moto.start()
-            create_ledger_table(self.moto.url, LEDGER_TABLE)
-            os.environ["AWS_ENDPOINT_URL_EC2"] = self.moto.url
-            os.environ["AWS_ENDPOINT_URL_MEMORYDB"] = self.moto.url
-            os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = self.moto.url
-            os.environ["AWS_ENDPOINT_URL_CLOUDFORMATION"] = self.moto.url
-            os.environ["AWS_ENDPOINT_URL_STS"] = self.moto.url  # who cache-ingress runs as
-            os.environ["LEDGER_TABLE"] = LEDGER_TABLE
+        self.standin.upstream = self.moto.start()
+        create_ledger_table(self.moto.url, LEDGER_TABLE)
+        os.environ["AWS_ENDPOINT_URL_EC2"] = self.moto.url
+        os.environ["AWS_ENDPOINT_URL_MEMORYDB"] = self.moto.url
+        os.environ["AWS_ENDPOINT_URL_SERVICE_QUOTAS"] = self.moto.url
+        os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = self.moto.url
+        os.environ["AWS_ENDPOINT_URL_CLOUDFORMATION"] = self.moto.url
+        os.environ["AWS_ENDPOINT_URL_STS"] = self.moto.url  # who cache-ingress runs as
+        os.environ["LEDGER_TABLE"] = LEDGER_TABLE
         os.environ.pop("AWS_PROFILE", None)
         if self._debug:
             # Everything at DEBUG, botocore and crhelper included: what a function deployed with LogLevel=DEBUG logs.
@@ -113,8 +112,7 @@ class OfflineAws:
     def __exit__(self, *exc: object) -> None:
         self.standin.stop()
         self.receiver.stop()
-        if self.moto is not None:
-            self.moto.stop()
+        self.moto.stop()
 
     def create_cache_security_group(self, name: str) -> None:
         """Through the real API, with a boto3 client of its own: the demo's one piece of set-up."""
@@ -124,21 +122,17 @@ class OfflineAws:
         client.create_cache_security_group(CacheSecurityGroupName=name, Description="made by the offline demo")
 
     def build_vpc_example(self) -> dict[str, str]:
-        if self.moto is None:
-            raise RuntimeError("VPC mode needs OfflineAws(vpc=True)")
         return build_vpc_example(self.moto, self.standin)
 
     def vpc_rules(self, group_id: str) -> set[tuple[str, str, int, str]]:
         """The TCP rules into ``group_id``, as moto holds them: (source group, owner, port, description)."""
-        if self.moto is None:
-            raise RuntimeError("VPC mode needs OfflineAws(vpc=True)")
         return self.moto.ingress(group_id)
 
-    def vpc_rule_tags(self, group_id: str) -> dict[tuple[str, int], dict[str, str]]:
-        """The tags on each TCP rule into ``group_id``, by (source group, port): the claims on it."""
-        if self.moto is None:
-            raise RuntimeError("VPC mode needs OfflineAws(vpc=True)")
-        return self.moto.rule_tags(group_id)
+    def ledger(self) -> dict[str, dict[str, Any]]:
+        """The ownership ledger as its table holds it: rule key -> entry, and who holds it (``held_by``)."""
+        from offline.ledger_table import read_ledger
+
+        return read_ledger(self.moto.url)
 
     def invoke(self, event: dict[str, Any], seconds: float = 60.0) -> dict[str, Any]:
         """Send the event to the real lambda_handler; return the body CloudFormation received."""
@@ -157,7 +151,8 @@ class OfflineAws:
 def build_vpc_example(moto: MotoBackend, standin: ElastiCacheStandIn) -> dict[str, str]:
     """The world the ``events/vpc-*.json`` examples assume: the replication group ``app-cache`` guarded by
     groups ``app-cache`` and ``shared-clients``, the MemoryDB cluster ``app-store`` guarded by
-    ``shared-clients``, both on 6379, and a group ``app-servers`` to let in.
+    ``shared-clients``, both on 6379 and reached over IPv4 and IPv6 (``dual_stack``), and a group
+    ``app-servers`` to let in.
 
     Returns each example id of the events -> the id moto gave that group.
     """
@@ -172,9 +167,12 @@ def build_vpc_example(moto: MotoBackend, standin: ElastiCacheStandIn) -> dict[st
         NumCacheClusters=1,
         SecurityGroupIds=list(guards),
         Port=6379,
+        NetworkType="dual_stack",
     )
     # ...and the stand-in keeps what moto leaves out: the security groups its member clusters show.
-    standin.add_cache_cluster(Cache("app-cache-001", guards, 6379, replication_group="app-cache"))
+    standin.add_cache_cluster(
+        Cache("app-cache-001", guards, 6379, replication_group="app-cache", network_type="dual_stack")
+    )
     # moto keeps MemoryDB clusters whole: their endpoint's port and their security groups.
     moto.client("memorydb").create_cluster(
         ClusterName=MEMORYDB_EXAMPLE,
@@ -182,6 +180,7 @@ def build_vpc_example(moto: MotoBackend, standin: ElastiCacheStandIn) -> dict[st
         ACLName="open-access",
         SecurityGroupIds=[groups["shared-clients"]],
         Port=6379,
+        NetworkType="dual_stack",
     )
     return {example: groups[name] for example, name in EXAMPLE_GROUPS.items()}
 

@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
 def _send(args: argparse.Namespace) -> dict[str, Any]:
     event = load_event(args.event)
     vpc = is_vpc_event(event)
-    with OfflineAws(settle_delay=args.settle, quiet=not args.verbose, vpc=vpc) as aws:
+    with OfflineAws(settle_delay=args.settle, quiet=not args.verbose) as aws:
         if vpc:
             ids = aws.build_vpc_example()
             print("VPC example world: the event's security group ids stand for moto's:")

@@ -48,3 +48,27 @@ def _client(endpoint: str) -> Any:
 def create_ledger_table(endpoint: str, name: str = LEDGER_TABLE) -> None:
     """Make the ledger's table, empty, on the DynamoDB at ``endpoint`` (moto's server, which makes it at once)."""
     _client(endpoint).create_table(TableName=name, **table_definition())
+
+
+def read_ledger(endpoint: str, name: str = LEDGER_TABLE) -> dict[str, dict[str, Any]]:
+    """The ledger as its table holds it, for people and tests: each rule key -> its rule entry's attributes, and
+    under ``held_by`` who holds it ("stack X, resource Y" each; a replacement's two ids count twice), sorted.
+
+    Read straight from the table (a consistent scan), not through the function's code.
+    """
+    from boto3.dynamodb.types import TypeDeserializer
+
+    decode = TypeDeserializer().deserialize
+    view: dict[str, dict[str, Any]] = {}
+    for page in _client(endpoint).get_paginator("scan").paginate(TableName=name, ConsistentRead=True):
+        for raw in page["Items"]:
+            item = {key: decode(value) for key, value in raw.items()}
+            entry = view.setdefault(str(item["pk"]).removeprefix("rule#"), {"held_by": []})
+            if item["sk"] == "rule":
+                entry.update({k: v for k, v in item.items() if k not in ("pk", "sk")})
+            else:
+                stack = str(item["stack_id"]).split("/")[1] if "/" in str(item["stack_id"]) else item["stack_id"]
+                entry["held_by"].append(f"stack {stack}, resource {item['logical_id']}")
+    for entry in view.values():
+        entry["held_by"].sort()
+    return view

@@ -41,7 +41,12 @@ that fails on plain moto:
    is ``InvalidPermission.Duplicate``, and either revokes it). moto keeps every
    spelling as a rule of its own, a world where a person's rule and a
    resource's from one range could stand side by side, as in no EC2.
-8. DynamoDB's writes are atomic and isolated: a conditional write checks and
+8. A MemoryDB cluster reports its NetworkType (``ipv4``, ``ipv6`` or
+   ``dual_stack``; the MemoryDB API Reference, Cluster and CreateCluster:
+   ``ipv4`` unless the CreateCluster call set another). moto ignores the
+   CreateCluster parameter and reports none, so no offline cluster could be
+   reached over IPv6.
+9. DynamoDB's writes are atomic and isolated: a conditional write checks and
    writes as one step, and a TransactWriteItems succeeds or fails as a whole,
    serializable with every other write. moto's server serves each request in
    a thread of its own with no lock: a conditional UpdateItem checks, then
@@ -51,9 +56,9 @@ that fails on plain moto:
    one lock serves DynamoDB's requests one at a time, as one table of one
    account would see them (a few calls at a time: its speed does not matter).
 
-MemoryDB needs no correction: moto answers DescribeClusters with what the
-function reads (the cluster endpoint's port, the security groups,
-``ClusterNotFoundFault``) as the MemoryDB API Reference describes it.
+Otherwise moto answers MemoryDB's DescribeClusters with what the function
+reads (the cluster endpoint's port, the security groups, ``ClusterNotFoundFault``)
+as the MemoryDB API Reference describes it.
 """
 
 from __future__ import annotations
@@ -63,6 +68,7 @@ import copy
 import http.client
 import inspect
 import ipaddress
+import json
 import logging
 import threading
 from collections.abc import Iterator
@@ -79,6 +85,8 @@ from moto.ec2.exceptions import (
 )
 from moto.ec2.models.security_groups import SecurityGroupBackend, SecurityGroupRule
 from moto.ec2.responses.security_groups import SecurityGroups
+from moto.memorydb.models import MemoryDBCluster
+from moto.memorydb.responses import MemoryDBResponse
 from moto.server import ThreadedMotoServer
 
 _moto_rule_init = SecurityGroupRule.__init__
@@ -88,6 +96,8 @@ _moto_rules_named = SecurityGroupBackend._iterate_security_rules
 _moto_authorize_ingress = SecurityGroups.authorize_security_group_ingress
 _moto_update_ingress_descriptions = SecurityGroups.update_security_group_rule_descriptions_ingress
 _moto_rules_from_querystring = SecurityGroups._process_rules_from_querystring
+_moto_create_memorydb_cluster = MemoryDBResponse.create_cluster
+_moto_memorydb_cluster_dict = MemoryDBCluster.to_dict
 _moto_dynamodb_call = DynamoHandler.call_action
 
 
@@ -222,7 +232,23 @@ def _rule_description(self: SecurityGroupRule) -> str | None:
 _description = property(_rule_description)
 
 
-#: DynamoDB's requests, one at a time (correction 8).
+def _create_memorydb_cluster(self: MemoryDBResponse) -> ActionResult:
+    """moto's CreateCluster, keeping the NetworkType asked for (correction 8)."""
+    params = json.loads(self.body)
+    result = _moto_create_memorydb_cluster(self)
+    cluster = self.memorydb_backend.clusters.get(params.get("ClusterName"))
+    if cluster is not None:
+        vars(cluster)["network_type"] = params.get("NetworkType") or "ipv4"
+    return result
+
+
+def _memorydb_cluster_dict(self: MemoryDBCluster) -> dict[str, Any]:
+    described = _moto_memorydb_cluster_dict(self)
+    described["NetworkType"] = vars(self).get("network_type", "ipv4")
+    return described
+
+
+#: DynamoDB's requests, one at a time (correction 9).
 _dynamodb_lock = threading.Lock()
 
 
@@ -243,6 +269,8 @@ def _corrections() -> list[tuple[type, str, Any]]:
         (SecurityGroups, "authorize_security_group_ingress", _authorize_ingress),
         (SecurityGroups, "update_security_group_rule_descriptions_ingress", _update_ingress_descriptions),
         (SecurityGroups, "_process_rules_from_querystring", _rules_from_querystring),
+        (MemoryDBResponse, "create_cluster", _create_memorydb_cluster),
+        (MemoryDBCluster, "to_dict", _memorydb_cluster_dict),
         (DynamoHandler, "call_action", _dynamodb_call),
     ]
 

@@ -5,7 +5,9 @@ PUT there. This server plays that part for the demo and the tests: it makes a
 self-signed certificate for 127.0.0.1 at start (its file is :attr:`cafile`, for
 ``SSL_CERT_FILE``), records every PUT body by URL, and takes the same fault
 plan as the ElastiCache stand-in (:mod:`offline.faults`): failing, stalling or
-slowing the first PUTs proves the sender's retries are bounded.
+slowing the first PUTs proves the sender's retries are bounded. Its URLs carry
+no signing time unless asked (:class:`SigV4`, :class:`SigV2`), so a test can
+deliver a request CloudFormation signed long ago.
 """
 
 from __future__ import annotations
@@ -36,6 +38,31 @@ class Put:
         return json.loads(self.body)
 
 
+@dataclass(frozen=True)
+class SigV4:
+    """A ResponseURL signed as CloudFormation signs them today: ``X-Amz-Date`` (UTC) and ``X-Amz-Expires``."""
+
+    signed_at: float  # epoch seconds
+    expires_in: int = 7200
+
+    def query(self, token: str) -> str:
+        date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self.signed_at))
+        return (
+            f"X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Date={date}&X-Amz-SignedHeaders=host"
+            f"&X-Amz-Expires={self.expires_in}&X-Amz-Credential=cred{token}&X-Amz-Signature=sig{token}"
+        )
+
+
+@dataclass(frozen=True)
+class SigV2:
+    """A ResponseURL signed the older way: an absolute ``Expires`` in epoch seconds, and no signing time."""
+
+    expires_at: float
+
+    def query(self, token: str) -> str:
+        return f"AWSAccessKeyId=key{token}&Expires={int(self.expires_at)}&Signature=sig{token}"
+
+
 class ResponseReceiver(FaultPlan, LoopbackService):
     scheme = "https"
 
@@ -64,10 +91,15 @@ class ResponseReceiver(FaultPlan, LoopbackService):
         super().stop()
         self._dir.cleanup()
 
-    def new_url(self) -> str:
-        """A fresh presigned-looking URL, as CloudFormation gives one per request."""
+    def new_url(self, signed: SigV4 | SigV2 | None = None) -> str:
+        """A fresh presigned-looking URL, as CloudFormation gives one per request.
+
+        Unless ``signed`` says how, it carries no signing time nor expiry: the
+        function then cannot tell how long CloudFormation has been waiting.
+        """
         token = uuid.uuid4().hex
-        return f"{self.url}/cfn-response/{token}?X-Amz-Signature=sig{token}&X-Amz-Credential=cred{token}"
+        query = f"X-Amz-Signature=sig{token}&X-Amz-Credential=cred{token}" if signed is None else signed.query(token)
+        return f"{self.url}/cfn-response/{token}?{query}"
 
     def reset(self) -> None:
         with self._lock:

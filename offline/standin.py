@@ -85,7 +85,7 @@ class ElastiCacheStandIn(FaultPlan, QueryService):
         self._groups: dict[str, _Group] = {}
         self._caches = CacheCatalog(region, account_id)
         self.upstream = upstream
-        self._log = CallLog()
+        self._log = CallLog(self._clock)
 
     # -- serving ---------------------------------------------------------
 

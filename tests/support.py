@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
     from offline.ec2_front import Ec2Front
     from offline.memorydb_front import MemoryDbFront
     from offline.moto_backend import MotoBackend
-    from offline.receiver import Put, ResponseReceiver
+    from offline.receiver import Put, ResponseReceiver, SigV2, SigV4
     from offline.standin import ElastiCacheStandIn
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     "assert_failed",
     "assert_success",
     "attribute_names",
+    "cause",
     "handle",
     "invoke",
     "load_event",
@@ -125,6 +127,7 @@ def servers() -> Servers:
     os.environ["AWS_ENDPOINT_URL_ELASTICACHE"] = started.standin.start()
     os.environ["AWS_ENDPOINT_URL_EC2"] = started.ec2.start()
     os.environ["AWS_ENDPOINT_URL_MEMORYDB"] = started.memorydb.start()
+    os.environ["AWS_ENDPOINT_URL_SERVICE_QUOTAS"] = started.moto.url  # moto knows EC2's default quotas
     os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = started.dynamodb.start()
     os.environ["AWS_ENDPOINT_URL_CLOUDFORMATION"] = started.moto.url  # the holders' stacks, made in moto
     os.environ["AWS_ENDPOINT_URL_STS"] = started.moto.url  # who cache-ingress runs as
@@ -167,11 +170,12 @@ class Delivery:
         return body
 
 
-def handle(event: Mapping[str, Any], seconds: float = 30.0) -> Delivery:
+def handle(event: Mapping[str, Any], seconds: float = 30.0, *, signed: SigV4 | SigV2 | None = None) -> Delivery:
     """Runs the real ``lambda_handler`` on ``event`` with ``seconds`` left, and records what was delivered.
 
     The event's ResponseURL is replaced by a fresh one on the session's
-    receiver, so an answer is never mistaken for another's; an event without
+    receiver, so an answer is never mistaken for another's; ``signed`` gives it
+    a signing time or expiry, as CloudFormation's carry. An event without
     a ResponseURL is sent without one. Use it when the delivery itself is the
     point (timing, retries, an answer that never arrives); else :func:`invoke`.
     """
@@ -180,7 +184,7 @@ def handle(event: Mapping[str, Any], seconds: float = 30.0) -> Delivery:
     receiver = servers().receiver
     sent = dict(event)
     if "ResponseURL" in sent:
-        sent["ResponseURL"] = receiver.new_url()
+        sent["ResponseURL"] = receiver.new_url(signed)
     started = time.monotonic()
     app.lambda_handler(sent, LambdaContext(seconds))
     returned = time.monotonic()
@@ -190,9 +194,9 @@ def handle(event: Mapping[str, Any], seconds: float = 30.0) -> Delivery:
     return Delivery(sent, started, returned, receiver.puts(url), receiver.attempts(url))
 
 
-def invoke(event: Mapping[str, Any], seconds: float = 30.0) -> dict[str, Any]:
+def invoke(event: Mapping[str, Any], seconds: float = 30.0, *, signed: SigV4 | SigV2 | None = None) -> dict[str, Any]:
     """What CloudFormation received for ``event``: the one answer PUT to its ResponseURL, parsed."""
-    return handle(event, seconds).answer()
+    return handle(event, seconds, signed=signed).answer()
 
 
 def assert_success(answer: Mapping[str, Any]) -> None:
@@ -204,6 +208,18 @@ def assert_failed(answer: Mapping[str, Any], reason_contains: str = "") -> None:
     """The answer says FAILED, with a reason that contains ``reason_contains``."""
     assert answer["Status"] == "FAILED", answer
     assert reason_contains in answer["Reason"], answer["Reason"]
+
+
+#: How every FAILED Reason ends: where the rest is, from the Lambda context (see response_body.where_the_logs_are).
+LOGS_POINTER = re.compile(r" \(logs: [^()]*, stream [^()]*, request [^()]*\)$")
+
+
+def cause(answer: Mapping[str, Any]) -> str:
+    """A FAILED answer's Reason without the pointer to the logs it ends with; fails if the pointer is missing."""
+    reason: str = answer["Reason"]
+    pointer = LOGS_POINTER.search(reason)
+    assert pointer, f"the Reason does not end with where the logs are: {reason!r}"
+    return reason[: pointer.start()]
 
 
 def run_module(module: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -260,25 +276,7 @@ def attribute_names(request: VpcRequest | Ingress) -> set[str]:
 
 
 def ledger_view(moto: MotoBackend) -> dict[str, dict[str, Any]]:
-    """The ownership ledger as its table holds it, read straight from moto: each rule key -> its rule entry's
-    attributes, and under ``held_by`` who holds it ("stack X, resource Y" each; a replacement's two ids count
-    twice), sorted."""
-    from boto3.dynamodb.types import TypeDeserializer
+    """The ownership ledger as moto's table holds it (:func:`offline.ledger_table.read_ledger`)."""
+    from offline.ledger_table import read_ledger
 
-    from cache_ingress.ledger import Holder
-    from offline.ledger_table import LEDGER_TABLE
-
-    decode = TypeDeserializer().deserialize
-    client = moto.client("dynamodb")
-    view: dict[str, dict[str, Any]] = {}
-    for page in client.get_paginator("scan").paginate(TableName=LEDGER_TABLE, ConsistentRead=True):
-        for raw in page["Items"]:
-            item = {name: decode(value) for name, value in raw.items()}
-            entry = view.setdefault(str(item["pk"]).removeprefix("rule#"), {"held_by": []})
-            if item["sk"] == "rule":
-                entry.update({k: v for k, v in item.items() if k not in ("pk", "sk")})
-            else:
-                entry["held_by"].append(Holder(str(item["stack_id"]), str(item["logical_id"]), "").name)
-    for entry in view.values():
-        entry["held_by"].sort()
-    return view
+    return read_ledger(moto.url)

@@ -1,4 +1,4 @@
-"""The only module that talks to AWS: ElastiCache, MemoryDB, EC2 and DynamoDB calls and their error mapping.
+"""The only module that talks to AWS: ElastiCache, MemoryDB, EC2, Service Quotas and DynamoDB calls, errors mapped.
 
 Clients are passed in, so tests hand them a botocore Stubber or point them at
 the loopback stand-ins; nothing here decides what an error means for the stack
@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextvars
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +21,8 @@ from botocore.config import Config
 from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
+from . import send_gate
+from .errors import OutOfTime
 from .timing import CONNECT_TIMEOUT_S, READ_TIMEOUT_S
 
 #: botocore's own retries are off: its standard mode charges a quota shared by
@@ -39,7 +41,9 @@ from .timing import CONNECT_TIMEOUT_S, READ_TIMEOUT_S
 #: for the tests, has it). An older botocore in the Lambda runtime keeps the
 #: fixed :data:`~cache_ingress.timing.READ_TIMEOUT_S`: a call may then outlast
 #: the deadline by that much at most, inside the answer's reserve, and the
-#: backstop answers on time all the same.
+#: backstop answers on time all the same. The connect timeout bounds name
+#: resolution too, and a change's read is cut again when it is sent, on the
+#: connections :mod:`cache_ingress.send_gate` gives every client.
 CLIENT_CONFIG = Config(
     retries={"mode": "standard", "total_max_attempts": 1},
     connect_timeout=CONNECT_TIMEOUT_S,
@@ -52,6 +56,9 @@ _read_timeout: contextvars.ContextVar[float | None] = contextvars.ContextVar("re
 def make_client(service: str = "elasticache", config: Config = CLIENT_CONFIG) -> Any:
     """A client that honours the standard SDK settings, its read timeout bounded by :func:`time_limit`.
 
+    Whatever the service, its connections are gated (:func:`cache_ingress.send_gate.install`): a change
+    reaches AWS before the answer or never, the promise :class:`~cache_ingress.timing.Deadline` states.
+
     ``AWS_REGION``, ``AWS_ENDPOINT_URL_ELASTICACHE``, ``AWS_ENDPOINT_URL_EC2``,
     ``AWS_ENDPOINT_URL_MEMORYDB`` and friends are read by boto3 itself, which
     is how tests, ``sam local invoke`` and the demo point the function at the
@@ -60,6 +67,7 @@ def make_client(service: str = "elasticache", config: Config = CLIENT_CONFIG) ->
     # boto3 reads AWS_DEFAULT_REGION; Lambda and sam local also set AWS_REGION, the documented one.
     client = boto3.client(service, region_name=os.environ.get("AWS_REGION") or None, config=config)
     client.meta.events.register("before-call", _bound_read_timeout)
+    send_gate.install(client)
     return client
 
 
@@ -213,6 +221,30 @@ class Ec2Api:
         items: list[dict[str, Any]] = response.get("SecurityGroupRules") or []
         return items[0] if items else None
 
+    def prefix_list_sizes(self, prefix_list_ids: Iterable[str]) -> dict[str, int]:
+        """Each named prefix list's MaxEntries, by id, as far as EC2 shows it.
+
+        Asked by filter, not by PrefixListIds, so that a list EC2 does not show
+        (not shared with this account, or made a moment ago) is left out
+        rather than failing the whole call; so is a list without MaxEntries.
+        """
+        wanted = sorted(set(prefix_list_ids))
+        sizes: dict[str, int] = {}
+        for start in range(0, len(wanted), _FILTER_VALUES):
+            ids = wanted[start : start + _FILTER_VALUES]
+            params: dict[str, Any] = {"Filters": [{"Name": "prefix-list-id", "Values": ids}], "MaxResults": 100}
+            while True:
+                response = _call(self.client.describe_managed_prefix_lists, **params)
+                for item in response.get("PrefixLists") or []:
+                    size = item.get("MaxEntries")
+                    if isinstance(item.get("PrefixListId"), str) and isinstance(size, int):
+                        sizes[item["PrefixListId"].lower()] = size
+                token = response.get("NextToken")
+                if not token:
+                    break
+                params["NextToken"] = token
+        return sizes
+
     def set_description(self, group_id: str, rule_id: str, description: str) -> None:
         _call(
             self.client.update_security_group_rule_descriptions_ingress,
@@ -222,6 +254,22 @@ class Ec2Api:
 
     def revoke(self, group_id: str, rule_ids: list[str]) -> None:
         _call(self.client.revoke_security_group_ingress, GroupId=group_id, SecurityGroupRuleIds=rule_ids)
+
+
+class ServiceQuotasApi:
+    """Service Quotas, asked for one quota's value in this account and region."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def quota(self, service_code: str, quota_code: str) -> Any:
+        """The quota's Value as Service Quotas answers it (a number), None if the answer holds none."""
+        response = _call(self.client.get_service_quota, ServiceCode=service_code, QuotaCode=quota_code)
+        return (response.get("Quota") or {}).get("Value")
+
+
+#: How many values one EC2 filter is sent at once.
+_FILTER_VALUES = 100
 
 
 #: A value the ledger stores: a string (S) or a number (N).
@@ -406,6 +454,9 @@ def _call(method: Any, **params: Any) -> dict[str, Any]:
         reasons = tuple(str(r.get("Code", "None")) for r in err.response.get("CancellationReasons") or [])
         raise ApiError(err.operation_name, code, message, status, reasons=reasons) from err
     except (HTTPClientError, BotoConnectionError) as err:
+        refused = err.kwargs.get("error")
+        if isinstance(refused, OutOfTime):  # the change's gate kept it from leaving: nothing was sent
+            raise refused from None
         operation = _operation_name(method)
         raise ApiError(operation, type(err).__name__, str(err), connection=True) from err
     return response

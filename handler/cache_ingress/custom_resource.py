@@ -9,13 +9,15 @@ changes what it does around them:
 * Delete is answered at once (no ``sleep_on_delete``);
 * exactly one answer per invocation, even when the deadline backstop and the
   handler race, always with a non-empty PhysicalResourceId;
-* the body fits CloudFormation's 4096 bytes, cutting the Reason's tail, not
-  its head;
+* the body fits CloudFormation's 4096 bytes, cutting the Reason's middle:
+  its head states the cause, and every FAILED Reason ends with where the logs
+  are (group, stream, request id);
 * the PUT has a socket timeout, treats an HTTP error status as a failure and
   retries a bounded number of times within the deadline;
-* the deadline is the earliest of the Lambda's and ``ServiceTimeout``'s
-  (:meth:`~cache_ingress.timing.Deadline.for_invocation`), and it is closed
-  the moment the answer is decided, so no AWS call starts after it;
+* the deadline is the earliest of the Lambda's and CloudFormation's wait
+  (:class:`~cache_ingress.timing.Deadline`), and it is closed the moment the
+  answer is decided, so no AWS call starts after it; a request that comes
+  after CloudFormation stopped waiting is answered FAILED and nothing else;
 * a ResponseURL that is not https is refused before any AWS call; under
   ``sam local invoke`` the body is printed, since the sample ResponseURL
   leads nowhere;
@@ -35,9 +37,11 @@ from urllib.parse import urlsplit
 
 from crhelper import CfnResource
 
-from .errors import ResourceError
-from .response_body import FAILED, physical_id_or_fallback, response_body, text
+from .errors import InvalidProperties, ResourceError
+from .properties import service_timeout_of
+from .response_body import FAILED, physical_id_or_fallback, response_body, text, where_the_logs_are
 from .response_delivery import put_response
+from .response_url import url_times
 from .timing import Deadline, service_timeout
 
 REQUEST_TYPES = ("Create", "Update", "Delete")
@@ -83,6 +87,7 @@ class CustomResource(CfnResource):
         self._event: dict[str, Any] = {}
         self._context: Any = None
         self._response_url = ""
+        self._logs = ""
         self.deadline = Deadline(0.0)
         self.Status = ""
         self.Reason = ""
@@ -101,14 +106,15 @@ class CustomResource(CfnResource):
         """Run one request and answer it once."""
         hold_loggers_at_info()  # again: something may have lowered them since the import
         self._event = event if isinstance(event, dict) else {}
+        self._response_url = text(self._event.get("ResponseURL"))
         deadline = Deadline.for_invocation(
-            _remaining_seconds(context), service_timeout(self._event.get("ResourceProperties"))
+            _remaining_seconds(context), service_timeout(self._event), url=url_times(self._response_url)
         )
         with self._answer_lock:
             self._invocation += 1
             self._answer = None
             self.deadline = deadline
-        self._response_url = text(self._event.get("ResponseURL"))
+        self._logs = where_the_logs_are(context)
         self.PhysicalResourceId = ""
         self.Data = {}
         if not self._response_url:
@@ -120,6 +126,16 @@ class CustomResource(CfnResource):
         problem = _envelope_problem(self._event)
         if problem:
             self._send(FAILED, problem)
+        elif deadline.expired:
+            self._logger.warning(
+                "the request came after CloudFormation stopped waiting: answering FAILED, changing nothing",
+                extra={
+                    "request_type": self._event.get("RequestType"),
+                    "late_by_s": round(deadline.late_by or 0.0, 1),
+                    "limit": deadline.limit,
+                },
+            )
+            self._send(FAILED, deadline.expired_reason())
         else:
             super().__call__(self._event, context)
 
@@ -183,6 +199,7 @@ class CustomResource(CfnResource):
                 self.PhysicalResourceId,
                 reason if status else self.Reason,
                 {} if (status or self.Status) == FAILED else self.Data,
+                logs=self._logs,
             )
             self._answer = body
             if os.environ.get("AWS_SAM_LOCAL"):
@@ -217,4 +234,10 @@ def _envelope_problem(event: Mapping[str, Any]) -> str:
     for key in ("StackId", "RequestId", "LogicalResourceId"):
         if not isinstance(event.get(key), str) or not event.get(key):
             return f"the request has no {key}"
+    if request_type != "Delete":
+        # A Delete with a bad one proceeds as if it were not set: refusing it would strand the stack.
+        try:
+            service_timeout_of(event)
+        except InvalidProperties as err:
+            return str(err)
     return ""

@@ -43,3 +43,7 @@ class AccessRefused(ResourceFailure):
 
 class LedgerUnreachable(ResourceFailure):
     """The ownership ledger (the DynamoDB table) refused or did not answer in time: nothing further was changed."""
+
+
+class RuleQuotaExceeded(Refused):
+    """A target security group has no room for the rules within its quota of inbound rules: nothing was changed."""

@@ -36,10 +36,19 @@ conflicting write reads again and retries, bounded by the deadline.
 
 Deviations from the design note: the tag ``cache-ingress:managed-by`` names
 the resource type as users declare it (``Custom::CacheSecurityGroupIngress``);
-an origin change bumps ``version`` too, so a release decided on an older
-origin is refused and looks again; a revoke done but whose entry could not be
-deleted still counts as done (a later hold waits out the lease, then takes
-the entry over).
+every write to a rule entry bumps ``version``, so a release decided on an
+older origin is refused and looks again; a revoke done but whose entry could
+not be deleted still counts as done (a later hold waits out the lease, then
+takes the entry over); a hold whose Authorize AWS refused outright is
+withdrawn at once (:meth:`Ledger.withdraw`: it made nothing), so its rollback
+Delete has nothing to look for; a rule the release before the ledger made is
+leased in a new entry before its revoke (:meth:`Ledger.lease_unrecorded`), so
+a Create meanwhile waits for it as for any other; a reassert also sets the
+description of a rule its id holds alone and made, as an Update does; a
+rule recorded pre-existing that carries the default description of the
+resource releasing it (0.1.0 made it for that resource) is recorded made
+(:meth:`Ledger.adopt`), so its last holder revokes it. The
+role may use the table alone, not its indexes: nothing here queries them.
 """
 
 from __future__ import annotations
@@ -50,6 +59,7 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import Enum
 from typing import Protocol, TypeVar
 
 from . import retry
@@ -149,6 +159,47 @@ class Ensured:
     made: bool
 
 
+class Joining(Enum):
+    """What a hold does, given how the rule stands."""
+
+    ALREADY = "already held"  # the holder holds it: nothing to write
+    FRESH = "fresh"  # no entry: make it, with this holder
+    WAIT = "wait"  # another resource's revoke is in progress: wait for it to finish or its lease to expire
+    JOIN = "join"  # add this holder to the entry (taking over an expired lease)
+
+
+class Letting(Enum):
+    """What a release does, given how the rule stands."""
+
+    UNRECORDED = "unrecorded"  # no entry: only a rule the release before the ledger made may be this one's
+    LET_GO = "let go"  # others hold it, or it was there before any holder: take this holder off
+    REVOKE = "revoke"  # the last holder of a rule a holder made, or a release that died half-way: lease and revoke
+    NOTHING = "nothing"  # not a holder: nothing to take back
+
+
+def joining(entry: Entry | None, held: bool, now: float) -> Joining:
+    """How a hold goes on: pure, from the two consistent reads."""
+    if held:
+        return Joining.ALREADY
+    if entry is None:
+        return Joining.FRESH
+    return Joining.WAIT if entry.leased(now) else Joining.JOIN
+
+
+def letting(entry: Entry | None, held: bool, holder: Holder, now: float) -> Letting:
+    """How a release goes on: pure, from the two consistent reads."""
+    if entry is None:
+        return Letting.UNRECORDED
+    if held and (entry.holders > 1 or entry.origin == PRE_EXISTING):
+        return Letting.LET_GO
+    unfinished = (
+        entry.holders == 0
+        and entry.origin != PRE_EXISTING
+        and (not entry.leased(now) or entry.lease_holder == holder.key)
+    )
+    return Letting.REVOKE if held or unfinished else Letting.NOTHING
+
+
 class Side(Protocol[R_contra]):
     """The AWS side of one mode for one request: what a rule is called, and how it is made, found and revoked."""
 
@@ -222,7 +273,7 @@ class Ledger:
         }
         if targets:
             item["targets"] = targets
-        joining = Write(pk, HOLDER_PREFIX + holder.key, item=item, condition="attribute_not_exists(#pk)")
+        joining_write = Write(pk, HOLDER_PREFIX + holder.key, item=item, condition="attribute_not_exists(#pk)")
         fresh = Write(
             pk,
             RULE_SK,
@@ -230,17 +281,18 @@ class Ledger:
             condition="attribute_not_exists(#pk)",
         )
         waits = polls()
-        if self._transact([joining, fresh]):
+        if self._transact([joining_write, fresh]):
             return Hold(None, already=False)
         while True:
             entry, held = self.state(key, holder)
-            if held:
+            step = joining(entry, held, self.clock())
+            if step is Joining.ALREADY:
                 return Hold(entry, already=True)
-            if entry is None:
-                if self._transact([joining, fresh]):
+            if step is Joining.FRESH:
+                if self._transact([joining_write, fresh]):
                     return Hold(None, already=False)
-                failure = self._changing(key)
-            elif entry.leased(self.clock()):
+                failure = self.changing(key)
+            elif step is Joining.WAIT or entry is None:
                 failure = (
                     f"another resource's Delete of the rule {key} is still in progress (the ownership ledger, "
                     f"DynamoDB table {self.api.table}, holds its lease until the function's deadline). "
@@ -254,9 +306,9 @@ class Ledger:
                     condition="#version = :version",
                     values={":one": 1, ":next": entry.version + 1, ":version": entry.version},
                 )
-                if self._transact([joining, joined]):
+                if self._transact([joining_write, joined]):
                     return Hold(entry, already=False)
-                failure = self._changing(key)
+                failure = self.changing(key)
             pause(waits, self.deadline, self.sleep, failure)
 
     def made(self, key: str, rule_id: str) -> None:
@@ -273,6 +325,18 @@ class Ledger:
             update = "SET #origin = :pre, #rule_id = :id ADD #version :one"
             values["id"] = rule_id
         self._update(key, update, "#origin = :authorizing", **values)
+
+    def adopt(self, key: str, entry: Entry, rule_id: str) -> bool:
+        """A rule recorded pre-existing is found to be one a holder's resource made: it is ``made`` from now on,
+        revoked by its last holder. False on a conflict."""
+        write = Write(
+            RULE_PREFIX + key,
+            RULE_SK,
+            update="SET #origin = :made, #rule_id = :id, #version = :next",
+            condition="#version = :version",
+            values={":made": MADE, ":id": rule_id, ":next": entry.version + 1, ":version": entry.version},
+        )
+        return self._apply(write)
 
     def described(self, key: str, description: str) -> None:
         self._update(key, "SET #description = :d ADD #version :one", "attribute_exists(#pk)", d=description)
@@ -341,7 +405,7 @@ class Ledger:
                 mine = Write(pk, HOLDER_PREFIX + holder.key, delete=True, condition="attribute_exists(#pk)")
                 if self._transact([mine, gone]):
                     return
-            pause(waits, self.deadline, self.sleep, self._changing(key))
+            pause(waits, self.deadline, self.sleep, self.changing(key))
 
     def lease_unrecorded(self, key: str, holder: Holder, rule_id: str, description: str) -> bool:
         """Lease a rule the ledger has no entry for (the release before the ledger made it) to ``holder`` for its
@@ -419,7 +483,8 @@ class Ledger:
                 "exists and that the function's role may use it; retry the stack operation"
             ) from err
 
-    def _changing(self, key: str) -> str:
+    def changing(self, key: str) -> str:
+        """The reason for a conflict loop the deadline ended."""
         return (
             f"the ownership ledger's entry of the rule {key} kept changing under other resources' operations "
             "until the function's deadline. Retry the stack operation"
@@ -516,32 +581,36 @@ def release_rule(ledger: Ledger, side: Side[R], rule: R, holder: Holder, *, earl
     held), unless the ledger has no entry for the rule at all and it carries
     one of ``earlier``, the descriptions the release before the ledger gave
     this very resource's rule: that release made it, and it is revoked as it
-    was then, under a lease like any other. A release that died half-way (its lease expired, or is its own)
-    is finished by the next one.
+    was then, under a lease like any other. A release that died half-way (its
+    lease expired, or is its own) is finished by the next one.
     """
     key = side.key(rule)
     waits = polls()
     while True:
         entry, held = ledger.state(key, holder)
-        if entry is None:
+        step = letting(entry, held, holder, ledger.clock())
+        if step is Letting.NOTHING:
+            if not (earlier and entry is not None and entry.origin == PRE_EXISTING):
+                return False
+            # Another stack held it first and took it for one made by hand; it carries this resource's own
+            # description: the release before the ledger made it for this resource, so its last holder revokes it.
+            found = side.find(rule, earlier, settle=False)
+            if found is None:
+                return False
+            if ledger.adopt(key, entry, found[0]) and entry.holders > 0:
+                return False
+        if step is Letting.UNRECORDED or entry is None:
             found = side.find(rule, earlier, settle=False) if earlier else None
             if found is None:
                 return False
             if ledger.lease_unrecorded(key, holder, *found):
                 return _revoke_leased(ledger, side, rule, key, holder, Entry(0, 1, MADE, *found))
-        elif held and (entry.holders > 1 or entry.origin == PRE_EXISTING):
+        elif step is Letting.LET_GO:
             if ledger.let_go(key, holder, entry):
                 return False
-        elif held or (
-            entry.holders == 0
-            and entry.origin != PRE_EXISTING
-            and (not entry.leased(ledger.clock()) or entry.lease_holder == holder.key)
-        ):
-            if ledger.lease(key, holder, entry, held=held):
-                return _revoke_leased(ledger, side, rule, key, holder, entry)
-        else:
-            return False
-        pause(waits, ledger.deadline, ledger.sleep, ledger._changing(key))
+        elif ledger.lease(key, holder, entry, held=held):
+            return _revoke_leased(ledger, side, rule, key, holder, entry)
+        pause(waits, ledger.deadline, ledger.sleep, ledger.changing(key))
 
 
 def _revoke_leased(ledger: Ledger, side: Side[R], rule: R, key: str, holder: Holder, entry: Entry) -> bool:

@@ -75,6 +75,19 @@ def check_service_timeout(properties: Mapping[str, Any]) -> int | None:
     return int(text)
 
 
+def service_timeout_of(event: Mapping[str, Any]) -> int | None:
+    """ServiceTimeout wherever the event carries it: in ResourceProperties, else at the event's top level.
+
+    CloudFormation sends it among the properties; an event may also carry it
+    beside them. When both are there, ResourceProperties' wins and the other is
+    not looked at. Raises :class:`InvalidProperties` for a bad one.
+    """
+    properties = event.get("ResourceProperties")
+    if isinstance(properties, Mapping) and "ServiceTimeout" in properties:
+        return check_service_timeout(properties)
+    return check_service_timeout(event)
+
+
 def digits(value: Any, name: str, wanted: str) -> str:
     """A numeric property's ASCII digits: from a string (spaces around it ignored) or a JSON integer.
 

@@ -1,9 +1,10 @@
 """Sending the answer: one HTTPS PUT to the presigned ResponseURL, retried a bounded number of times.
 
 The URL is a bearer credential (anyone holding it can answer for the stack),
-so nothing here logs it; each attempt has a socket timeout, and the retries
-stop at the time the caller gives, so a slow or failing endpoint cannot keep
-the function past its end.
+so nothing here logs it; each attempt has a socket timeout, which bounds the
+name resolution of the URL's host too (:mod:`cache_ingress.connect`), and the
+retries stop at the time the caller gives, so a slow or failing endpoint, or
+resolver, cannot keep the function past its end.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
+
+from .connect import create_connection
 
 PUT_ATTEMPTS = 5
 PUT_ATTEMPT_TIMEOUT_S = 5.0
@@ -47,7 +50,7 @@ def put_response(
         timeout = min(PUT_ATTEMPT_TIMEOUT_S, time_left())
         if timeout <= 0:
             break
-        connection = http.client.HTTPSConnection(parts.hostname, parts.port, timeout=timeout, context=context)
+        connection = _Connection(parts.hostname, parts.port, timeout=timeout, context=context)
         try:
             connection.request("PUT", target, body=body, headers=headers)
             status = connection.getresponse().status
@@ -75,3 +78,16 @@ def put_response(
 def _tls_context() -> ssl.SSLContext:
     """One verifying context per sandbox: loading the CA bundle costs more than the PUT itself."""
     return ssl.create_default_context()
+
+
+class _Connection(http.client.HTTPSConnection):
+    """http.client's, resolving the host within the timeout: its own resolution has no bound at all.
+
+    ``connect`` opens the socket through ``_create_connection``, which
+    http.client sets per connection for this (its own tests replace it so);
+    tests/unit/test_send_gate.py fails if Python stops calling it.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._create_connection = create_connection

@@ -17,20 +17,21 @@ request as it retried its first; the deadline alone ends the retrying.
 Every attempt first passes the deadline's guard: none starts once the
 invocation has answered (the backstop may answer while the work goes on) or
 without time for a connect and a read before the deadline
-(:meth:`~cache_ingress.timing.Deadline.check_open`; for a change
-:meth:`~cache_ingress.timing.Deadline.start_change`, which also counts it in
-flight). Each attempt's read timeout is the time left
+(:meth:`~cache_ingress.timing.Deadline.check_open`). An attempt at a change
+runs under its gate too (:func:`cache_ingress.send_gate.gated`): its request
+leaves only if the deadline still lets it as it is about to be written
+(:meth:`~cache_ingress.timing.Deadline.send_change`, which also counts it in
+flight); the promise this keeps is :class:`~cache_ingress.timing.Deadline`'s.
+Each attempt's read timeout is the time left
 (:func:`cache_ingress.aws_api.time_limit`): until the deadline for a lookup;
 for a change, until the deadline plus half the answer's reserve, and the
-answer waits for a change in flight. So nothing changes after the answer, and
-whatever a change did has happened before CloudFormation hears the answer.
-:func:`change` is the one name every changing call goes through, so a reader
-can check that none bypasses it.
+answer waits for a change in flight. :func:`change` is the one name every
+changing call goes through, so a reader can check that none bypasses it.
 
 Any other error answer (a refusal, not found, a duplicate) is raised at once as
 :class:`~cache_ingress.aws_api.ApiError`, for the caller's rules to read; the
-guard, and retries cut short by the deadline, raise
-:class:`~cache_ingress.errors.OutOfTime`.
+guard, the gate (nothing was sent), and retries cut short by the deadline,
+raise :class:`~cache_ingress.errors.OutOfTime`.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from typing import TypeVar
 from .aws_api import ApiError, time_limit
 from .errors import OutOfTime
 from .outcomes import THROTTLING_CODES
+from .send_gate import gated
 from .timing import MIN_ATTEMPT_S, Deadline, Sleep
 
 T = TypeVar("T")
@@ -74,10 +76,11 @@ def read(call: Callable[[], T], deadline: Deadline, sleep: Sleep = time.sleep) -
 def change(call: Callable[[], T], deadline: Deadline, sleep: Sleep = time.sleep) -> T:
     """A call that changes something, under the retry policy and the guard.
 
-    No attempt starts once the invocation has answered or the deadline has
-    passed. An attempt in flight at the deadline may read on into the first
-    half of the answer's reserve, and the answer waits for it, so what it
-    did has happened before CloudFormation acts on the answer.
+    No attempt starts, nor is sent, once the invocation has answered or the
+    deadline has passed (:class:`~cache_ingress.timing.Deadline`). An attempt
+    sent before may read on into the first half of the answer's reserve, and
+    the answer waits for it, so what it did has happened before
+    CloudFormation acts on the answer.
     """
     return _with_retries(call, deadline, sleep, _change)
 
@@ -115,12 +118,21 @@ def _lookup(call: Callable[[], T], deadline: Deadline) -> T:
 
 
 def _change(call: Callable[[], T], deadline: Deadline) -> T:
-    deadline.start_change("a change", needs=MIN_ATTEMPT_S)
+    deadline.check_open("a change", needs=MIN_ATTEMPT_S)
+    sent = 0
+
+    def send() -> float:
+        nonlocal sent
+        time_left = deadline.send_change("a change")
+        sent += 1
+        return time_left
+
     try:
-        with time_limit(deadline.change_time_left()):
+        with time_limit(deadline.change_time_left()), gated(send):
             return call()
     finally:
-        deadline.end_change()
+        for _ in range(sent):
+            deadline.end_change()
 
 
 def _with_retries(

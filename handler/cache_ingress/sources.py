@@ -71,12 +71,12 @@ class Source:
     owner: str = ""
 
     @property
-    def predates_claims(self) -> bool:
-        """Whether the release before claims could have made a rule from this source: from a group only.
+    def predates_ledger(self) -> bool:
+        """Whether the release before the ledger (0.1.0) could have made a rule from this source: from a group only.
 
-        An unclaimed rule from any other source with this resource's own
-        description was made by someone else (a person copying it, say), so it
-        is never taken for this resource's own, and never revoked.
+        A rule from any other source that the ledger does not know, with this
+        resource's own description, was made by someone else (a person copying
+        it, say), so it is never taken for this resource's own, and never revoked.
         """
         return self.kind is SourceKind.SECURITY_GROUP
 

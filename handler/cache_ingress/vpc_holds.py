@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from . import retry
+from . import retry, rule_quota
 from .aws_api import ApiError, Ec2Api
-from .errors import Refused, ResourceFailure
+from .errors import Refused, ResourceFailure, RuleQuotaExceeded
 from .ledger import Holder
 from .sources import Source
 from .timing import MIN_ATTEMPT_S, Deadline, Sleep, polls
@@ -100,6 +100,8 @@ class Ec2Side:
                     f"{err.operation} failed: a security group does not exist ({err.message}). "
                     "Check SourceSecurityGroupId, and TargetSecurityGroupIds or the cache's security groups"
                 ) from err
+            if err.code in rule_quota.LIMIT_CODES:
+                raise RuleQuotaExceeded(rule_quota.limit_reason(target, err.message)) from err
             if err.code in PREFIX_LIST_NOT_FOUND_CODES:
                 raise Refused(
                     f"{err.operation} failed: {self.source} does not exist in this account and region "

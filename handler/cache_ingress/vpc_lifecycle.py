@@ -34,6 +34,7 @@ from .ledger import (
     release_rule,
 )
 from .protocol import Change, Instance, Result
+from .quota_check import RuleQuota, check_room
 from .timing import Deadline, Sleep
 from .vpc_holds import Ec2Side, Rule, rule_tags
 from .vpc_rules import CacheKind, CacheNetwork, RuleSet, VpcRequest
@@ -49,11 +50,13 @@ class VpcMode:
         memorydb: MemoryDbApi,
         ledger: LedgerApi,
         sleep: Sleep = time.sleep,
+        quota: RuleQuota | None = None,
     ) -> None:
         self.caches = CacheApis(elasticache, memorydb)
         self.ec2 = ec2
         self.ledger = ledger
         self.sleep = sleep
+        self.quota = quota or RuleQuota(None)
 
     def parse_properties(self, properties: Mapping[str, Any], *, stack_id: str, logical_id: str) -> VpcRequest:
         return vpc.parse_properties(properties, stack_id, logical_id)
@@ -76,10 +79,14 @@ class VpcMode:
     ) -> Result:
         """Hold every rule, making those that are missing.
 
+        First, each target group is counted against its rule quota
+        (:mod:`cache_ingress.quota_check`): a grant that would not fit fails before any write.
+
         With ``undo_on_failure`` (a replacing Update), a failure first lets go
         of what this id holds: a failed Update keeps its old id, so no Delete
         would ever come for the new one.
         """
+        check_room(self.ec2, self.quota, granted.source, granted.ports, granted.targets, deadline, self.sleep)
         ledger, holder, side = self._work(granted, instance, deadline)
         earlier = _earlier_release(instance, granted, request.description)
         ensured: list[Ensured] = []
@@ -117,7 +124,7 @@ class VpcMode:
     def revoke(self, granted: RuleSet, *, instance: Instance, deadline: Deadline) -> Result:
         """Let go of this id's holds; rules the release before the ledger made count as held, for its own id."""
         ledger, holder, side = self._work(granted, instance, deadline)
-        own_id = granted.physical_id == instance.physical_id and granted.source.predates_claims
+        own_id = granted.physical_id == instance.physical_id and granted.source.predates_ledger
         earlier = (vpc.default_description(instance.stack_id, instance.logical_id),) if own_id else ()
         revoked = False
         for rule in _rules(granted):
@@ -161,7 +168,7 @@ def _earlier_release(instance: Instance, granted: RuleSet, description: str) -> 
     """The descriptions the release before the ledger (0.1.0) may have given each rule, had it made it for this
     resource: its default one, and for the rules the id CloudFormation holds now names, the Description asked
     for. That release knew only security group sources."""
-    if not granted.source.predates_claims:
+    if not granted.source.predates_ledger:
         return {}
     default = vpc.default_description(instance.stack_id, instance.logical_id)
     earlier: dict[Rule, tuple[str, ...]] = {rule: (default,) for rule in _rules(granted)}

@@ -22,7 +22,16 @@ from typing import Any
 
 from .errors import CacheUnusable, InvalidProperties
 from .properties import check_known, check_map, digits, kind_of, required_string, shown, stack_name
-from .sources import ALLOW_ANY_ADDRESS, GROUP_ID, OWNER_PROPERTY, SOURCE_PROPERTIES, Source, group_id, parse_source
+from .sources import (
+    ALLOW_ANY_ADDRESS,
+    GROUP_ID,
+    OWNER_PROPERTY,
+    SOURCE_PROPERTIES,
+    Source,
+    SourceKind,
+    group_id,
+    parse_source,
+)
 
 ID_PREFIX = "cache-vpc-ingress"
 #: Names of the cache, one of which a VPC-mode resource sets.
@@ -99,12 +108,24 @@ class VpcRequest:
     description: str
 
 
+#: A cache's NetworkType (ElastiCache's replication groups, cache clusters and serverless caches, and
+#: MemoryDB's clusters all report one): which IP versions its endpoints answer on.
+IPV4_ONLY, IPV6_ONLY, DUAL_STACK = "ipv4", "ipv6", "dual_stack"
+
+
 @dataclass(frozen=True)
 class CacheNetwork:
-    """What ElastiCache says about a cache's network: its endpoint ports and its VPC security groups."""
+    """What ElastiCache says about a cache's network: its endpoint ports, its VPC security groups, its IP versions.
+
+    ``network_type`` is the cache's NetworkType. One that is not reported is
+    ``ipv4``: it is the default of every Create call that takes one, and a cache
+    made before IPv6 support (ElastiCache's, November 2022) reports none and
+    has IPv4 addresses only.
+    """
 
     ports: tuple[int, ...]
     security_groups: tuple[str, ...]
+    network_type: str = IPV4_ONLY
 
 
 @dataclass(frozen=True)
@@ -248,6 +269,7 @@ def resolve(request: VpcRequest, network: CacheNetwork) -> RuleSet:
         raise CacheUnusable(
             f"{request.cache} has no VPC security groups (a cache outside a VPC?); attach one to the cache first"
         )
+    _check_ip_version(request, network)
     ports = network.ports
     if request.port is not None:
         if request.port not in network.ports:
@@ -266,6 +288,26 @@ def resolve(request: VpcRequest, network: CacheNetwork) -> RuleSet:
             )
         targets = request.targets
     return RuleSet.of(request.source, ports, targets)
+
+
+def _check_ip_version(request: VpcRequest, network: CacheNetwork) -> None:
+    """Refuse a CIDR of an IP version the cache has no address in: its rule would let nothing in.
+
+    A security group or a prefix list may hold either version, so only the CIDRs are checked.
+    """
+    kind = request.source.kind
+    if (kind, network.network_type) == (SourceKind.IPV6, IPV4_ONLY):
+        raise InvalidProperties(
+            f"{request.source} cannot reach {request.cache}: its NetworkType is {IPV4_ONLY}, so it has no IPv6 "
+            "address to connect to. Let in the clients' IPv4 range with SourceCidrIp (or their security group "
+            f"with SourceSecurityGroupId), or use a cache whose NetworkType is {DUAL_STACK}"
+        )
+    if (kind, network.network_type) == (SourceKind.IPV4, IPV6_ONLY):
+        raise InvalidProperties(
+            f"{request.source} cannot reach {request.cache}: its NetworkType is {IPV6_ONLY}, so it has no IPv4 "
+            "address to connect to. Let in the clients' IPv6 range with SourceCidrIpv6 (or their security group "
+            f"with SourceSecurityGroupId), or use a cache whose NetworkType is {DUAL_STACK}"
+        )
 
 
 def _listed(items: Iterable[str]) -> str:
@@ -308,21 +350,22 @@ def network_of_replication_group(group: Mapping[str, Any], member: Mapping[str, 
     """
     ports = [_endpoint_port(group.get("ConfigurationEndpoint"))]
     ports += [_endpoint_port(shard.get("PrimaryEndpoint")) for shard in group.get("NodeGroups") or []]
-    return CacheNetwork(_ports(ports), _cluster_groups(member or {}))
+    network_type = _network_type(group.get("NetworkType") or (member or {}).get("NetworkType"))
+    return CacheNetwork(_ports(ports), _cluster_groups(member or {}), network_type)
 
 
 def network_of_cache_cluster(cluster: Mapping[str, Any]) -> CacheNetwork:
     """Ports from the configuration endpoint (Memcached) or each node's endpoint."""
     ports = [_endpoint_port(cluster.get("ConfigurationEndpoint"))]
     ports += [_endpoint_port(node.get("Endpoint")) for node in cluster.get("CacheNodes") or []]
-    return CacheNetwork(_ports(ports), _cluster_groups(cluster))
+    return CacheNetwork(_ports(ports), _cluster_groups(cluster), _network_type(cluster.get("NetworkType")))
 
 
 def network_of_serverless_cache(cache: Mapping[str, Any]) -> CacheNetwork:
     """The endpoint's port and the reader endpoint's, which differ (6379 and 6380 by default)."""
     ports = [_endpoint_port(cache.get("Endpoint")), _endpoint_port(cache.get("ReaderEndpoint"))]
     groups = [g for g in cache.get("SecurityGroupIds") or [] if isinstance(g, str)]
-    return CacheNetwork(_ports(ports), tuple(sorted(set(groups))))
+    return CacheNetwork(_ports(ports), tuple(sorted(set(groups))), _network_type(cache.get("NetworkType")))
 
 
 def network_of_memorydb_cluster(cluster: Mapping[str, Any]) -> CacheNetwork:
@@ -330,7 +373,13 @@ def network_of_memorydb_cluster(cluster: Mapping[str, Any]) -> CacheNetwork:
 
     A cluster still being created has no endpoint yet, so no port: :func:`resolve` calls it unusable.
     """
-    return CacheNetwork(_ports([_endpoint_port(cluster.get("ClusterEndpoint"))]), _cluster_groups(cluster))
+    port = _endpoint_port(cluster.get("ClusterEndpoint"))
+    return CacheNetwork(_ports([port]), _cluster_groups(cluster), _network_type(cluster.get("NetworkType")))
+
+
+def _network_type(value: Any) -> str:
+    """NetworkType as reported, ``ipv4`` when absent; MemoryDB's documentation also spells ``dual-stack``."""
+    return value.strip().lower().replace("-", "_") if isinstance(value, str) and value.strip() else IPV4_ONLY
 
 
 def _endpoint_port(endpoint: Any) -> int | None:

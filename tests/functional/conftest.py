@@ -77,3 +77,13 @@ def ledger_stubber(servers: Servers) -> Iterator[Stubber]:
     with Stubber(app.ledger().client) as stub:
         yield stub
         stub.assert_no_pending_responses()
+
+
+@pytest.fixture
+def quotas_stubber(servers: Servers) -> Iterator[Stubber]:
+    """botocore's Stubber on the handler's Service Quotas client; the quota the sandbox keeps is forgotten around it."""
+    app.rule_quota().forget()
+    with Stubber(app.service_quotas().client) as stub:
+        yield stub
+        stub.assert_no_pending_responses()
+    app.rule_quota().forget()

@@ -12,7 +12,7 @@ from botocore.stub import Stubber
 import app
 from offline.receiver import ResponseReceiver
 from tests.functional.conftest import JsonLogs
-from tests.support import LambdaContext, assert_failed, handle, invoke, load_event
+from tests.support import LambdaContext, assert_failed, cause, handle, invoke, load_event
 
 OUR_ID = "cache-sg-ingress:app-cache-sg:123456789012:app-servers"
 NEW_ID = "cache-sg-ingress:app-cache-sg:210987654321:batch workers / nightly"
@@ -116,7 +116,7 @@ def test_other_api_errors_fail_with_the_code_and_message(stubber: Stubber) -> No
     )
     answer = invoke(load_event("create.json"))
     assert answer["Status"] == "FAILED"
-    assert answer["Reason"] == (
+    assert cause(answer) == (
         "AuthorizeCacheSecurityGroupIngress failed with CacheSecurityGroupNotFound: CacheSecurityGroup app-cache-sg not found."
     )
 
@@ -272,7 +272,7 @@ def test_delete_with_an_invented_id_falls_back_to_valid_properties(stubber: Stub
 def test_unknown_request_type_fails_with_a_clear_reason(stubber: Stubber) -> None:
     answer = invoke(load_event("create.json", RequestType="Upsert"))
     assert answer["Status"] == "FAILED"
-    assert answer["Reason"] == "RequestType must be one of Create, Update, Delete, got 'Upsert'"
+    assert cause(answer) == "RequestType must be one of Create, Update, Delete, got 'Upsert'"
 
 
 def test_an_event_without_a_response_url_is_logged_and_not_answered(

@@ -362,6 +362,22 @@ def rules_of(ec2: Stubber, group: str, *rules: dict[str, Any]) -> None:
     ec2.add_response("describe_security_group_rules", {"SecurityGroupRules": list(rules)}, group_filter(group))
 
 
+def counted(ec2: Stubber, *groups: str, held: dict[str, list[dict[str, Any]]] | None = None) -> None:
+    """Expect the count before any write: each target group's rules, read in turn (``held``: what each holds)."""
+    for group in groups:
+        rules_of(ec2, group, *(held or {}).get(group, []))
+
+
+def prefix_list_sizes(ec2: Stubber, ids: list[str], sizes: dict[str, int] | None = None) -> None:
+    """Expect the prefix lists' sizes asked by filter; EC2 shows those in ``sizes`` (none by default)."""
+    shown = [
+        {"PrefixListId": i, "AddressFamily": "IPv4", "MaxEntries": n, "State": "create-complete"}
+        for i, n in (sizes or {}).items()
+    ]
+    params = {"Filters": [{"Name": "prefix-list-id", "Values": sorted(ids)}], "MaxResults": 100}
+    ec2.add_response("describe_managed_prefix_lists", {"PrefixLists": shown}, params)
+
+
 def revoke(ec2: Stubber, group: str, rule_id: str, error: str = "") -> None:
     params = {"GroupId": group, "SecurityGroupRuleIds": [rule_id]}
     if error:
@@ -380,10 +396,11 @@ def serverless_missing(stubber: Stubber, name: str) -> None:
     )
 
 
-def serverless(stubber: Stubber, groups: list[str], name: str = "sessions") -> None:
+def serverless(stubber: Stubber, groups: list[str], name: str = "sessions", network_type: str = "dual_stack") -> None:
     cache = {
         "ServerlessCacheName": name,
         "Status": "available",
+        "NetworkType": network_type,
         "SecurityGroupIds": groups,
         "Endpoint": {"Address": "sessions.serverless.use1.cache.amazonaws.com", "Port": 6379},
         "ReaderEndpoint": {"Address": "sessions.serverless.use1.cache.amazonaws.com", "Port": 6380},
@@ -405,6 +422,7 @@ def test_a_warm_create_of_a_new_rule_is_one_transaction_one_authorize_and_one_up
 ) -> None:
     serverless(stubber, [A])
     made_ids = []
+    counted(ec2_stubber, A)
     for port in (6379, 6380):
         hold_fresh(ledger_stubber, A, port)
         made_ids.append(authorize(ec2_stubber, A, port))
@@ -430,6 +448,7 @@ def test_a_cache_cluster_is_found_by_id_and_a_rule_made_into_each_of_its_groups(
     )
     physical_id = f"cache-vpc-ingress:{SOURCE}@{ACCOUNT}:11211:{A},{B}"
     made_ids = []
+    counted(ec2_stubber, A, B)
     for group in (A, B):
         hold_fresh(ledger_stubber, group, 11211, physical_id=physical_id, cache="CacheClusterId 'memo'")
         made_ids.append(authorize(ec2_stubber, group, 11211, physical_id=physical_id))
@@ -445,6 +464,7 @@ def test_a_cross_account_source_group_is_named_with_its_owner(
 ) -> None:
     serverless(stubber, [A])
     physical_id = f"cache-vpc-ingress:{SOURCE}@210987654321:6379,6380:{A}"
+    counted(ec2_stubber, A)
     for port in (6379, 6380):
         hold_fresh(ledger_stubber, A, port, physical_id=physical_id, source=f"{SOURCE}@210987654321")
         authorize(
@@ -462,6 +482,7 @@ def test_a_rule_that_was_there_before_any_holder_is_recorded_pre_existing_and_ke
 ) -> None:
     serverless(stubber, [A])
     hold_fresh(ledger_stubber, A, 6379)
+    counted(ec2_stubber, A)
     authorize(ec2_stubber, A, 6379, error="InvalidPermission.Duplicate")
     rules_of(ec2_stubber, A, rule("sgr-hand", A, 6379, description="opened by the on-call"))
     pre_existing(ledger_stubber, A, 6379, "sgr-hand")
@@ -477,6 +498,7 @@ def test_a_rule_another_resource_holds_is_joined_and_ec2_is_only_asked_to_make_s
     stubber: Stubber, ec2_stubber: Stubber, ledger_stubber: Stubber
 ) -> None:
     serverless(stubber, [A])
+    counted(ec2_stubber, A)
     for port in (6379, 6380):
         hold_fresh(ledger_stubber, A, port, taken=True)
         state(ledger_stubber, A, port, entry(holders=1, version=4, rule_id=f"sgr-{port}"), held=False)
@@ -496,6 +518,7 @@ def test_a_rule_another_resource_revoked_by_hand_is_made_again_and_recorded(
     hold_fresh(ledger_stubber, A, 6379, physical_id=physical_id, taken=True)
     state(ledger_stubber, A, 6379, entry(holders=1, version=2, rule_id="sgr-gone"), held=False, physical_id=physical_id)
     ledger_stubber.add_response("transact_write_items", {})  # joined
+    counted(ec2_stubber, A)
     made_id = authorize(ec2_stubber, A, 6379, physical_id=physical_id)
     made(ledger_stubber, A, 6379, made_id)
     answer = invoke(event)
@@ -512,6 +535,7 @@ def test_a_rule_another_resources_delete_is_revoking_is_waited_for_and_then_made
     state(ledger_stubber, A, 6379, revoking, held=False)
     state(ledger_stubber, A, 6379, None, held=False)  # that Delete revoked it and deleted the entry meanwhile
     hold_fresh(ledger_stubber, A, 6379)
+    counted(ec2_stubber, A)
     made(ledger_stubber, A, 6379, authorize(ec2_stubber, A, 6379))
     hold_fresh(ledger_stubber, A, 6380)
     made(ledger_stubber, A, 6380, authorize(ec2_stubber, A, 6380))
@@ -526,6 +550,7 @@ def test_a_redelivered_create_holds_nothing_twice_and_sets_the_description_of_a_
     physical_id = f"cache-vpc-ingress:{SOURCE}@{ACCOUNT}:6379:{A}"
     hold_fresh(ledger_stubber, A, 6379, physical_id=physical_id, description="sessions from the app", taken=True)
     state(ledger_stubber, A, 6379, entry(holders=1, version=2, rule_id="sgr-1"), held=True, physical_id=physical_id)
+    counted(ec2_stubber, A)
     authorize(
         ec2_stubber,
         A,
@@ -590,6 +615,7 @@ def test_ec2_refusing_names_the_target_group_and_withdraws_the_hold_it_took(
 ) -> None:
     serverless(stubber, [A])
     hold_fresh(ledger_stubber, A, 6379)
+    counted(ec2_stubber, A)
     authorize(ec2_stubber, A, 6379, error="UnauthorizedOperation")
     withdraw(ledger_stubber, A, 6379)  # refused outright: it made nothing, so the hold taken for it goes
     answer = invoke(vpc_event(ServerlessCacheName="sessions"))
@@ -602,6 +628,7 @@ def test_the_ledger_refusing_a_create_fails_naming_the_table_before_any_ec2_chan
     stubber: Stubber, ec2_stubber: Stubber, ledger_stubber: Stubber
 ) -> None:
     serverless(stubber, [A])
+    counted(ec2_stubber, A)
     hold_fresh(ledger_stubber, A, 6379, error="AccessDeniedException")
     answer = invoke(vpc_event(ServerlessCacheName="sessions"))
     assert_failed(answer, f"the ownership ledger, DynamoDB table {TABLE}, refused")
@@ -620,6 +647,7 @@ def test_the_ledger_throttling_or_meeting_another_transaction_is_retried_by_the_
         400,
         modeled_fields={"CancellationReasons": [{"Code": "TransactionConflict"}, {"Code": "None"}]},
     )
+    counted(ec2_stubber, A)
     for port in (6379, 6380):
         hold_fresh(ledger_stubber, A, port)
         made(ledger_stubber, A, port, authorize(ec2_stubber, A, port))
@@ -631,6 +659,7 @@ def test_ec2_throttling_and_server_errors_are_retried_by_the_one_policy(
 ) -> None:
     serverless(stubber, [A])
     hold_fresh(ledger_stubber, A, 6379)
+    counted(ec2_stubber, A)
     ec2_stubber.add_client_error("authorize_security_group_ingress", "InternalError", "", 500)
     ec2_stubber.add_client_error("authorize_security_group_ingress", "RequestLimitExceeded", "", 503)
     made(ledger_stubber, A, 6379, authorize(ec2_stubber, A, 6379))
@@ -746,6 +775,26 @@ def test_delete_revokes_a_rule_the_release_before_the_ledger_made_for_this_id(
     assert_success(invoke(delete_event(SESSIONS_ID)))
 
 
+def test_delete_of_this_ids_0_1_0_rule_another_stack_held_first_hands_it_to_that_stack_to_revoke(
+    ec2_stubber: Stubber, ledger_stubber: Stubber
+) -> None:
+    """Another stack's Create recorded the rule pre-existing; it carries this resource's default description, so
+    0.1.0 made it for this resource: it is recorded made (the other stack, its holder, revokes it last)."""
+    state(ledger_stubber, A, 6379, entry(holders=1, version=4, origin="pre-existing", rule_id="sgr-1"), held=False)
+    rules_of(ec2_stubber, A, rule("sgr-1", A, 6379))
+    update(
+        ledger_stubber,
+        A,
+        6379,
+        "SET #origin = :made, #rule_id = :id, #version = :next",
+        "#version = :version",
+        {":id": "sgr-1", ":made": "made", ":next": 5, ":version": 4},
+    )
+    state(ledger_stubber, A, 6380, None, held=False)
+    rules_of(ec2_stubber, A)
+    assert_success(invoke(delete_event(SESSIONS_ID)))
+
+
 def test_delete_when_the_group_is_gone_is_success(
     ec2_stubber: Stubber, ledger_stubber: Stubber, quick_settle: None
 ) -> None:
@@ -767,6 +816,7 @@ def test_a_rollback_delete_of_a_create_the_ledger_refused_succeeds_while_the_led
     stubber: Stubber, ec2_stubber: Stubber, ledger_stubber: Stubber
 ) -> None:
     serverless(stubber, [A])
+    counted(ec2_stubber, A)
     hold_fresh(ledger_stubber, A, 6379, error="AccessDeniedException")
     created = invoke(vpc_event(ServerlessCacheName="sessions"))
     assert_failed(created, "the ownership ledger")
@@ -823,6 +873,7 @@ def test_an_ipv6_range_is_sent_in_its_shortest_spelling_and_keyed_by_it(
     physical_id = f"cache-vpc-ingress:[2001:db8:ab::/48]:6379,6380:{A}"
     serverless(stubber, [A])
     ipv6 = {"Ipv6Ranges": [{"CidrIpv6": "2001:db8:ab::/48", "Description": DESCRIPTION}]}
+    counted(ec2_stubber, A)
     for port in (6379, 6380):
         hold_fresh(ledger_stubber, A, port, physical_id=physical_id, source="[2001:db8:ab::/48]")
         made_rule = {**rule(f"sgr-{port}", A, port), "CidrIpv6": "2001:db8:ab::/48"}
@@ -845,6 +896,8 @@ def test_a_prefix_list_ec2_does_not_know_fails_naming_it(
     serverless(stubber, [A])
     hold_fresh(ledger_stubber, A, 6379, physical_id=physical_id, source="pl-0123456789abcdef0")
     listed = {"PrefixListIds": [{"PrefixListId": "pl-0123456789abcdef0", "Description": DESCRIPTION}]}
+    counted(ec2_stubber, A)
+    prefix_list_sizes(ec2_stubber, ["pl-0123456789abcdef0"])
     ec2_stubber.add_client_error(
         "authorize_security_group_ingress",
         "InvalidPrefixListID.NotFound",
@@ -888,6 +941,7 @@ def test_a_memorydb_cluster_is_found_by_name_and_its_endpoint_port_opened_on_eac
 ) -> None:
     memorydb_cluster(memorydb_stubber, [B, A])
     made_ids = []
+    counted(ec2_stubber, A, B)
     for group in (A, B):
         hold_fresh(ledger_stubber, group, 6379, physical_id=STORE_ID, cache="MemoryDBClusterName 'app-store'")
         made_ids.append(authorize(ec2_stubber, group, 6379, physical_id=STORE_ID))
@@ -904,6 +958,7 @@ def test_a_memorydb_name_spelt_in_capitals_is_looked_up_as_memorydb_keeps_it_in_
     memorydb_cluster(memorydb_stubber, [A], asked="app-store")
     physical_id = f"cache-vpc-ingress:{SOURCE}@{ACCOUNT}:6379:{A}"
     hold_fresh(ledger_stubber, A, 6379, physical_id=physical_id, cache="MemoryDBClusterName 'App-Store'")
+    counted(ec2_stubber, A)
     made(ledger_stubber, A, 6379, authorize(ec2_stubber, A, 6379, physical_id=physical_id))
     assert_success(invoke(vpc_event(MemoryDBClusterName="App-Store")))
 
@@ -960,6 +1015,7 @@ def test_a_throttled_or_failing_memorydb_lookup_is_retried_by_the_one_policy(
     memorydb_refused(memorydb_stubber, "ThrottlingException", 400, message="Rate exceeded")
     memorydb_refused(memorydb_stubber, "InternalServerErrorException", 500)
     memorydb_cluster(memorydb_stubber, [A, B])
+    counted(ec2_stubber, A, B)
     for group in (A, B):
         hold_fresh(ledger_stubber, group, 6379, physical_id=STORE_ID, cache="MemoryDBClusterName 'app-store'")
         made(ledger_stubber, group, 6379, authorize(ec2_stubber, group, 6379, physical_id=STORE_ID))
@@ -1022,3 +1078,141 @@ def test_a_kept_held_id_the_ledger_says_it_does_not_hold_gains_nothing(
     answer = invoke(event)
     assert (answer["Status"], answer["PhysicalResourceId"]) == ("SUCCESS", crafted)
     assert answer["Data"]["SecurityGroupRuleIds"] == ""
+
+
+def test_an_ipv4_range_into_a_cache_reached_over_ipv6_only_fails_naming_both_without_touching_ec2(
+    stubber: Stubber, ec2_stubber: Stubber, ledger_stubber: Stubber
+) -> None:
+    serverless(stubber, [A], network_type="ipv6")
+    assert_failed(
+        invoke(ranged_event(SourceCidrIp="10.20.0.0/16")),
+        "SourceCidrIp 10.20.0.0/16 cannot reach ServerlessCacheName 'sessions': its NetworkType is ipv6",
+    )
+
+
+# -- each target group's quota of inbound rules, counted before any write ---------------
+
+PREFIX_LIST = "pl-0123456789abcdef0"
+LISTED_ID = f"cache-vpc-ingress:{PREFIX_LIST}:6379,6380:{A},{B}"
+LISTED = {"PrefixListIds": [{"PrefixListId": PREFIX_LIST, "Description": DESCRIPTION}]}
+
+
+def office_rules(group: str, count: int) -> list[dict[str, Any]]:
+    """``count`` rules into ``group`` from IPv4 ranges, on port 22, as DescribeSecurityGroupRules shows them."""
+    made = []
+    for i in range(count):
+        item = {**rule(f"sgr-{group[-1]}o{i}", group, 22), "CidrIpv4": f"10.{i}.0.0/16"}
+        del item["ReferencedGroupInfo"]
+        made.append(item)
+    return made
+
+
+def listed_rule(rule_id: str, group: str, port: int) -> dict[str, Any]:
+    item = {**rule(rule_id, group, port), "PrefixListId": PREFIX_LIST}
+    del item["ReferencedGroupInfo"]
+    return item
+
+
+def quota(stub: Stubber, value: float | None = None, error: str | None = None) -> None:
+    """Expect Service Quotas asked for the quota of rules per security group: its value, or a refusal."""
+    params = {"ServiceCode": "vpc", "QuotaCode": "L-0EA8095F"}
+    if error:
+        stub.add_client_error("get_service_quota", error, error, 400, expected_params=params)
+        return
+    answer = {"Quota": {"ServiceCode": "vpc", "QuotaCode": "L-0EA8095F", "Value": value, "Adjustable": True}}
+    stub.add_response("get_service_quota", answer, params)
+
+
+def listed_authorize(ec2: Stubber, group: str, port: int, physical_id: str = LISTED_ID, error: str = "") -> None:
+    """Expect the Authorize of one rule from the prefix list into ``group``, tagged for people."""
+    params = {
+        "GroupId": group,
+        "IpPermissions": [{"IpProtocol": "tcp", "FromPort": port, "ToPort": port, **LISTED}],
+        "TagSpecifications": [
+            {"ResourceType": "security-group-rule", "Tags": tag_list(rule_tags(TABLE, holder(physical_id)))}
+        ],
+    }
+    if error:
+        ec2.add_client_error("authorize_security_group_ingress", error, error, 400, expected_params=params)
+        return
+    made = [listed_rule(f"sgr-{group[-1]}{port}", group, port)]
+    ec2.add_response("authorize_security_group_ingress", {"Return": True, "SecurityGroupRules": made}, params)
+
+
+def test_a_prefix_list_on_a_two_port_serverless_cache_counts_its_size_twice_and_fails_before_any_write(
+    stubber: Stubber, ec2_stubber: Stubber, ledger_stubber: Stubber, quotas_stubber: Stubber
+) -> None:
+    """21 rules in B, and a list of 20 entries on two ports: 61 IPv4 rules, past the quota Service Quotas will not
+    tell (EC2's 60). Nothing is written, into A either, nor held: no Authorize and no ledger call is queued."""
+    serverless(stubber, [A, B])
+    counted(ec2_stubber, A, B, held={B: office_rules(B, 21)})
+    prefix_list_sizes(ec2_stubber, [PREFIX_LIST], {PREFIX_LIST: 20})
+    quota(quotas_stubber, error="AccessDeniedException")
+    answer = invoke(ranged_event(SourcePrefixListId=PREFIX_LIST))
+    assert_failed(answer, f"Security group {B} would hold 61 inbound IPv4 rules (40 of them added by this resource)")
+    assert "past its quota of 60; nothing was changed" in answer["Reason"]
+    for way_out in ("fewer ports with Port", "a smaller prefix list", "higher quota in Service Quotas"):
+        assert way_out in answer["Reason"]
+
+
+def test_a_quota_raised_in_service_quotas_lets_the_grant_through_and_is_read_once_a_while(
+    stubber: Stubber, ec2_stubber: Stubber, ledger_stubber: Stubber, quotas_stubber: Stubber
+) -> None:
+    quota(quotas_stubber, 100.0)  # once: the second Create goes by what the sandbox keeps
+    for _ in range(2):
+        serverless(stubber, [A, B])
+        counted(ec2_stubber, A, B, held={B: office_rules(B, 21)})
+        prefix_list_sizes(ec2_stubber, [PREFIX_LIST], {PREFIX_LIST: 20})
+        for group in (A, B):
+            for port in (6379, 6380):
+                ledger_stubber.add_response("transact_write_items", {})  # held: a fresh rule
+                listed_authorize(ec2_stubber, group, port)
+                ledger_stubber.add_response("update_item", {})  # made, with its id
+        assert_success(invoke(ranged_event(SourcePrefixListId=PREFIX_LIST)))
+
+
+def test_past_a_raised_quota_the_reason_names_that_quota(
+    stubber: Stubber, ec2_stubber: Stubber, ledger_stubber: Stubber, quotas_stubber: Stubber
+) -> None:
+    serverless(stubber, [A])
+    counted(ec2_stubber, A, held={A: office_rules(A, 90)})
+    prefix_list_sizes(ec2_stubber, [PREFIX_LIST], {PREFIX_LIST: 6})
+    quota(quotas_stubber, 100.0)
+    answer = invoke(ranged_event(SourcePrefixListId=PREFIX_LIST))
+    assert_failed(answer, f"Security group {A} would hold 102 inbound IPv4 rules (12 of them added by this resource)")
+    assert "past its quota of 100" in answer["Reason"]
+
+
+def test_rules_that_exist_already_weigh_nothing_and_are_only_held(
+    stubber: Stubber, ec2_stubber: Stubber, ledger_stubber: Stubber, quotas_stubber: Stubber
+) -> None:
+    """A holds 20 rules and the list's two (20 entries each): 60, full; the grant makes nothing, so it fits."""
+    serverless(stubber, [A])
+    physical_id = f"cache-vpc-ingress:{PREFIX_LIST}:6379,6380:{A}"
+    theirs = [listed_rule(f"sgr-{p}", A, p) for p in (6379, 6380)]
+    counted(ec2_stubber, A, held={A: [*office_rules(A, 20), *theirs]})
+    prefix_list_sizes(ec2_stubber, [PREFIX_LIST], {PREFIX_LIST: 20})
+    for port in (6379, 6380):
+        hold_fresh(ledger_stubber, A, port, physical_id=physical_id, source=PREFIX_LIST, taken=True)
+        state(
+            ledger_stubber, A, port, entry(holders=1, version=3, rule_id=f"sgr-{port}"), False, physical_id, PREFIX_LIST
+        )
+        ledger_stubber.add_response("transact_write_items", {})  # joined
+        listed_authorize(ec2_stubber, A, port, physical_id, error="InvalidPermission.Duplicate")
+    answer = invoke(ranged_event(SourcePrefixListId=PREFIX_LIST))
+    assert_success(answer)
+    assert answer["Data"]["SecurityGroupRuleIds"] == "sgr-6379,sgr-6380"
+
+
+def test_a_group_filled_by_another_writer_after_the_count_fails_with_the_quota_reason_and_holds_nothing(
+    stubber: Stubber, ec2_stubber: Stubber, ledger_stubber: Stubber
+) -> None:
+    serverless(stubber, [A])
+    counted(ec2_stubber, A)
+    hold_fresh(ledger_stubber, A, 6379)
+    authorize(ec2_stubber, A, 6379, error="RulesPerSecurityGroupLimitExceeded")
+    withdraw(ledger_stubber, A, 6379)
+    answer = invoke(vpc_event(ServerlessCacheName="sessions"))
+    assert_failed(answer, f"security group {A} has no room for these rules within its quota of inbound rules")
+    assert "another writer may have added rules since they were counted" in answer["Reason"]
+    assert "higher quota in Service Quotas" in answer["Reason"]

@@ -212,17 +212,13 @@ def test_a_lease_outlives_a_revoke_that_lands_before_the_lambda_is_killed(
     assert {(s, p) for s, p, _ in world.rules()} == {(world.app, 6379)}, "Z's stack answered SUCCESS, has no rule"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="README, Limits: an earlier-release rule another stack declares first is taken for one made by hand",
-)
 def test_upgrade_a_rule_the_earlier_release_made_for_one_stack_is_not_kept_for_ever_by_another_stacks_hold(
     world: World,
 ) -> None:
     """Stack X's rule was made by the release before the ledger (no entry, "cache-sg-ingress: stack x, resource
     Access"). Stack Y, on the new release, declares the same rule: its Create finds a rule no holder made and
-    records it pre-existing. X's Delete then finds an entry it does not hold and leaves it (rightly, Y holds
-    it), and Y's Delete leaves a pre-existing rule: the rule outlives both, declared by nothing.
+    records it pre-existing. X's Delete finds it carries X's own description: X made it, so it is recorded made
+    (and left to Y, who holds it), and Y's Delete, its last holder, revokes it.
     """
     world.by_hand(default_description(stack_id("x"), "Access"))  # what the release before the ledger left
     x, y = Sandbox.of("x", world.access()), Sandbox.of("y", world.access())

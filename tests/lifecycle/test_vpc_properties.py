@@ -107,9 +107,16 @@ class VpcStackHistory(RuleBasedStateMachine):
         ids = build_vpc_example(servers().moto, servers().standin)
         app, cache, shared = ids.values()
         (batch,) = servers().moto.security_groups("batch").values()
-        servers().standin.add_serverless_cache(Cache("sessions", (cache, shared), port=6379, reader_port=6380))
+        # Both caches are reached over IPv4 and IPv6, so every source may be let into either.
+        servers().standin.add_serverless_cache(
+            Cache("sessions", (cache, shared), port=6379, reader_port=6380, network_type="dual_stack")
+        )
         servers().moto.client("memorydb").create_cluster(
-            ClusterName="sessions", NodeType="db.t4g.small", ACLName="open-access", SecurityGroupIds=[cache, shared]
+            ClusterName="sessions",
+            NodeType="db.t4g.small",
+            ACLName="open-access",
+            SecurityGroupIds=[cache, shared],
+            NetworkType="dual_stack",
         )
         agents = servers().moto.prefix_list("build-agents", ["10.8.0.0/16"])
         self.ids = {"app": app, "batch": batch, "cache": cache, "shared": shared, "agents": agents, **CIDRS}

@@ -609,3 +609,63 @@ def test_a_cidr_rule_made_by_hand_with_the_resources_own_description_is_still_no
     stack = world.cfn.create_stack("app", {"Access": world.let_in(SourceCidrIp=OFFICE)})
     world.cfn.delete_stack(stack)
     assert world.from_source(OFFICE) == {("cache", 6379, copied)}
+
+
+def test_an_ipv6_range_is_refused_for_a_cache_reached_over_ipv4_only_before_any_ec2_call(world: Vpc) -> None:
+    """The serverless cache reports no NetworkType: it is ipv4, so a rule from an IPv6 range would let nothing in."""
+    stack = world.cfn.create_stack("app", {"Access": {"ServerlessCacheName": "sessions", "SourceCidrIpv6": VPN}})
+    assert stack.status == "ROLLBACK_COMPLETE"
+    reason = world.cfn.log[0].answer.reason  # type: ignore[union-attr]
+    assert f"SourceCidrIpv6 {VPN} cannot reach ServerlessCacheName 'sessions': its NetworkType is ipv4" in reason
+    assert world.ec2_calls == []
+    assert world.from_source(VPN) == set()
+
+
+# -- each target group's quota of inbound rules ----------------------------------------
+
+
+def fill(world: Vpc, target: str, count: int) -> None:
+    """``count`` rules into ``target`` from IPv4 ranges on port 22, made by hand."""
+    ranges = [{"CidrIp": f"10.{i}.0.0/16"} for i in range(count)]
+    permission = {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": ranges}
+    world.moto.client("ec2").authorize_security_group_ingress(GroupId=target, IpPermissions=[permission])
+
+
+def agents_of_twenty(world: Vpc) -> str:
+    """A prefix list of two entries that may grow to 20: it counts as 20 rules wherever a rule references it."""
+    made = world.moto.client("ec2").create_managed_prefix_list(
+        PrefixListName="agents", MaxEntries=20, AddressFamily="IPv4", Entries=[{"Cidr": "10.8.0.0/16"}]
+    )
+    prefix_list_id: str = made["PrefixList"]["PrefixListId"]
+    return prefix_list_id
+
+
+def test_a_prefix_list_on_a_two_port_serverless_cache_past_a_groups_quota_fails_before_any_write(world: Vpc) -> None:
+    """21 rules in the cache's group, and 20 entries on each of two ports: 61, past the quota of 60 (moto's
+    Service Quotas). Neither group gets a rule, the shared one included, though it has room."""
+    fill(world, world.cache, 21)
+    agents = agents_of_twenty(world)
+    stack = world.cfn.create_stack("app", {"Access": {"ServerlessCacheName": "sessions", "SourcePrefixListId": agents}})
+    assert stack.status == "ROLLBACK_COMPLETE"
+    reason = world.cfn.log[0].answer.reason  # type: ignore[union-attr]
+    assert f"Security group {world.cache} would hold 61 inbound IPv4 rules (40 of them added by this resource)" in (
+        reason
+    )
+    assert "past its quota of 60; nothing was changed" in reason
+    assert world.writes() == []
+    assert world.from_source(agents) == set()
+
+
+def test_rules_that_exist_already_weigh_nothing_against_a_full_group(world: Vpc) -> None:
+    """The cache's group is full (20 rules and the list's two, 20 each): the grant only claims those two."""
+    fill(world, world.cache, 20)
+    agents = agents_of_twenty(world)
+    for port in (6379, 6380):
+        entry = {"PrefixListId": agents, "Description": "opened by the on-call"}
+        permission = {"IpProtocol": "tcp", "FromPort": port, "ToPort": port, "PrefixListIds": [entry]}
+        world.moto.client("ec2").authorize_security_group_ingress(GroupId=world.cache, IpPermissions=[permission])
+    stack = world.cfn.create_stack("app", {"Access": {"ServerlessCacheName": "sessions", "SourcePrefixListId": agents}})
+    assert stack.status == "CREATE_COMPLETE"
+    assert {(t, p) for t, p, _ in world.from_source(agents)} == {(t, p) for t in INTO_BOTH for p in (6379, 6380)}
+    world.cfn.delete_stack(stack)
+    assert world.from_source(agents) == {("cache", p, "opened by the on-call") for p in (6379, 6380)}

@@ -245,13 +245,13 @@ def test_make_demo_runs_the_whole_lifecycle() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count('"Status": "SUCCESS"') == 14  # six steps per mode, and a MemoryDB grant's two
     assert "Lifecycle complete" in result.stdout
-    # The MemoryDB grant: its rule is shown with its claim once made, and gone after its Delete.
+    # The MemoryDB grant: its rule is shown with its ledger entry once made, and gone after its Delete.
     granted, taken_back = result.stdout.split("== 1. Create: app-servers may reach the MemoryDB cluster app-store")[
         1
     ].split("== 2. Delete")
     assert '"MemoryDBClusterName": "app-store"' in granted  # what names the cache, as sent
     assert "shared-clients <- app-servers, tcp/6379" in granted
-    assert "1 claim(s): stack cache-access, resource AppStoreAccess" in granted
+    assert "ledger: made, held by stack cache-access, resource AppStoreAccess" in granted
     assert f"{RULES_HEADING}:\n     (empty)" in taken_back
 
 

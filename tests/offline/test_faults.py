@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from offline.call_log import Call, CallLog
 from offline.faults import Fault, FaultPlan
 from offline.receiver import ResponseReceiver
 
@@ -89,3 +90,25 @@ def test_the_receiver_accepts_a_slow_put_late(receiver: ResponseReceiver) -> Non
     started = time.monotonic()
     assert put(receiver, url) == 200
     assert receiver.puts(url)[0].at - started >= 0.2
+
+
+def test_a_drop_for_one_action_passes_the_others_by() -> None:
+    plan = FaultPlan(Clock())
+    plan.drop_next(1, action="Authorize")
+    assert plan.take_fault("Describe") is None
+    assert plan.take_fault("Authorize") == Fault("drop", 0.0)
+    assert plan.take_fault("Authorize") is None
+
+
+def test_a_call_that_arrived_before_the_log_was_cleared_is_not_the_next_tests() -> None:
+    """A call an earlier test stalled is answered during the next one: it must not count as the next one's."""
+    clock = Clock()
+    log = CallLog(clock)
+    clock.now = 1.0
+    stalled_arrival = clock.now
+    clock.now = 2.0
+    log.clear()  # the next test starts
+    clock.now = 3.0
+    log.record(Call("AuthorizeSecurityGroupIngress", {}, 200, None, stalled_arrival, clock.now))
+    log.record(Call("DescribeSecurityGroupRules", {}, 200, None, 2.5, clock.now))
+    assert [c.action for c in log.calls()] == ["DescribeSecurityGroupRules"]

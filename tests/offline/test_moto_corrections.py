@@ -22,6 +22,8 @@ from botocore.exceptions import ClientError
 from moto.dynamodb.responses import DynamoHandler
 from moto.ec2.models.security_groups import SecurityGroupBackend, SecurityGroupRule
 from moto.ec2.responses.security_groups import SecurityGroups
+from moto.memorydb.models import MemoryDBCluster
+from moto.memorydb.responses import MemoryDBResponse
 
 from offline import moto_backend
 from offline.ledger_table import LEDGER_TABLE
@@ -309,6 +311,16 @@ def test_a_cidr_is_kept_as_ec2_keeps_it_and_another_spelling_of_it_is_the_same_r
     assert ingress_rules(ec2, cache) == []
 
 
+# MemoryDB API Reference, Cluster: NetworkType, "'ipv4' for IPv4 only, 'ipv6' for IPv6 only, or 'dual-stack'";
+# CreateCluster: NetworkType, "If not specified, the default is 'ipv4'".
+@pytest.mark.parametrize(("asked", "reported"), [({}, "ipv4"), ({"NetworkType": "dual_stack"}, "dual_stack")])
+def test_a_memorydb_cluster_reports_its_network_type(moto: MotoBackend, asked: dict[str, str], reported: str) -> None:
+    memorydb = moto.client("memorydb")
+    memorydb.create_cluster(ClusterName="typed", NodeType="db.t4g.small", ACLName="open-access", **asked)
+    (cluster,) = memorydb.describe_clusters(ClusterName="typed")["Clusters"]
+    assert cluster["NetworkType"] == reported
+
+
 # DynamoDB (Developer Guide, https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/): a conditional
 # write checks and writes as one step ("Conditional writes" in WorkingWithItems.html: "a conditional write
 # succeeds only if the item attributes meet one or more expected conditions"; optimistic locking builds on it),
@@ -427,6 +439,8 @@ def corrected() -> list[object]:
         SecurityGroups.authorize_security_group_ingress,
         SecurityGroups.update_security_group_rule_descriptions_ingress,
         SecurityGroups._process_rules_from_querystring,
+        MemoryDBResponse.create_cluster,
+        MemoryDBCluster.to_dict,
         DynamoHandler.call_action,
     ]
 

@@ -9,7 +9,7 @@ from cache_ingress.aws_api import ApiError, LedgerApi, Write
 from cache_ingress.classic_lifecycle import CacheGroupSide
 from cache_ingress.classic_rules import Ingress
 from cache_ingress.errors import LedgerUnreachable
-from cache_ingress.ledger import AUTHORIZING, Entry, Holder, Ledger
+from cache_ingress.ledger import AUTHORIZING, Entry, Holder, Joining, Ledger, Letting, joining, letting
 from cache_ingress.sources import Source, SourceKind
 from cache_ingress.timing import Deadline
 from cache_ingress.vpc_holds import Ec2Side, rule_tags
@@ -109,3 +109,40 @@ def test_a_transaction_that_only_met_another_is_retried_and_a_failed_condition_i
 def test_a_function_deployed_without_its_table_says_how_to_get_one() -> None:
     with pytest.raises(LedgerUnreachable, match="LEDGER_TABLE is not set"):
         Ledger(LedgerApi(None, ""), Deadline(1.0))
+
+
+HOLDER = Holder(STACK, "Access", ID)
+
+
+def entry(holders: int = 1, origin: str = "made", lease_until: float = 0.0, lease_holder: str = "") -> Entry:
+    return Entry(holders, 3, origin, "sgr-1", "d", lease_until, lease_holder)
+
+
+def test_a_hold_makes_a_fresh_entry_joins_one_waits_out_a_live_lease_and_writes_nothing_twice() -> None:
+    assert joining(None, held=False, now=100.0) is Joining.FRESH
+    assert joining(entry(), held=False, now=100.0) is Joining.JOIN
+    assert joining(entry(0, lease_until=101.0, lease_holder="other"), held=False, now=100.0) is Joining.WAIT
+    assert joining(entry(0, lease_until=99.0, lease_holder="other"), held=False, now=100.0) is Joining.JOIN
+    assert joining(entry(), held=True, now=100.0) is Joining.ALREADY
+
+
+@pytest.mark.parametrize(
+    ("state", "held", "step"),
+    [
+        (None, False, Letting.UNRECORDED),
+        (entry(2), True, Letting.LET_GO),  # others hold it
+        (entry(1, origin="pre-existing"), True, Letting.LET_GO),  # there before any holder: never revoked
+        (entry(1), True, Letting.REVOKE),  # the last holder of a rule a holder made
+        (entry(1, origin="authorizing"), True, Letting.REVOKE),  # its Authorize's answer never recorded
+        (entry(1), False, Letting.NOTHING),  # not a holder: a crafted id
+        (entry(0), False, Letting.REVOKE),  # a release that died half-way, its lease given back
+        (entry(0, lease_until=99.0, lease_holder="other"), False, Letting.REVOKE),  # its lease expired
+        (entry(0, lease_until=101.0, lease_holder="other"), False, Letting.NOTHING),  # another's revoke is on
+        (entry(0, lease_until=101.0, lease_holder=HOLDER.key), False, Letting.REVOKE),  # its own, retried
+        (entry(0, origin="pre-existing"), False, Letting.NOTHING),
+    ],
+)
+def test_a_release_lets_go_revokes_as_the_last_holder_or_finishes_a_release_that_died(
+    state: Entry | None, held: bool, step: Letting
+) -> None:
+    assert letting(state, held, HOLDER, now=100.0) is step

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
@@ -92,9 +92,19 @@ class Recorder:
         return request
 
     def grant(
-        self, granted: Any, *, request: Any, instance: Instance, deadline: Deadline, undo_on_failure: bool
+        self,
+        granted: Any,
+        *,
+        request: Any,
+        instance: Instance,
+        deadline: Deadline,
+        undo_on_failure: bool,
+        on_held: Callable[[], None],
     ) -> Result:
         return Result(Change.AUTHORIZED)
+
+    def reassert(self, granted: Any, *, request: Any, instance: Instance, deadline: Deadline) -> Result:
+        return Result(Change.ALREADY_PRESENT)
 
     def revoke(self, granted: Any, *, instance: Instance, deadline: Deadline) -> Result:
         return Result(Change.REVOKED)

@@ -7,8 +7,16 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cache_ingress.response_body import FAILED, SUCCESS, TRUNCATION_MARK, physical_id_or_fallback, response_body
+from cache_ingress.response_body import (
+    FAILED,
+    SUCCESS,
+    TRUNCATION_MARK,
+    physical_id_or_fallback,
+    response_body,
+    where_the_logs_are,
+)
 
+LOGS = " (logs: /aws/lambda/x, stream 2026/12/06/[$LATEST]abc, request 1234-5678)"
 EVENT = {
     "StackId": "arn:aws:cloudformation:us-east-1:123456789012:stack/s/1",
     "RequestId": "req-1",
@@ -79,3 +87,59 @@ def test_envelope_fields_too_long_for_the_body_are_cut_to_fit(
 def test_envelope_fields_that_fit_are_echoed_whole() -> None:
     event = {**EVENT, "LogicalResourceId": "L" * 255}
     assert json.loads(response_body(event, SUCCESS, "id"))["LogicalResourceId"] == "L" * 255
+
+
+class Context:
+    """The Lambda context's log attributes, as the runtime sets them."""
+
+    log_group_name = "/aws/lambda/x"
+    log_stream_name = "2026/12/06/[$LATEST]abc"
+    aws_request_id = "1234-5678"
+
+
+def test_where_the_logs_are_names_the_group_the_stream_and_the_request() -> None:
+    assert where_the_logs_are(Context()) == LOGS
+
+
+def test_where_the_logs_are_leaves_out_what_the_context_lacks() -> None:
+    class RequestOnly:
+        aws_request_id = "1234-5678"
+        log_group_name = ""
+
+    assert where_the_logs_are(RequestOnly()) == " (request 1234-5678)"
+    assert where_the_logs_are(None) == ""
+
+
+def test_a_failed_reason_ends_with_where_the_logs_are_and_a_success_carries_no_pointer() -> None:
+    assert json.loads(response_body(EVENT, FAILED, "id", "Port must be a number", logs=LOGS))["Reason"] == (
+        "Port must be a number" + LOGS
+    )
+    assert json.loads(response_body(EVENT, FAILED, "id", logs=LOGS))["Reason"] == "the request failed" + LOGS
+    assert "Reason" not in json.loads(response_body(EVENT, SUCCESS, "id", logs=LOGS))
+
+
+def test_a_long_reason_loses_its_middle_keeping_its_head_and_where_the_logs_are() -> None:
+    reason = "CacheSecurityGroupName is required. " + "detail " * 2000
+    raw = response_body(EVENT, FAILED, "id", reason, logs=LOGS)
+    body = json.loads(raw)
+    assert len(raw) <= 4096
+    assert body["Reason"].startswith("CacheSecurityGroupName is required. detail")
+    assert body["Reason"].endswith(TRUNCATION_MARK + LOGS)
+    assert len(raw) > 4096 - 10  # what was cut is only what had to be
+
+
+def test_a_success_too_big_to_send_fails_pointing_at_the_logs() -> None:
+    body = json.loads(response_body(EVENT, SUCCESS, "id", data={"Big": "x" * 5000}, logs=LOGS))
+    assert (body["Status"], body["Reason"]) == (FAILED, "the response did not fit CloudFormation's 4096 bytes" + LOGS)
+
+
+#: What log group and stream names, request ids and ids of ours are made of (no character JSON escapes).
+NAME_CHARACTERS = st.sampled_from("abcXYZ0189/._-#$[]:, ()@")
+
+
+@given(st.text(max_size=6000), st.text(NAME_CHARACTERS, max_size=1024), st.text(NAME_CHARACTERS, max_size=1100))
+def test_any_reason_keeps_any_pointer_to_the_logs_and_fits(reason: str, physical_id: str, logs: str) -> None:
+    """The pointer is at most about 1.1 KB: a log group and a stream name of 512 characters each, a request id."""
+    raw = response_body(EVENT, FAILED, physical_id, reason, logs=logs)
+    assert len(raw) <= 4096
+    assert json.loads(raw)["Reason"].endswith(logs)

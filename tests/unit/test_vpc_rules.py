@@ -244,6 +244,68 @@ def test_a_cache_without_port_or_groups_is_unusable_whatever_the_properties() ->
         vpc_rules.resolve(parse(TargetSecurityGroupIds=["sg-0000000a"]), CacheNetwork((6379,), ()))
 
 
+def ranged(**source: str) -> VpcRequest:
+    """The replication group's request for a CIDR instead of a group."""
+    props = {k: v for k, v in VALID.items() if k != "SourceSecurityGroupId"}
+    request = parse_request({**props, **source}, STACK, "AppCacheAccess")
+    assert isinstance(request, VpcRequest)
+    return request
+
+
+@pytest.mark.parametrize(
+    ("source", "network_type", "other_property"),
+    [
+        ({"SourceCidrIpv6": "2001:db8:ab::/48"}, "ipv4", "SourceCidrIp"),
+        ({"SourceCidrIp": "10.20.0.0/16"}, "ipv6", "SourceCidrIpv6"),
+    ],
+)
+def test_a_cidr_of_an_ip_version_the_cache_has_no_address_in_is_refused_naming_both(
+    source: dict[str, str], network_type: str, other_property: str
+) -> None:
+    network = CacheNetwork((6379,), ("sg-0000000a",), network_type)
+    with pytest.raises(InvalidProperties) as caught:
+        vpc_rules.resolve(ranged(**source), network)
+    ((name, value),) = source.items()
+    assert str(caught.value).startswith(
+        f"{name} {value} cannot reach ReplicationGroupId 'app-cache': its NetworkType is {network_type}"
+    )
+    assert other_property in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        {"SourceCidrIpv6": "2001:db8:ab::/48"},
+        {"SourceCidrIp": "10.20.0.0/16"},
+        {"SourcePrefixListId": "pl-0123456789abcdef0"},
+        {"SourceSecurityGroupId": SOURCE},
+    ],
+)
+def test_a_dual_stack_cache_takes_every_kind_of_source(source: dict[str, str]) -> None:
+    rule_set = vpc_rules.resolve(ranged(**source), CacheNetwork((6379,), ("sg-0000000a",), "dual_stack"))
+    assert rule_set.targets == ("sg-0000000a",)
+
+
+def test_groups_and_prefix_lists_reach_a_single_stack_cache_of_either_version() -> None:
+    for network_type in ("ipv4", "ipv6"):
+        network = CacheNetwork((6379,), ("sg-0000000a",), network_type)
+        assert vpc_rules.resolve(parse(), network).ports == (6379,)
+        assert vpc_rules.resolve(ranged(SourcePrefixListId="pl-0123456789abcdef0"), network).ports == (6379,)
+
+
+def test_the_network_type_is_read_from_every_kind_of_cache_and_is_ipv4_when_not_reported() -> None:
+    endpoint = {"Port": 6379}
+    member = {"SecurityGroups": [{"SecurityGroupId": "sg-0000000a"}], "NetworkType": "ipv6"}
+    group = {"NodeGroups": [{"PrimaryEndpoint": endpoint}], "NetworkType": "dual_stack"}
+    assert vpc_rules.network_of_replication_group(group, member).network_type == "dual_stack"
+    assert vpc_rules.network_of_replication_group({"NodeGroups": []}, member).network_type == "ipv6"
+    assert vpc_rules.network_of_cache_cluster({"NetworkType": "ipv6"}).network_type == "ipv6"
+    assert vpc_rules.network_of_serverless_cache({"NetworkType": "dual_stack"}).network_type == "dual_stack"
+    assert vpc_rules.network_of_memorydb_cluster({"NetworkType": "dual-stack"}).network_type == "dual_stack"
+    assert vpc_rules.network_of_memorydb_cluster({}).network_type == "ipv4"
+    assert vpc_rules.network_of_cache_cluster({"CacheNodes": []}).network_type == "ipv4"
+
+
 group_ids = st.from_regex(r"\Asg-([0-9a-f]{8}|[0-9a-f]{17})\Z")
 rule_sets = st.builds(
     RuleSet.of,
