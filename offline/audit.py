@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="cache-ingress on the offline world")
     parser.add_argument("--verbose", action="store_true", help="show the function's own JSON logs (stderr)")
     args = parser.parse_args(argv)
-    with OfflineAws(settle_delay=0.0, quiet=not args.verbose, vpc=True) as aws:
+    with OfflineAws(settle_delay=0.0, quiet=not args.verbose) as aws:
         if aws.moto is None:
             raise RuntimeError("the offline world has no moto")
         world = operate_world.build(aws.moto, aws.standin, aws.invoke)
