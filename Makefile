@@ -12,10 +12,11 @@ PYTEST_WORKERS ?= $(shell $(PYTHON) -c 'import os; print(min(8, 3 * (os.cpu_coun
 # The SAM CLI otherwise prints a telemetry notice on first use and reports usage; every sam call below inherits this.
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help demo invoke bench bench-smoke check test test-runtime lint typecheck templates scan pytest thorough build validate sam-check lock clean
+.PHONY: help demo audit invoke bench bench-smoke check test test-runtime lint typecheck templates scan pytest thorough build validate sam-check lock clean
 
 help:
 	@echo "make demo     - full create/update/delete lifecycle against the offline stand-in"
+	@echo "make audit    - cache-ingress audit, repair and sweep on a small offline world"
 	@echo "make check    - the fast loop: lint, type check, the unit and functional tiers (well under a minute)"
 	@echo "make test     - lint, type check, template checks, scanners and every test tier, in parallel"
 	@echo "make invoke EVENT=events/create.json - one event through the handler, offline"
@@ -24,18 +25,21 @@ help:
 	@echo "make bench    - benchmarks with ratios against floors measured in the same run"
 	@echo "make lock     - re-pin requirements after editing a *.in file"
 
-# A virtualenv from hashed pins: $(1) is its folder, $(2) its requirements file. Its output goes to stderr,
-# so that a first `make invoke` still prints nothing but the JSON body on stdout.
+# A virtualenv from hashed pins: $(1) is its folder, $(2) its requirements file; with $(3), the project itself
+# too (editable, so `cache-ingress` runs the code in handler/; --no-deps: its dependencies are among the pins,
+# and no build isolation: setuptools is pinned in requirements-pip.txt, so nothing unpinned is fetched).
+# Its output goes to stderr, so that a first `make invoke` still prints nothing but the JSON body on stdout.
 define make_venv
 	@echo "== making $(1) from $(2)" >&2
 	@$(PYTHON) -m venv $(1) >&2
 	@$(1)/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements-pip.txt >&2
 	@$(1)/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes -r $(2) >&2
+	$(if $(3),@$(1)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation --editable . >&2)
 	@touch $(1)/.installed
 endef
 
 $(VENV)/.installed: requirements-pip.txt requirements-dev.txt handler/requirements.txt
-	$(call make_venv,$(VENV),requirements-dev.txt)
+	$(call make_venv,$(VENV),requirements-dev.txt,project)
 
 $(SAM_VENV)/.installed: requirements-pip.txt requirements-sam.txt
 	$(call make_venv,$(SAM_VENV),requirements-sam.txt)
@@ -45,6 +49,10 @@ $(SCAN_VENV)/.installed: requirements-pip.txt requirements-scan.txt
 
 demo: $(VENV)/.installed
 	$(BIN)/python -m offline.demo
+
+# cache-ingress (audit, repair, sweep) run for real on the offline world, after staging a small one in it.
+audit: $(VENV)/.installed
+	$(BIN)/python -m offline.audit
 
 # stdout is the JSON body alone (the recipe is not echoed); exits non-zero when the body says FAILED.
 invoke: $(VENV)/.installed
@@ -99,7 +107,7 @@ else
 endif
 
 $(RUNTIME_VENV)/.installed: requirements-pip.txt requirements-dev.txt
-	$(call make_venv,$(RUNTIME_VENV),requirements-dev.txt)
+	$(call make_venv,$(RUNTIME_VENV),requirements-dev.txt,project)
 
 # The same suite with many more hypothesis examples.
 thorough: HYPOTHESIS_PROFILE=thorough

@@ -15,7 +15,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from cache_ingress import aws_api
+from cache_ingress import aws_api, drift_check
 from cache_ingress.classic_lifecycle import ClassicMode
 from cache_ingress.custom_resource import CustomResource
 from cache_ingress.errors import AccessRefused, CacheNotFound, CacheUnusable, InvalidProperties, LedgerUnreachable
@@ -23,6 +23,7 @@ from cache_ingress.modes import Granted, Modes, Request
 from cache_ingress.protocol import Change, Instance, Result
 from cache_ingress.quota_check import RuleQuota
 from cache_ingress.response_body import FAILED
+from cache_ingress.survey import Apis, Survey
 from cache_ingress.timing import Deadline
 from cache_ingress.vpc_lifecycle import VpcMode
 
@@ -55,6 +56,12 @@ def memorydb() -> aws_api.MemoryDbApi:
 def ledger() -> aws_api.LedgerApi:
     """The ownership ledger, the DynamoDB table LEDGER_TABLE names (template.yaml sets it); checked on first use."""
     return aws_api.LedgerApi(aws_api.make_client("dynamodb"), os.environ.get("LEDGER_TABLE", ""))
+
+
+@functools.cache
+def cloudformation() -> aws_api.CloudFormationApi:
+    """CloudFormation, where the scheduled check asks whether each holder's stack still exists."""
+    return aws_api.CloudFormationApi(aws_api.make_client("cloudformation"))
 
 
 @functools.cache
@@ -230,8 +237,28 @@ def _record(granted: Granted[Any, Any], result: Result) -> None:
     logger.info("ingress %s", result.change.name.lower().replace("_", " "), extra={"ingress": granted.attributes()})
 
 
+def scheduled_check(context: Any) -> dict[str, Any]:
+    """The drift check a scheduled event asks for (template.yaml, DriftCheckSchedule): counted, logged, never
+    answered to anyone; with RepairDrift, drift is repaired."""
+    deadline = Deadline.for_invocation(context.get_remaining_time_in_millis() / 1000.0, None)
+    # The function's own account and region, from its ARN: the stacks it can ask CloudFormation about.
+    _, _, _, region, account, *_ = str(context.invoked_function_arn).split(":")
+    survey = Survey(Apis(ledger(), ec2(), api(), memorydb(), cloudformation()), deadline, account, region)
+    outcome = drift_check.run(
+        survey,
+        repair_drift=drift_check.repair_on(os.environ),
+        log=lambda message, fields: logger.warning(message, extra=fields),
+    )
+    for name, count in outcome.counts.items():
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=count)
+    logger.info("drift check done", extra={"findings": outcome.counts, "repaired": len(outcome.repaired)})
+    return {"findings": outcome.counts, "repaired": [str(action) for action in outcome.repaired]}
+
+
 @metrics.log_metrics
 def lambda_handler(event: Any, context: Any) -> dict[str, Any] | None:
+    if drift_check.is_scheduled(event):
+        return scheduled_check(context)
     envelope = event if isinstance(event, dict) else {}
     logger.set_correlation_id(envelope.get("RequestId"))
     logger.append_keys(

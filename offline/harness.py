@@ -95,6 +95,8 @@ class OfflineAws:
         os.environ["AWS_ENDPOINT_URL_MEMORYDB"] = self.moto.url
         os.environ["AWS_ENDPOINT_URL_SERVICE_QUOTAS"] = self.moto.url
         os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = self.moto.url
+        os.environ["AWS_ENDPOINT_URL_CLOUDFORMATION"] = self.moto.url
+        os.environ["AWS_ENDPOINT_URL_STS"] = self.moto.url  # who cache-ingress runs as
         os.environ["LEDGER_TABLE"] = LEDGER_TABLE
         os.environ.pop("AWS_PROFILE", None)
         if self._debug:

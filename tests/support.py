@@ -129,6 +129,8 @@ def servers() -> Servers:
     os.environ["AWS_ENDPOINT_URL_MEMORYDB"] = started.memorydb.start()
     os.environ["AWS_ENDPOINT_URL_SERVICE_QUOTAS"] = started.moto.url  # moto knows EC2's default quotas
     os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = started.dynamodb.start()
+    os.environ["AWS_ENDPOINT_URL_CLOUDFORMATION"] = started.moto.url  # the holders' stacks, made in moto
+    os.environ["AWS_ENDPOINT_URL_STS"] = started.moto.url  # who cache-ingress runs as
     os.environ["LEDGER_TABLE"] = LEDGER_TABLE
     started.receiver.start()
     # CloudFormation's ResponseURL is https; the sender trusts the receiver's self-signed certificate this way.

@@ -48,13 +48,25 @@ def test_a_second_make_demo_or_invoke_installs_nothing(tmp_path: Path) -> None:
     first = _make(tmp_path, *settings, "demo")
     assert first.returncode == 0, first.stderr
     made = _calls(tmp_path)
-    assert [call.split()[:2] for call in made] == [["-m", "venv"], ["-m", "pip"], ["-m", "pip"], ["-m", "offline.demo"]]
+    assert [call.split()[:2] for call in made] == [
+        ["-m", "venv"],
+        ["-m", "pip"],
+        ["-m", "pip"],
+        ["-m", "pip"],
+        ["-m", "offline.demo"],
+    ]
+    # The project itself last (the cache-ingress command), from the tree, fetching nothing.
+    assert made[3].endswith("install --quiet --disable-pip-version-check --no-deps --no-build-isolation --editable .")
 
     assert _make(tmp_path, "-q", *settings, f"{venv}/.installed").returncode == 0, "make sees the virtualenv as built"
-    for target in ("demo", "invoke"):
+    for target in ("demo", "invoke", "audit"):
         again = _make(tmp_path, *settings, target)
         assert again.returncode == 0, again.stderr
-    assert [call.split()[1] for call in _calls(tmp_path)[len(made) :]] == ["offline.demo", "offline.invoke"]
+    assert [call.split()[1] for call in _calls(tmp_path)[len(made) :]] == [
+        "offline.demo",
+        "offline.invoke",
+        "offline.audit",
+    ]
 
 
 def test_every_sam_cli_call_runs_with_telemetry_off(tmp_path: Path) -> None:

@@ -149,6 +149,12 @@ class ElastiCacheApi:
                 return _entry_in(group, ec2_group, owner_id)
         return None
 
+    def cache_security_group(self, name: str) -> dict[str, Any]:
+        """The whole cache security group, every ingress with its status."""
+        return _first(
+            _call(self.client.describe_cache_security_groups, CacheSecurityGroupName=name), "CacheSecurityGroups"
+        )
+
     def replication_group(self, group_id: str) -> dict[str, Any]:
         response = _call(self.client.describe_replication_groups, ReplicationGroupId=group_id)
         return _first(response, "ReplicationGroups")
@@ -312,6 +318,76 @@ class LedgerApi:
             _call(self.client.delete_item, **params)
         else:
             _call(self.client.update_item, **params)
+
+    def query(self, index: str, name: str, value: str) -> list[dict[str, Value]]:
+        """Every item of the index ``index`` whose ``name`` is ``value``, page by page.
+
+        A secondary index is read eventually consistently: what an operator's
+        report reads; nothing that decides a write reads it.
+        """
+        params: dict[str, Any] = {
+            "TableName": self.table,
+            "IndexName": index,
+            "KeyConditionExpression": "#k = :v",
+            "ExpressionAttributeNames": {"#k": name},
+            "ExpressionAttributeValues": {":v": _encoded(value)},
+        }
+        return self._pages(self.client.query, params)
+
+    def keys(self, index: str, name: str) -> set[str]:
+        """Every value of ``name`` in the index ``index`` (its partition key): the one listing no key names.
+
+        A scan of the index, reading only that attribute: how the check finds
+        every cache the ledger knows, which no query can list.
+        """
+        params: dict[str, Any] = {
+            "TableName": self.table,
+            "IndexName": index,
+            "ProjectionExpression": "#k",
+            "ExpressionAttributeNames": {"#k": name},
+        }
+        return {str(item.get(name, "")) for item in self._pages(self.client.scan, params)} - {""}
+
+    def _pages(self, method: Any, params: dict[str, Any]) -> list[dict[str, Value]]:
+        found: list[dict[str, Value]] = []
+        while True:
+            response = _call(method, **params)
+            found += [{k: _decoded(v) for k, v in item.items()} for item in response.get("Items") or []]
+            last = response.get("LastEvaluatedKey")
+            if not last:
+                return found
+            params = {**params, "ExclusiveStartKey": last}
+
+
+class CloudFormationApi:
+    """Stacks, as the operator's check reads them: whether a holder's stack still exists, and its outputs."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def stack(self, stack: str) -> dict[str, Any] | None:
+        """The stack (by name, or by id: a deleted stack's id still answers, DELETE_COMPLETE), None if none."""
+        try:
+            response = _call(self.client.describe_stacks, StackName=stack)
+        except ApiError as err:
+            if err.code == "ValidationError" and "does not exist" in err.message:
+                return None
+            raise
+        return _first(response, "Stacks") or None
+
+
+class IdentityApi:
+    """Who the caller is: the account whose stacks CloudFormation will describe to it.
+
+    GetCallerIdentity needs no permission (the STS API Reference: "No
+    permissions are required to perform this operation").
+    """
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def account(self) -> str:
+        return str(_call(self.client.get_caller_identity).get("Account", ""))
 
 
 def _transact_item(table: str, write: Write) -> dict[str, Any]:

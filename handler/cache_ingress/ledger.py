@@ -18,7 +18,8 @@ Items (``pk``, ``sk``):
   is in progress, ``cache``;
 * one holder entry per resource instance holding it, ``rule#<rule key>`` /
   ``holder#<holder key>``: ``stack_id``, ``logical_id``, ``physical_id``,
-  ``since``, ``cache``.
+  ``since``, ``cache``, and in VPC mode ``targets`` (whether its target groups
+  are the cache's or its own: the operator's check, :mod:`cache_ingress.audit`).
 
 The rule key is what AWS knows the rule by (each mode spells its own:
 :meth:`Side.key`). The holder is the resource instance named by its stack, its
@@ -78,6 +79,10 @@ PRE_EXISTING = "pre-existing"
 RULE_PREFIX = "rule#"
 RULE_SK = "rule"
 HOLDER_PREFIX = "holder#"
+#: How a VPC holder chose its target groups (its holder entry's ``targets``): the cache's groups, looked up on
+#: each Create and Update, or its own TargetSecurityGroupIds.
+TARGETS_OF_CACHE = "cache"
+TARGETS_DECLARED = "declared"
 _DIGEST_CHARS = 32
 
 #: A condition a ledger write set did not hold: a single write's, or one inside a cancelled transaction.
@@ -249,11 +254,13 @@ class Ledger:
         held = self._call(lambda: self.api.get(pk, HOLDER_PREFIX + holder.key), change=False)
         return (None if item is None else Entry.of(item)), held is not None
 
-    def hold(self, key: str, holder: Holder, description: str, cache: str) -> Hold:
+    def hold(self, key: str, holder: Holder, description: str, cache: str, targets: str = "") -> Hold:
         """Record ``holder`` as a holder of the rule; wait out a revoke in progress. How the rule stood.
 
         A fresh rule (the usual Create) costs one transaction; otherwise the
-        entry is read and joined, conditioned on its version.
+        entry is read and joined, conditioned on its version. ``targets``, for
+        the operator's check, says whether the holder's target groups are the
+        cache's (:data:`TARGETS_OF_CACHE`) or its own (:data:`TARGETS_DECLARED`).
         """
         pk = RULE_PREFIX + key
         since = datetime.fromtimestamp(self.clock(), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -264,6 +271,8 @@ class Ledger:
             "since": since,
             "cache": cache,
         }
+        if targets:
+            item["targets"] = targets
         joining_write = Write(pk, HOLDER_PREFIX + holder.key, item=item, condition="attribute_not_exists(#pk)")
         fresh = Write(
             pk,
@@ -490,6 +499,7 @@ def grant_rule(
     *,
     description: str,
     cache: str,
+    targets: str = "",
     earlier: Collection[str] = (),
     on_held: Callable[[], None] = lambda: None,
 ) -> Ensured:
@@ -503,7 +513,7 @@ def grant_rule(
     ``made``, not ``pre-existing``.
     """
     key = side.key(rule)
-    hold = ledger.hold(key, holder, description, cache)
+    hold = ledger.hold(key, holder, description, cache, targets)
     on_held()
     try:
         made = side.authorize(rule, description)

@@ -22,7 +22,17 @@ from . import retry
 from . import vpc_rules as vpc
 from .aws_api import ApiError, Ec2Api, ElastiCacheApi, LedgerApi, MemoryDbApi
 from .errors import AccessRefused, CacheNotFound, CacheUnusable, InvalidProperties, ResourceError, ResourceFailure
-from .ledger import Ensured, Holder, Ledger, grant_rule, reassert_rule, release_quietly, release_rule
+from .ledger import (
+    TARGETS_DECLARED,
+    TARGETS_OF_CACHE,
+    Ensured,
+    Holder,
+    Ledger,
+    grant_rule,
+    reassert_rule,
+    release_quietly,
+    release_rule,
+)
 from .protocol import Change, Instance, Result
 from .quota_check import RuleQuota, check_room
 from .timing import Deadline, Sleep
@@ -90,6 +100,7 @@ class VpcMode:
                         holder,
                         description=request.description,
                         cache=str(request.cache),
+                        targets=TARGETS_OF_CACHE if request.targets is None else TARGETS_DECLARED,
                         earlier=earlier.get(rule, ()),
                         on_held=on_held,
                     )
@@ -178,12 +189,12 @@ class CacheApis:
 
 def discover(caches: CacheApis, request: VpcRequest, deadline: Deadline, sleep: Sleep = time.sleep) -> RuleSet:
     """The rules the request means, reading from ElastiCache or MemoryDB what the properties leave out."""
-    return vpc.resolve(request, _network(caches, request, deadline, sleep))
+    return vpc.resolve(request, network(caches, request.cache, deadline, sleep))
 
 
-def _network(caches: CacheApis, request: VpcRequest, deadline: Deadline, sleep: Sleep) -> CacheNetwork:
+def network(caches: CacheApis, cache: vpc.CacheRef, deadline: Deadline, sleep: Sleep = time.sleep) -> CacheNetwork:
+    """The cache's ports and security groups as ElastiCache or MemoryDB show them now."""
     api = caches.elasticache
-    cache = request.cache
 
     def refusal(err: ApiError) -> ResourceError:
         """What a lookup's error answer means for the request."""

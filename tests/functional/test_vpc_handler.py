@@ -14,7 +14,7 @@ import pytest
 from botocore.stub import ANY, Stubber
 
 from cache_ingress import vpc_holds
-from cache_ingress.ledger import Holder
+from cache_ingress.ledger import TARGETS_OF_CACHE, Holder
 from cache_ingress.vpc_holds import rule_tags
 from offline.ledger_table import LEDGER_TABLE as TABLE
 from tests.support import assert_failed, assert_success, invoke, load_event
@@ -91,7 +91,17 @@ def hold_fresh(
     """Expect the one transaction that holds a fresh rule: this holder's entry and the rule's, both new."""
     who = holder(physical_id)
     held = {**key(group, port, f"holder#{who.key}", source), "since": ANY}
-    held.update(typed({"stack_id": STACK, "logical_id": LOGICAL, "physical_id": physical_id, "cache": cache}))
+    held.update(
+        typed(
+            {
+                "stack_id": STACK,
+                "logical_id": LOGICAL,
+                "physical_id": physical_id,
+                "cache": cache,
+                "targets": TARGETS_OF_CACHE,  # these requests name no TargetSecurityGroupIds: the cache's groups
+            }
+        )
+    )
     entry = {**key(group, port, source=source)}
     entry.update(
         typed({"holders": 1, "version": 1, "origin": "authorizing", "description": description, "cache": cache})
@@ -174,7 +184,17 @@ def join(ledger: Stubber, group: str, port: int, version: int, taken: bool = Fal
     """Expect this holder added to an entry that exists, conditioned on its version."""
     who = holder()
     held = {**key(group, port, f"holder#{who.key}"), "since": ANY}
-    held.update(typed({"stack_id": STACK, "logical_id": LOGICAL, "physical_id": SESSIONS_ID, "cache": SESSIONS}))
+    held.update(
+        typed(
+            {
+                "stack_id": STACK,
+                "logical_id": LOGICAL,
+                "physical_id": SESSIONS_ID,
+                "cache": SESSIONS,
+                "targets": TARGETS_OF_CACHE,
+            }
+        )
+    )
     joined = {
         "TableName": TABLE,
         "Key": key(group, port),

@@ -57,7 +57,7 @@ def test_the_changelog_keeps_an_unreleased_section_above_the_releases_and_links_
 
 def test_one_licence_everywhere(project: dict[str, Any], application: dict[str, Any]) -> None:
     licence = (ROOT / "LICENSE").read_text()
-    assert project["license"]["text"] == application["SpdxLicenseId"] == "Apache-2.0"
+    assert project["license"] == application["SpdxLicenseId"] == "Apache-2.0"
     assert "Apache License" in licence
     assert "Version 2.0, January 2004" in licence
 

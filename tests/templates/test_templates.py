@@ -22,7 +22,11 @@ API_SERVICES = {
     "MemoryDbApi": "memorydb",
     "ServiceQuotasApi": "servicequotas",
     "LedgerApi": "dynamodb",
+    "CloudFormationApi": "cloudformation",
+    "IdentityApi": "sts",
 }
+#: Calls IAM lets anyone make: STS GetCallerIdentity ("No permissions are required", STS API Reference).
+NO_PERMISSION_NEEDED = {"sts:GetCallerIdentity"}
 #: DynamoDB has no TransactWriteItems action: each write a transaction holds is authorized as its own action
 #: (DynamoDB Developer Guide, "Using IAM with DynamoDB transactions"). Here, the kinds of write aws_api.py
 #: puts in one (the key of its TransactItems entry) and the action each is authorized as.
@@ -68,6 +72,11 @@ _NO_VALUE = object()
 
 #: The ledger's item-level actions, each on the ledger table alone.
 LEDGER_ACTIONS = {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
+#: What only the scheduled check calls (DriftCheckSchedule): the role has them only when the schedule is on.
+DRIFT_CHECK_ACTIONS = {"cloudformation:DescribeStacks", "dynamodb:Query", "dynamodb:Scan"}
+DRIFT_CHECK_CONDITION = "HasDriftCheck"
+#: The scheduled check turned on.
+DRIFT_CHECK_ON = {"DriftCheckSchedule": "rate(1 hour)"}
 
 
 def calls_the_function_makes() -> set[str]:
@@ -208,19 +217,25 @@ def test_lambda_neither_retries_an_event_nor_delivers_one_older_than_cloudformat
 
 
 def test_the_role_grants_only_the_calls_the_function_makes(template: dict[str, Any]) -> None:
-    actions = {a for s in statements(template) for a in as_list(s["Action"])}
-    assert calls_the_function_makes() == set(SCOPES) | UNSCOPED | LEDGER_ACTIONS
-    assert actions == set(SCOPES) | UNSCOPED | LEDGER_ACTIONS | {"logs:CreateLogStream", "logs:PutLogEvents"}
-    assert all(s["Effect"] == "Allow" for s in statements(template))
-    assert not any("*" in a for a in actions)
+    """The scheduled check's calls only when its schedule is on; the rest always."""
+    always = set(SCOPES) | UNSCOPED | LEDGER_ACTIONS
+    assert calls_the_function_makes() == always | DRIFT_CHECK_ACTIONS | NO_PERMISSION_NEEDED
+    logs = {"logs:CreateLogStream", "logs:PutLogEvents"}
+    for drift_check, granted in ((False, always), (True, always | DRIFT_CHECK_ACTIONS)):
+        deployed = statements(template, DRIFT_CHECK_ON if drift_check else {})
+        actions = {a for s in deployed for a in as_list(s["Action"])}
+        assert actions == granted | logs, drift_check
+        assert all(s["Effect"] == "Allow" for s in deployed)
+        assert not any("*" in a for a in actions)
 
 
 def test_each_action_is_scoped_to_its_kind_of_resource_in_this_account_and_region(template: dict[str, Any]) -> None:
-    for statement in statements(template):
+    scopes = {**SCOPES, "cloudformation:DescribeStacks": ["cloudformation", "stack/*"]}
+    for statement in statements(template, DRIFT_CHECK_ON):
         for action in as_list(statement["Action"]):
-            if action.startswith("logs:") or action in UNSCOPED or action in LEDGER_ACTIONS:
+            if action.startswith(("logs:", "dynamodb:")) or action in UNSCOPED:
                 continue
-            service, *kinds = SCOPES[action]
+            service, *kinds = scopes[action]
             prefix = f"arn:${{AWS::Partition}}:{service}:${{AWS::Region}}:${{AWS::AccountId}}:"
             assert as_list(statement["Resource"]) == [{"Fn::Sub": prefix + kind} for kind in kinds], action
 
@@ -235,7 +250,7 @@ def test_logs_go_only_to_the_functions_own_log_group(template: dict[str, Any]) -
 def test_no_resource_wildcard_but_where_ec2_allows_none_and_no_managed_policies(template: dict[str, Any]) -> None:
     role = template["Resources"]["IngressRole"]["Properties"]
     assert "ManagedPolicyArns" not in role
-    wildcard = [s for s in statements(template) if "*" in as_list(s["Resource"])]
+    wildcard = [s for s in statements(template, DRIFT_CHECK_ON) if "*" in as_list(s["Resource"])]
     assert [as_list(s["Action"]) for s in wildcard] == [sorted(UNSCOPED)]
     assert "Policies" not in template["Resources"]["IngressFunction"]["Properties"]  # SAM would add a broad role
 
@@ -276,7 +291,7 @@ def test_the_consumer_declares_the_resource_with_a_service_timeout_and_reads_its
 
 def test_other_accounts_cannot_invoke_the_function_unless_a_parameter_opts_in(template: dict[str, Any]) -> None:
     permissions = {k: v for k, v in template["Resources"].items() if v["Type"] == "AWS::Lambda::Permission"}
-    assert sorted(permissions) == ["CrossAccountInvoke", "OrganizationInvoke"]
+    assert sorted(permissions) == ["CrossAccountInvoke", "DriftCheckInvoke", "OrganizationInvoke"]
     assert not deployed_resources(template, {}) & set(permissions)
     permission = permissions["CrossAccountInvoke"]
     assert permission["Condition"] == "HasInvokerAccount"
@@ -368,6 +383,54 @@ def test_the_ledger_is_read_and_written_item_by_item_on_its_own_table_and_named_
     assert variables["LEDGER_TABLE"] == {"Ref": "OwnershipLedger"}
 
 
+def test_the_ledger_indexes_are_read_only_by_the_scheduled_check_and_only_the_by_cache_one(
+    template: dict[str, Any],
+) -> None:
+    """A query or scan of the by-cache index, never of the table: the check lists caches and reads each one."""
+    reads = [
+        s
+        for s in statements(template, DRIFT_CHECK_ON)
+        if {"dynamodb:Query", "dynamodb:Scan"} & set(as_list(s["Action"]))
+    ]
+    assert [set(as_list(s["Action"])) for s in reads] == [{"dynamodb:Query", "dynamodb:Scan"}]
+    assert [s["Resource"] for s in reads] == [{"Fn::Sub": "${OwnershipLedger.Arn}/index/by-cache"}]
+    indexes = template["Resources"]["OwnershipLedger"]["Properties"]["GlobalSecondaryIndexes"]
+    assert "by-cache" in [index["IndexName"] for index in indexes]
+
+
+def test_the_scheduled_check_is_off_unless_a_schedule_is_given_and_never_repairs_unless_asked(
+    template: dict[str, Any],
+) -> None:
+    parameters = template["Parameters"]
+    assert parameters["DriftCheckSchedule"]["Default"] == ""
+    assert (parameters["RepairDrift"]["Default"], parameters["RepairDrift"]["AllowedValues"]) == (
+        "false",
+        ["true", "false"],
+    )
+    assert template["Conditions"][DRIFT_CHECK_CONDITION] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "DriftCheckSchedule"}, ""]}]
+    }
+    rule = template["Resources"]["DriftCheckRule"]
+    assert (rule["Type"], rule["Condition"]) == ("AWS::Events::Rule", DRIFT_CHECK_CONDITION)
+    assert rule["Properties"]["ScheduleExpression"] == {"Ref": "DriftCheckSchedule"}
+    assert [t["Arn"] for t in rule["Properties"]["Targets"]] == [{"Fn::GetAtt": ["IngressFunction", "Arn"]}]
+    assert "Input" not in rule["Properties"]["Targets"][0]  # the function is sent EventBridge's Scheduled Event
+    invoke = template["Resources"]["DriftCheckInvoke"]
+    assert invoke["Condition"] == DRIFT_CHECK_CONDITION
+    assert invoke["Properties"]["Principal"] == "events.amazonaws.com"
+    assert invoke["Properties"]["SourceArn"] == {"Fn::GetAtt": ["DriftCheckRule", "Arn"]}
+    variables = template["Resources"]["IngressFunction"]["Properties"]["Environment"]["Variables"]
+    assert variables["REPAIR_DRIFT"] == {"Ref": "RepairDrift"}
+
+
+def test_the_ledger_table_is_an_output_the_operators_command_reads(template: dict[str, Any]) -> None:
+    from cache_ingress.cli import DEFAULT_STACK, LEDGER_OUTPUT
+
+    assert template["Outputs"][LEDGER_OUTPUT]["Value"] == {"Ref": "OwnershipLedger"}
+    samconfig = (ROOT / "samconfig.toml").read_text()
+    assert f'stack_name = "{DEFAULT_STACK}"' in samconfig
+
+
 def ingress_changes_on_groups() -> set[str]:
     """The role's calls that change a security group's rules: those scoped to security groups."""
     return {action for action, (_, *kinds) in SCOPES.items() if "security-group/*" in kinds}
@@ -377,7 +440,9 @@ def test_with_the_parameters_empty_the_role_holds_its_grants_alone(template: dic
     """The limit is off by default, and then the role is the one policy it always was, written as objects."""
     (policy,) = policies(template)
     assert policy["PolicyName"] == "cache-security-group-ingress"
-    assert policy == template["Resources"]["IngressRole"]["Properties"]["Policies"][0]
+    written = template["Resources"]["IngressRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    # As written, but for the scheduled check's statements, which are off by default too.
+    assert policy["PolicyDocument"]["Statement"] == [s for s in written if "Fn::If" not in s]
     assert {s["Effect"] for s in statements(template, ORGANIZATION)} == {"Allow"}
 
 
