@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from cache_ingress import aws_api
+from cache_ingress.errors import ResourceFailure
 from cache_ingress.protocol import Instance
 from cache_ingress.timing import Deadline
 from offline.harness import build_vpc_example
@@ -152,7 +153,8 @@ def test_a_redelivered_create_racing_its_rollback_delete_leaves_no_rule_nobody_h
     again, rollback = Sandbox.of("x", world.access()), Sandbox.of("x", world.access())
     rollback.granted = x.granted
     again.before("AuthorizeSecurityGroupIngress", rollback.delete)
-    again.create()
+    with pytest.raises(ResourceFailure, match="Delete let go of the rule"):
+        again.create()  # answered FAILED, to a CloudFormation done with it
     assert world.rules() == set(), "the redelivered Create's Authorize left a rule no live resource declares"
 
 
