@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from cache_ingress import aws_api
-from cache_ingress.errors import ResourceFailure
+from cache_ingress.errors import LedgerUnreachable, ResourceFailure
 from cache_ingress.protocol import Instance
 from cache_ingress.timing import Deadline
 from offline.harness import build_vpc_example
@@ -26,6 +26,7 @@ from offline.standin import ElastiCacheStandIn
 from tests.lifecycle.test_vpc_adversary import ACCOUNT, Sandbox, World, stack_id
 from tests.support import Servers, assert_success, invoke, ledger_view
 
+EC2_ACTIONS = frozenset({"AuthorizeSecurityGroupIngress", "RevokeSecurityGroupIngress"})
 #: The read timeout of every call here: shorter than a slowed answer, so an answer can be lost while its call lands.
 SHORT_READ_S = 1.0
 
@@ -52,12 +53,42 @@ def until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
         time.sleep(0.05)
 
 
-def answer_lost(servers: Servers, sandbox: Sandbox, action: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """``sandbox``'s first ``action`` lands in EC2, but its answer comes after the client gave up on it; the
-    retry is sent only once the first has landed, as when the answer is lost on the way back."""
+def answer_lost(
+    servers: Servers,
+    sandbox: Sandbox,
+    action: str,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    then: Callable[[], None] | None = None,
+) -> None:
+    """``sandbox``'s first ``action`` lands (in EC2, or the ledger's table), but its answer comes after the client
+    gave up on it; the retry is sent only once the first has landed, as when the answer is lost on the way back.
+    ``then`` runs before that retry is sent."""
     monkeypatch.setattr(aws_api, "READ_TIMEOUT_S", SHORT_READ_S)
-    sandbox.before(action, lambda: servers.ec2.slow_next(1, SHORT_READ_S + 0.5), nth=1)
-    sandbox.before(action, lambda: until(lambda: len(servers.ec2.calls(action)) >= 1), nth=2)
+    front = servers.ec2 if action in EC2_ACTIONS else servers.dynamodb
+
+    def landed() -> None:
+        until(lambda: len(front.calls(action)) >= 1)
+        if then is not None:
+            then()
+
+    sandbox.before(action, lambda: front.slow_next(1, SHORT_READ_S + 0.5), nth=1)
+    sandbox.before(action, landed, nth=2)
+
+
+def create_within(sandbox: Sandbox, seconds: float) -> None:
+    """``sandbox``'s Create with ``seconds`` to its deadline."""
+    request = sandbox.mode.parse_properties(sandbox.properties, stack_id=stack_id(sandbox.stack), logical_id="Access")
+    granted = sandbox.mode.resolve(request, deadline=Deadline(seconds))
+    instance = Instance(stack_id(sandbox.stack), "Access", "")
+    sandbox.mode.grant(
+        granted,
+        request=request,
+        instance=instance,
+        deadline=Deadline(seconds),
+        undo_on_failure=False,
+        on_held=lambda: None,
+    )
 
 
 def reassert(sandbox: Sandbox, seconds: float = 20.0) -> None:
@@ -126,6 +157,57 @@ def test_a_revoke_whose_answer_is_lost_still_finishes_the_delete(
     assert key(world) not in ledger_view(world.moto)
     y.create()
     assert rule_held(world)
+
+
+def test_a_hold_whose_answer_is_lost_is_found_held_by_its_retry_and_the_create_goes_on(
+    servers: Servers, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """X's fresh hold (one transaction) commits, its answer is lost; the retry's conditions fail (X holds it
+    already), X reads again, finds itself holding, and makes the rule. X's Delete then takes it back."""
+    x = Sandbox.of("x", world.access())
+    answer_lost(servers, x, "TransactWriteItems", monkeypatch)
+    x.create()
+    assert rule_held(world)
+    assert ledger_view(world.moto)[key(world)]["held_by"] == ["stack x, resource Access"]
+    x.delete()
+    assert world.rules() == set()
+    assert key(world) not in ledger_view(world.moto)
+
+
+def test_a_lease_whose_answer_is_lost_is_found_its_own_by_the_retry_and_the_delete_finishes(
+    servers: Servers, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    x, y = Sandbox.of("x", world.access()), Sandbox.of("y", world.access())
+    x.create()
+    answer_lost(servers, x, "TransactWriteItems", monkeypatch)
+    x.delete()
+    assert world.rules() == set()
+    assert key(world) not in ledger_view(world.moto)
+    y.create()
+    assert rule_held(world)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="design: a Delete of an id not ours succeeds while the ledger is unreachable, taking the Create that "
+    "failed before reporting its id to have held nothing; a hold that committed with its answer lost stays",
+)
+def test_a_hold_committed_with_its_answer_lost_then_the_store_down_leaves_no_holder_behind(
+    servers: Servers, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """X's hold commits, its answer is lost and the store throttles until X's deadline: X's Create fails with
+    crhelper's id, and its rollback Delete succeeds while the store is still down. The hold X recorded is
+    left: once Y declares the rule too and is deleted, the rule stays, declared by nobody."""
+    x, y = Sandbox.of("x", world.access()), Sandbox.of("y", world.access())
+    answer_lost(servers, x, "TransactWriteItems", monkeypatch, then=lambda: servers.dynamodb.throttle_for(60.0))
+    with pytest.raises(LedgerUnreachable):
+        create_within(x, 4.0)
+    rollback = {**create_event(world), "RequestType": "Delete", "PhysicalResourceId": "cache-access-Access-1A2B3C"}
+    assert_success(invoke(rollback, seconds=4.0))
+    servers.dynamodb.clear_faults()
+    y.create()
+    y.delete()
+    assert world.rules() == set(), "a rule outlived every resource that declared it"
 
 
 # -- a holder's own Delete racing what makes sure of its rules ----------------------------------
