@@ -26,6 +26,7 @@ from offline.dynamodb_front import DynamoDbFront
 from offline.harness import build_vpc_example
 from offline.moto_backend import MotoBackend
 from offline.standin import ElastiCacheStandIn
+from tests.lifecycle.test_ledger_scenarios import at_once
 from tests.lifecycle.test_vpc_adversary import ACCOUNT, Sandbox, World, stack_id
 from tests.support import Servers, assert_success, invoke, ledger_view
 
@@ -130,6 +131,23 @@ def test_a_first_authorize_whose_answer_is_lost_is_not_taken_for_a_rule_made_by_
     assert (first.error, retried.error) == (None, "InvalidPermission.Duplicate")
     assert len(world.rules()) == 1
     x.delete()
+    assert world.rules() == set(), "the rule X made outlived X: taken for one made by hand"
+
+
+def test_a_first_authorize_whose_answer_is_lost_on_lagging_reads_is_still_found_as_made(
+    servers: Servers, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As above, with EC2's reads lagging its writes: the rule the lost answer made is looked for until EC2
+    shows it, not taken for one made by hand because the first read did not show it yet."""
+    properties = {**world.access(), "Description": "app servers to the cache"}
+    servers.ec2.set_read_lag(2.0)
+    x = Sandbox.of("x", properties)
+    answer_lost(servers, x, "AuthorizeSecurityGroupIngress", monkeypatch)
+    try:
+        x.create()
+        x.delete()
+    finally:
+        servers.ec2.set_read_lag(0.0)
     assert world.rules() == set(), "the rule X made outlived X: taken for one made by hand"
 
 
@@ -347,3 +365,25 @@ def test_classic_a_first_authorize_whose_answer_is_lost_is_not_taken_for_an_ingr
     held = Instance(instance.stack_id, "Web", ingress.physical_id)
     mode.revoke(ingress, instance=held, deadline=Deadline(20.0))
     assert standin.authorized() == set(), "the ingress X made outlived X: taken for one made by hand"
+
+
+# -- many sharers at once ----------------------------------------------------------------
+
+
+def test_twenty_stacks_creating_then_deleting_at_once_all_succeed_and_the_rule_goes_with_the_last(
+    world: World,
+) -> None:
+    """Twenty sandboxes join one office-range rule at the same moment, then let go at the same moment: every
+    conflicting write reads again and retries, none fails while it has time, and the rule goes with the last."""
+    office = {
+        "ReplicationGroupId": "app-cache",
+        "SourceCidrIp": "10.20.0.0/16",
+        "TargetSecurityGroupIds": [world.cache],
+    }
+    stacks = [Sandbox.of(f"team{n}", office) for n in range(20)]
+    at_once(*(stack.create for stack in stacks))
+    assert {(s, p) for s, p, _ in world.rules()} == {("10.20.0.0/16", 6379)}
+    assert len(ledger_view(world.moto)[f"vpc|{world.cache}|tcp|6379|10.20.0.0/16"]["held_by"]) == 20
+    at_once(*(stack.delete for stack in stacks))
+    assert world.rules() == set()
+    assert ledger_view(world.moto) == {}
