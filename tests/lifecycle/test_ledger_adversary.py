@@ -482,3 +482,29 @@ def test_a_create_cut_after_its_hold_before_its_authorize_is_let_go_by_its_rollb
     x.delete()
     assert world.rules() == {(world.app, 6379, "made by the DBA")}
     assert key(world) not in ledger_view(world.moto)
+
+
+def test_classic_two_spellings_of_one_cache_security_group_are_one_ingress_to_the_ledger(
+    servers: Servers, standin: ElastiCacheStandIn, ledger: DynamoDbFront
+) -> None:
+    """ElastiCache stores a cache security group's name in lower case, so "App-Cache-SG" and "app-cache-sg" name
+    one group and one ingress. X declares it in one spelling, Y in the other: X's Delete leaves Y its access."""
+    standin.add_group("app-cache-sg")
+    spelt = {**WEB, "CacheSecurityGroupName": "App-Cache-SG"}
+    (x, x_instance), (y, y_instance) = classic("x"), classic("y")
+    x_ingress = x.parse_properties(spelt, stack_id=x_instance.stack_id, logical_id="Web")
+    y_ingress = y.parse_properties(WEB, stack_id=y_instance.stack_id, logical_id="Web")
+    for mode, ingress, instance in ((x, x_ingress, x_instance), (y, y_ingress, y_instance)):
+        mode.grant(
+            ingress,
+            request=ingress,
+            instance=instance,
+            deadline=Deadline(20.0),
+            undo_on_failure=False,
+            on_held=lambda: None,
+        )
+    assert standin.authorized() == {("app-cache-sg", "web", ACCOUNT)}
+    x.revoke(x_ingress, instance=Instance(x_instance.stack_id, "Web", x_ingress.physical_id), deadline=Deadline(20.0))
+    assert standin.authorized() == {("app-cache-sg", "web", ACCOUNT)}, "X's Delete took the ingress Y declares"
+    y.revoke(y_ingress, instance=Instance(y_instance.stack_id, "Web", y_ingress.physical_id), deadline=Deadline(20.0))
+    assert standin.authorized() == set()
