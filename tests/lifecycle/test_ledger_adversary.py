@@ -508,3 +508,26 @@ def test_classic_two_spellings_of_one_cache_security_group_are_one_ingress_to_th
     assert standin.authorized() == {("app-cache-sg", "web", ACCOUNT)}, "X's Delete took the ingress Y declares"
     y.revoke(y_ingress, instance=Instance(y_instance.stack_id, "Web", y_ingress.physical_id), deadline=Deadline(20.0))
     assert standin.authorized() == set()
+
+
+def test_classic_a_name_spelt_in_capitals_is_found_as_elasticache_describes_it_in_lower_case(
+    servers: Servers, standin: ElastiCacheStandIn, ledger: DynamoDbFront
+) -> None:
+    """The Authorize settles a moment later; looking for the entry in the group ElastiCache describes (named in
+    lower case) must find it however the name was spelt, or the Create never settles and its Delete never ends."""
+    standin.add_group("app-cache-sg")
+    standin.settle_delay = 0.3
+    spelt = {**WEB, "CacheSecurityGroupName": "App-Cache-SG"}
+    mode, instance = classic("x")
+    ingress = mode.parse_properties(spelt, stack_id=instance.stack_id, logical_id="Web")
+    mode.grant(
+        ingress,
+        request=ingress,
+        instance=instance,
+        deadline=Deadline(5.0),
+        undo_on_failure=False,
+        on_held=lambda: None,
+    )
+    until(lambda: standin.authorized() == {("app-cache-sg", "web", ACCOUNT)})
+    mode.revoke(ingress, instance=Instance(instance.stack_id, "Web", ingress.physical_id), deadline=Deadline(5.0))
+    until(lambda: standin.authorized() == set())
