@@ -102,7 +102,7 @@ class ElastiCacheStandIn(FaultPlan, QueryService):
 
     def add_group(self, name: str, description: str = "stand-in group") -> None:
         with self._lock:
-            self._groups[name] = _Group(name, description, self.account_id)
+            self._groups[name.lower()] = _Group(name.lower(), description, self.account_id)
 
     def add_cache_cluster(self, cache: Cache) -> None:
         """A cache cluster (a replication group's member, or a cluster of its own) with its security groups."""
@@ -195,7 +195,8 @@ class ElastiCacheStandIn(FaultPlan, QueryService):
     def _create_group(self, params: dict[str, str]) -> str:
         name = _required(params, "CacheSecurityGroupName")
         description = _required(params, "Description")
-        if name.lower() == "default":
+        name = name.lower()  # ElastiCache stores a cache security group's name in lower case
+        if name == "default":
             raise ApiFault(400, "InvalidParameterValue", "CacheSecurityGroupName cannot be 'Default'.")
         if name in self._groups:
             raise ApiFault(400, "CacheSecurityGroupAlreadyExists", f"Cache security group {name} already exists.")
@@ -241,7 +242,7 @@ class ElastiCacheStandIn(FaultPlan, QueryService):
         return self._group(name), (ec2_group, owner)
 
     def _group(self, name: str) -> _Group:
-        group = self._groups.get(name)
+        group = self._groups.get(name.lower())
         if group is None:
             raise ApiFault(404, "CacheSecurityGroupNotFound", f"CacheSecurityGroup {name} not found.")
         return group

@@ -142,10 +142,13 @@ class ElastiCacheApi:
         return _entry_in(response.get("CacheSecurityGroup", {}), ec2_group, owner_id)
 
     def entry(self, *, cache_group: str, ec2_group: str, owner_id: str) -> Entry | None:
-        """The ingress's current entry, or None once it is gone from the group."""
+        """The ingress's current entry, or None once it is gone from the group.
+
+        ElastiCache stores the group's name in lower case, so it is matched whatever its spelling here.
+        """
         response = _call(self.client.describe_cache_security_groups, CacheSecurityGroupName=cache_group)
         for group in response.get("CacheSecurityGroups", []):
-            if group.get("CacheSecurityGroupName") == cache_group:
+            if str(group.get("CacheSecurityGroupName", "")).lower() == cache_group.lower():
                 return _entry_in(group, ec2_group, owner_id)
         return None
 

@@ -120,8 +120,9 @@ class CacheGroupSide:
     data: dict[str, str] = field(default_factory=dict)
 
     def key(self, rule: Ingress) -> str:
-        """``classic|<cache security group>|<EC2 security group name>|<owner account>``."""
-        return f"classic|{rule.cache_group}|{rule.ec2_group}|{rule.owner_id}"
+        """``classic|<cache security group>|<EC2 security group name>|<owner account>``, the cache security group
+        in lower case: ElastiCache stores its name so, and any spelling names the one group and ingress."""
+        return f"classic|{rule.cache_group.lower()}|{rule.ec2_group}|{rule.owner_id}"
 
     def authorize(self, rule: Ingress, description: str) -> str | None:
         result = ensure_authorized(self.api, rule, self.deadline, self.sleep)

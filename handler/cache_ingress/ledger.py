@@ -47,7 +47,10 @@ a Create meanwhile waits for it as for any other; a reassert also sets the
 description of a rule its id holds alone and made, as an Update does; a
 rule recorded pre-existing that carries the default description of the
 resource releasing it (0.1.0 made it for that resource) is recorded made
-(:meth:`Ledger.adopt`), so its last holder revokes it. The
+(:meth:`Ledger.adopt`), so its last holder revokes it; a rule an Authorize
+made is recorded only while someone holds it (``holders > 0``), so an
+Authorize landing after its own holder's Delete let go (a redelivered
+Create, a rollback's reassert) is revoked again under a lease of its own. The
 role may use the table alone, not its indexes: nothing here queries them.
 """
 
@@ -64,7 +67,7 @@ from typing import Protocol, TypeVar
 
 from . import retry
 from .aws_api import ApiError, LedgerApi, Value, Write
-from .errors import LedgerUnreachable, OutOfTime, Refused, ResourceError
+from .errors import LedgerUnreachable, OutOfTime, Refused, ResourceError, ResourceFailure
 from .properties import stack_name
 from .timing import Deadline, Sleep, pause, polls
 
@@ -311,10 +314,20 @@ class Ledger:
                 failure = self.changing(key)
             pause(waits, self.deadline, self.sleep, failure)
 
-    def made(self, key: str, rule_id: str) -> None:
-        """A holder's Authorize made the rule: it is ``made``, whatever was assumed before, with its id."""
-        self._update(
-            key, "SET #origin = :made, #rule_id = :id ADD #version :one", "attribute_exists(#pk)", made=MADE, id=rule_id
+    def made(self, key: str, rule_id: str) -> bool:
+        """A holder's Authorize made the rule: it is ``made``, whatever was assumed before, with its id.
+
+        False when nobody holds the rule any more: the last holder let go while
+        the Authorize was in flight (a redelivered request racing the resource's
+        own Delete), so what it made is nobody's.
+        """
+        return self._update(
+            key,
+            "SET #origin = :made, #rule_id = :id ADD #version :one",
+            "#holders > :zero",
+            made=MADE,
+            id=rule_id,
+            zero=0,
         )
 
     def pre_existing(self, key: str, rule_id: str | None) -> None:
@@ -439,11 +452,11 @@ class Ledger:
 
     # -- calls --------------------------------------------------------------------------
 
-    def _update(self, key: str, update: str, condition: str, **values: Value) -> None:
-        """One conditional update of the rule entry; every one bumps its version. A failed condition is let be."""
+    def _update(self, key: str, update: str, condition: str, **values: Value) -> bool:
+        """One conditional update of the rule entry; every one bumps its version. Whether its condition held."""
         named: dict[str, Value] = {f":{name}": value for name, value in values.items()}
         named[":one"] = 1
-        self._apply(Write(RULE_PREFIX + key, RULE_SK, update=update, condition=condition, values=named))
+        return self._apply(Write(RULE_PREFIX + key, RULE_SK, update=update, condition=condition, values=named))
 
     def _apply(self, write: Write) -> bool:
         try:
@@ -523,7 +536,12 @@ def grant_rule(
                 ledger.withdraw(key, holder)
         raise
     if made is not None:
-        ledger.made(key, made)
+        if not ledger.made(key, made):
+            _revoke_unheld(ledger, side, rule, key, holder, made, description)
+            raise ResourceFailure(
+                f"this resource's Delete let go of the rule {key} while this request made it, so it was revoked "
+                "again: the request came after the resource was deleted"
+            )
         return Ensured(made, True)
     if hold.entry is None and not hold.already:
         found = side.find(rule, None, settle=False)
@@ -551,12 +569,31 @@ def reassert_rule(ledger: Ledger, side: Side[R], rule: R, holder: Holder, *, des
         return None
     made = side.authorize(rule, description)
     if made is not None:
-        ledger.made(key, made)
-        return Ensured(made, True)
+        if ledger.made(key, made):
+            return Ensured(made, True)
+        # The holder's own Delete let go while the Authorize was in flight: a rollback still finishes.
+        with contextlib.suppress(ResourceError):
+            _revoke_unheld(ledger, side, rule, key, holder, made, description)
+        return None
     rule_id = (entry.rule_id if entry else "") or _found_id(side, rule)
     if entry is not None:
         _describe_own(ledger, side, rule, key, entry, rule_id, description)
     return Ensured(rule_id, False)
+
+
+def _revoke_unheld(
+    ledger: Ledger, side: Side[R], rule: R, key: str, holder: Holder, rule_id: str, description: str
+) -> None:
+    """Revoke a rule this request made after its holder let go, under a lease like any other; unless another
+    resource holds it by now, whose rule it then is (made by a holder). A revoke in progress is waited out."""
+    waits = polls()
+    while True:
+        if ledger.lease_unrecorded(key, holder, rule_id, description):
+            _revoke_leased(ledger, side, rule, key, holder, Entry(0, 1, MADE, rule_id, description))
+            return
+        if ledger.made(key, rule_id):
+            return
+        pause(waits, ledger.deadline, ledger.sleep, ledger.changing(key))
 
 
 def _describe_own(

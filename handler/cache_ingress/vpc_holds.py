@@ -86,15 +86,30 @@ class Ec2Side:
         return f"vpc|{target}|tcp|{port}|{self.source.id_part}"
 
     def authorize(self, rule: Rule, description: str) -> str | None:
-        """Make the rule, tagged: its id, or None if it exists already. A group not shown yet is waited for."""
+        """Make the rule, tagged: its id, or None if it exists already. A group not shown yet is waited for.
+
+        A Duplicate after an attempt whose answer was lost may answer that very
+        attempt: the rule it made carries the description sent, so it is
+        looked for with it, and counts as made by this request when found.
+        """
         target, port = rule
         permissions = ip_permissions(self.rule_set, (port,), description)
-        call = partial(self.ec2.authorize, target, permissions, self.tags)
+        lost: list[ApiError] = []
+
+        def call() -> list[dict[str, Any]]:
+            try:
+                return self.ec2.authorize(target, permissions, self.tags)
+            except ApiError as err:
+                if err.connection:
+                    lost.append(err)
+                raise
+
         try:
             made = self._settled(lambda: retry.change(call, self.deadline, self.sleep), {GROUP_NOT_FOUND_CODE})
         except ApiError as err:
             if err.code == DUPLICATE_CODE:
-                return None
+                found = self.find(rule, (description,), settle=True) if lost else None
+                return found[0] if found else None
             if err.code == GROUP_NOT_FOUND_CODE:
                 raise Refused(
                     f"{err.operation} failed: a security group does not exist ({err.message}). "

@@ -164,8 +164,8 @@ def made(ledger: Stubber, group: str, port: int, rule_id: str) -> None:
         group,
         port,
         "SET #origin = :made, #rule_id = :id ADD #version :one",
-        "attribute_exists(#pk)",
-        {":id": rule_id, ":made": "made", ":one": 1},
+        "#holders > :zero",
+        {":id": rule_id, ":made": "made", ":one": 1, ":zero": 0},
     )
 
 

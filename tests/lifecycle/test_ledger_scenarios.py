@@ -16,6 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from cache_ingress.errors import ResourceFailure
 from cache_ingress.timing import Deadline
 from offline.harness import build_vpc_example
 from offline.ledger_table import LEDGER_TABLE
@@ -115,7 +116,8 @@ def test_a_create_and_its_rollback_delete_while_it_authorizes_leave_nothing(lagg
     )
     rollback.granted = create.mode.resolve(request, deadline=Deadline(5.0))  # the id the Create reported
     create.before("AuthorizeSecurityGroupIngress", meanwhile(rollback.delete, threads))
-    create.create()
+    with pytest.raises(ResourceFailure, match="Delete let go of the rule"):
+        create.create()  # FAILED, to a CloudFormation that stopped waiting for it: its rollback took the rule back
     for thread in threads:
         thread.join()
     assert lagging.rules() == set(), "the rule of a rolled-back Create was left behind"
