@@ -150,6 +150,7 @@ class VpcStackHistory(RuleBasedStateMachine):
         another_fails=st.booleans(),
         twice=st.booleans(),
         meanwhile=st.none() | st.tuples(st.integers(1, 6), access()),
+        lag=st.sampled_from([0.0, 0.0, 0.5]),
     )
     def stack_operation(
         self,
@@ -160,8 +161,15 @@ class VpcStackHistory(RuleBasedStateMachine):
         another_fails: bool,
         twice: bool,
         meanwhile: tuple[int, dict[str, Any]] | None,
+        lag: float,
     ) -> None:
-        """No stack: create one; a failed state: delete; else as drawn. ``meanwhile``: the other sandbox's turn."""
+        """No stack: create one; a failed state: delete; else as drawn. ``meanwhile``: the other sandbox's turn.
+
+        ``lag``: EC2 as eventually consistent as AWS says it may be, for this operation: its reads show the
+        writes of the last ``lag`` seconds late, and a rule made meanwhile answers NotFound that long.
+        """
+        servers().ec2.set_read_lag(lag)
+        servers().ec2.new_resources_not_found_for(lag)
         if fault == "throttling":  # the cache's Describe, ElastiCache's or MemoryDB's
             servers().standin.throttle_next(3)
             servers().memorydb.throttle_next(3)
@@ -193,6 +201,8 @@ class VpcStackHistory(RuleBasedStateMachine):
             servers().standin.clear_faults()
             servers().memorydb.clear_faults()
             servers().ec2.clear_faults()
+            servers().ec2.set_read_lag(0.0)
+            servers().ec2.new_resources_not_found_for(0.0)
             servers().receiver.fail_next(0)
 
     def _operate(self, which: int, action: str, template: dict[str, dict[str, Any]], another_fails: bool) -> None:
