@@ -139,7 +139,7 @@ def test_the_ledger_lists_which_stacks_and_resources_hold_each_rule_and_the_rule
             Filters=[{"Name": "group-id", "Values": [group]}]
         )["SecurityGroupRules"][-1:]
         assert {t["Key"]: t["Value"] for t in made["Tags"]} == {
-            "cache-ingress:managed-by": f"Custom::CacheSecurityGroupIngress; holders in DynamoDB table {LEDGER_TABLE}",
+            "cache-ingress:managed-by": f"Custom::CacheIngress; holders in DynamoDB table {LEDGER_TABLE}",
             "cache-ingress:made-by": "stack cache-access, resource AppCacheAccess",
         }
 
