@@ -69,7 +69,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BASE_ENV = {
     **OFFLINE_ENV,
     "AWS_SESSION_TOKEN": "testing",
-    "POWERTOOLS_METRICS_NAMESPACE": "CacheSecurityGroupIngressTests",
+    "POWERTOOLS_METRICS_NAMESPACE": "CacheIngressTests",
 }
 
 

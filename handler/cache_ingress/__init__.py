@@ -1,1 +1,1 @@
-"""Custom::CacheSecurityGroupIngress: grants an EC2 security group access to an ElastiCache cache security group."""
+"""Custom::CacheIngress: grants an EC2 security group access to an ElastiCache cache security group."""

@@ -35,7 +35,7 @@ holders waiting until its revoke has landed or could no longer land. Every
 conflicting write reads again and retries, bounded by the deadline.
 
 Deviations from the design note: the tag ``cache-ingress:managed-by`` names
-the resource type as users declare it (``Custom::CacheSecurityGroupIngress``);
+the resource type as users declare it (``Custom::CacheIngress``);
 every write to a rule entry bumps ``version``, so a release decided on an
 older origin is refused and looks again; a revoke done but whose entry could
 not be deleted still counts as done (a later hold waits out the lease, then

@@ -50,7 +50,7 @@ Rule = tuple[str, int]
 def rule_tags(table: str, holder: Holder) -> dict[str, str]:
     """The tags a rule is made with: who manages it (and where its holders are listed), and who made it."""
     return {
-        MANAGED_BY_KEY: f"Custom::CacheSecurityGroupIngress; holders in DynamoDB table {table}"[:MAX_TAG_VALUE],
+        MANAGED_BY_KEY: f"Custom::CacheIngress; holders in DynamoDB table {table}"[:MAX_TAG_VALUE],
         MADE_BY_KEY: holder.name[:MAX_TAG_VALUE],
     }
 

@@ -306,7 +306,7 @@ def test_logs_are_json_with_the_request_id_as_correlation_id(
     assert next(line for line in logs if line["message"] == "ingress authorized")["ingress"] == PARAMS
     metrics = [json.loads(line) for line in capfd.readouterr().out.splitlines() if line.startswith('{"_aws"')]
     assert metrics[-1]["Authorizations"] == [1.0]
-    assert metrics[-1]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "CacheSecurityGroupIngressTests"
+    assert metrics[-1]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "CacheIngressTests"
 
 
 def test_nothing_logs_the_response_url_even_at_debug(

@@ -33,7 +33,7 @@ from offline.standin import ElastiCacheStandIn
 from tests.support import OFFLINE_MODES, handle, parse_request
 
 TOKEN = "arn:aws:lambda:us-east-1:123456789012:function:cache-sg-ingress"
-RESOURCE_TYPE = "Custom::CacheSecurityGroupIngress"
+RESOURCE_TYPE = "Custom::CacheIngress"
 
 Properties = Mapping[str, Any]
 Template = Mapping[str, Properties]  # logical id -> properties

@@ -300,7 +300,7 @@ def create_event(world: World) -> dict[str, Any]:
         "StackId": stack_id("x"),
         "RequestId": "3f1c6a0e-0000-4000-8000-000000000001",
         "LogicalResourceId": "Access",
-        "ResourceType": "Custom::CacheSecurityGroupIngress",
+        "ResourceType": "Custom::CacheIngress",
         "ResourceProperties": {"ServiceToken": "arn:aws:lambda:us-east-1:123456789012:function:f", **world.access()},
     }
 

@@ -99,7 +99,7 @@ class StackHistory(RuleBasedStateMachine):
     def _first_call_past_the_deadline(self, event: dict[str, Any]) -> float:
         """The first event gets 4 s, and its first call (an Authorize) answers after its deadline but within the
         half of the answer's reserve a change in flight may use: the answer waits for it, so the rollback comes
-        after what it did. (A call answered later still is out of the function's reach: README, Limits.)"""
+        after what it did. (A call answered later still is out of the function's reach: docs/limits.md.)"""
         self.cfn.before_each = None
         deadline = Deadline.for_invocation(4.0, service_timeout(event))
         servers().standin.slow_next(1, (deadline.remaining() + deadline.change_time_left()) / 2)

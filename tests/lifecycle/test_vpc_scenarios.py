@@ -307,7 +307,7 @@ def test_respelling_the_case_of_a_gone_memorydb_clusters_name_keeps_the_rules_an
 
 @pytest.mark.xfail(
     strict=True,
-    reason="README, Limits: an Update that spells out the held port or groups while the cache is gone cannot roll back",
+    reason="docs/limits.md: an Update that spells out the held port or groups while the cache is gone cannot roll back",
 )
 def test_spelling_out_the_held_port_of_a_gone_cache_rolls_back(world: Vpc) -> None:
     """The cluster is gone and an Update adds ``Port: "6379"``, the port the held id already names.
@@ -351,7 +351,7 @@ def test_a_repeated_create_that_went_through_after_the_first_failed_its_lookup_i
 
 @pytest.mark.xfail(
     strict=True,
-    reason="README, Limits: the rollback Delete of a Create that failed in its lookup must make that lookup again",
+    reason="docs/limits.md: the rollback Delete of a Create that failed in its lookup must make that lookup again",
 )
 @pytest.mark.parametrize("fault", ["no-endpoint", "throttled"])
 def test_a_create_whose_memorydb_lookup_never_succeeds_rolls_back_without_looking_again(

@@ -265,7 +265,7 @@ def test_make_invoke_prints_the_answer_and_fails_on_failed() -> None:
 
 
 def test_make_invoke_stdout_is_the_body_alone_so_it_pipes_into_a_json_tool() -> None:
-    """As in the README: ``make invoke EVENT=events/create-bad-input.json 2>/dev/null | python -m json.tool``."""
+    """As in docs/developing.md: ``make invoke EVENT=events/create-bad-input.json 2>/dev/null | python -m json.tool``."""
     result = run_make("invoke", "EVENT=events/create-bad-input.json")
     answer = json.loads(result.stdout)  # the whole of stdout, not a line of it
     assert (answer["Status"], answer["PhysicalResourceId"]) == (
@@ -274,4 +274,4 @@ def test_make_invoke_stdout_is_the_body_alone_so_it_pipes_into_a_json_tool() -> 
     )
     assert "did you mean EC2SecurityGroupOwnerId?" in answer["Reason"]
     assert '"message":"request failed"' in result.stderr  # the function's own log line, kept off stdout
-    assert result.returncode == 2  # make's status when the recipe exits 1, as the README says
+    assert result.returncode == 2  # make's status when the recipe exits 1, as docs/developing.md says

@@ -26,5 +26,5 @@ def test_a_lifecycle_at_debug_never_logs_the_response_url_the_event_or_the_crede
     assert "AWS4-HMAC-SHA256" not in output
     assert "X-Amz-Security-Token" not in output
     # The raw event would carry its ResourceType and OldResourceProperties; nothing logs them.
-    assert "Custom::CacheSecurityGroupIngress" not in output
+    assert "ResourceType" not in output
     assert "OldResourceProperties" not in output

@@ -286,7 +286,7 @@ def test_the_ledger_is_found_from_the_provider_stacks_output_or_the_command_fail
         "Outputs": {"LedgerTable": {"Value": LEDGER_TABLE}},
     }
     world.moto.client("cloudformation").create_stack(StackName="cache-sg-ingress", TemplateBody=json.dumps(template))
-    status, out, _ = command(capsys, "audit")  # the README's stack name, by default
+    status, out, _ = command(capsys, "audit")  # the stack name samconfig.toml deploys, by default
     assert (status, out.splitlines()[-1]) == (0, "No findings.")
 
     status, out, err = command(capsys, "audit", "--stack", "no-such-provider")
@@ -380,14 +380,14 @@ def _shape(text: str) -> list[str]:
     return sorted(re.sub(r"\b(sgr?)-[0-9a-f]{17}\b", r"\1-*", line) for line in text.strip().splitlines())
 
 
-def test_make_audit_prints_what_the_readme_shows() -> None:
+def test_make_audit_prints_what_the_operating_page_shows() -> None:
     result = run_make("audit")
     assert result.returncode == 0, result.stderr
     recipe, printed = result.stdout.split("\n", 1)
     assert recipe.endswith("/python -m offline.audit")
-    readme = (ROOT / "README.md").read_text().split("## Operating it", 1)[1]
-    shown = re.search(r"```text\n(.*?)```", readme, re.DOTALL)
-    picture = re.search(r"```mermaid\n(.*?)```", readme, re.DOTALL)
+    page = (ROOT / "docs" / "operating.md").read_text().split("## The operator commands", 1)[1]
+    shown = re.search(r"```text\n(.*?)```", page, re.DOTALL)
+    picture = re.search(r"```mermaid\n(.*?)```", page, re.DOTALL)
     assert shown is not None
     assert picture is not None
     assert _shape(shown[1]) == _shape(printed)

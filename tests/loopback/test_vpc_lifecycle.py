@@ -139,7 +139,7 @@ def test_the_ledger_lists_which_stacks_and_resources_hold_each_rule_and_the_rule
             Filters=[{"Name": "group-id", "Values": [group]}]
         )["SecurityGroupRules"][-1:]
         assert {t["Key"]: t["Value"] for t in made["Tags"]} == {
-            "cache-ingress:managed-by": f"Custom::CacheSecurityGroupIngress; holders in DynamoDB table {LEDGER_TABLE}",
+            "cache-ingress:managed-by": f"Custom::CacheIngress; holders in DynamoDB table {LEDGER_TABLE}",
             "cache-ingress:made-by": "stack cache-access, resource AppCacheAccess",
         }
 
@@ -381,12 +381,12 @@ def test_a_missing_cache_cluster_serverless_cache_or_memorydb_cluster_is_named_i
 
 @pytest.mark.xfail(
     strict=True,
-    reason="README, Limits: an earlier-release rule with a custom Description that the first Update changes is kept, never revoked",
+    reason="docs/limits.md: an earlier-release rule with a custom Description that the first Update changes is kept, never revoked",
 )
 def test_upgrade_an_earlier_release_resource_with_a_custom_description_whose_first_update_changes_it(
     world: World,
 ) -> None:
-    """README: "A resource made by the earlier release with a custom Description is recognised at its next
+    """docs/operating.md: "A resource made by the earlier release with a custom Description is recognised at its next
     Update". Its rules carry the *old* Description (OldResourceProperties), but the Update looks for the
     new one: the rules are taken for made by hand (pre-existing), keep the old description, and outlive
     the stack's Delete.
@@ -427,14 +427,14 @@ def test_upgrade_rolling_back_a_narrowing_replacement_does_not_mark_the_old_rule
 
 @pytest.mark.xfail(
     strict=True,
-    reason="README, Limits: an earlier-release rule with a custom Description that a replacement drops is kept, never revoked",
+    reason="docs/limits.md: an earlier-release rule with a custom Description that a replacement drops is kept, never revoked",
 )
 def test_upgrade_a_narrowing_replacement_of_a_custom_description_resource_takes_back_the_rule_it_drops(
     world: World,
 ) -> None:
     """The earlier release made both rules with the resource's custom Description, which the Update keeps.
 
-    The narrowing Update is the resource's "next Update", at which README says such a resource is
+    The narrowing Update is the resource's "next Update", at which docs/operating.md says such a resource is
     recognised. The rule both ids name is held by the new id; the rule only the old id names has no ledger
     entry, and the cleanup Delete of the old id recognises only the default description, so it leaves that
     rule for ever, declared by no resource.
@@ -482,7 +482,7 @@ def test_a_delete_whose_revoke_is_refused_does_not_keep_a_lease_that_fails_anoth
 
 @pytest.mark.xfail(
     strict=True,
-    reason="README, Limits: a Delete cut short at its Revoke keeps its lease until it expires",
+    reason="docs/limits.md: a Delete cut short at its Revoke keeps its lease until it expires",
 )
 def test_a_delete_cut_short_by_its_deadline_at_the_revoke_does_not_fail_another_stacks_create(world: World) -> None:
     """Stack X's Delete leases its rules for the revoke, then EC2 throttles every Revoke until X's deadline: X

@@ -1,9 +1,12 @@
-"""What the README says about the project's files and answers, held to the files and the handler.
+"""What the README and docs/ say about the project's files and answers, held to the files and the handler.
 
-The tree under "How it is built" is the newcomer's map: every path it names
-must exist, and every Python module of the deployed package (``handler/``) and
-of the offline tools (``offline/``) must be on it. New modules are added to
-these folders all the time, so the failure names exactly what to add.
+The tree under "How it is built" (docs/developing.md) is the newcomer's map:
+every path it names must exist, and every Python module of the deployed
+package (``handler/``) and of the offline tools (``offline/``) must be on it.
+New modules are added to these folders all the time, so the failure names
+exactly what to add. The README's tables of properties' answers, attributes
+and parameters are held to the handler and the template; the links and paths
+of every page, to the tree (test_docs.py).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from cfnlint.decode import cfn_yaml
 
 from cache_ingress.errors import InvalidProperties
 from cache_ingress.response_body import physical_id_or_fallback
@@ -20,6 +24,8 @@ from tests.support import attribute_names, parse_request
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
+DEVELOPING = (ROOT / "docs" / "developing.md").read_text()
+HOW_IT_WORKS = (ROOT / "docs" / "how-it-works.md").read_text()
 #: The folders whose every module the tree must list (package markers excepted: they hold no logic).
 LISTED_IN_FULL = ("handler", "offline")
 STACK_ID = "arn:aws:cloudformation:us-east-1:123456789012:stack/cache-access/5b6a8e10-0c1d-11ef-9a0b-0a1b2c3d4e5f"
@@ -32,8 +38,8 @@ def tree() -> list[str]:
     or, two spaces in, a path inside the last folder at the margin; several
     names may lead a line, joined by ", ". Deeper lines continue a description.
     """
-    block = re.search(r"^## How it is built\n+```\n(.*?)^```", README, re.MULTILINE | re.DOTALL)
-    assert block, "README.md has no code block under '## How it is built'"
+    block = re.search(r"^## How it is built\n+```\n(.*?)^```", DEVELOPING, re.MULTILINE | re.DOTALL)
+    assert block, "docs/developing.md has no code block under '## How it is built'"
     paths: list[str] = []
     folder = ""
     for line in block.group(1).splitlines():
@@ -73,13 +79,13 @@ def test_the_tree_lists_many_paths() -> None:
 
 def test_every_path_in_the_tree_exists() -> None:
     missing = [path for path in tree() if not (ROOT / path).exists()]
-    assert not missing, f"README.md 'How it is built' names paths that do not exist: {', '.join(missing)}"
+    assert not missing, f"docs/developing.md 'How it is built' names paths that do not exist: {', '.join(missing)}"
 
 
 def test_every_module_of_handler_and_offline_is_in_the_tree() -> None:
     unlisted = sorted(set(modules()) - set(tree()))
     assert not unlisted, (
-        "README.md 'How it is built' leaves out these modules; add a line for each, saying what it is for: "
+        "docs/developing.md 'How it is built' leaves out these modules; add a line for each, saying what it is for: "
         + ", ".join(unlisted)
     )
 
@@ -95,18 +101,19 @@ def test_the_reason_for_missing_properties_is_the_one_the_readme_quotes(event: d
 
 def test_the_bad_input_id_is_named_as_the_handler_makes_it() -> None:
     """The lifecycle table names the id a Create refused on bad input reports (it has no id of its own)."""
-    row = next(line for line in README.splitlines() if line.startswith("| create with bad input |"))
+    row = next(line for line in HOW_IT_WORKS.splitlines() if line.startswith("| create with bad input |"))
     made = physical_id_or_fallback(None, {"LogicalResourceId": "<LogicalId>", "RequestId": "<RequestId>"})
     assert f"`{made}`" in row
 
 
 def test_every_sample_event_is_in_the_readmes_table_of_events() -> None:
-    """The table under "Local use" says what each file in ``events/`` shows; a new event is added there too."""
-    section = README.split("## Local use", 1)[1].split("\n## ", 1)[0]
+    """The table under "Local use" (docs/developing.md) says what each file in ``events/`` shows; a new event
+    is added there too."""
+    section = DEVELOPING.split("## Local use", 1)[1].split("\n## ", 1)[0]
     listed = set(re.findall(r"^\| `([\w.-]+\.json)` \|", section, re.MULTILINE))
     events = {path.name for path in (ROOT / "events").glob("*.json")} - {"local-env.json"}  # sam's settings
     assert listed == events, (
-        f"README.md's table of events leaves out {sorted(events - listed)}, names missing {sorted(listed - events)}"
+        f"docs/developing.md's table of events leaves out {sorted(events - listed)}, names missing {sorted(listed - events)}"
     )
 
 
@@ -143,3 +150,13 @@ def test_the_readmes_attribute_tables_name_what_the_handler_returns() -> None:
             f"README.md's {mode} attribute table leaves out {sorted(returned - table)}, "
             f"names {sorted(table - returned)} that the handler never returns"
         )
+
+
+def test_the_readmes_parameters_table_names_the_templates_parameters() -> None:
+    """Deploying's table lists every parameter template.yaml takes, with its default, and no other."""
+    section = README.split("## Deploying", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `(\w+)` \| (`[^`]*`|empty) \|", section, re.MULTILINE)
+    listed = {name: ("" if default == "empty" else default.strip("`")) for name, default in rows}
+    template = cfn_yaml.load(str(ROOT / "template.yaml"))
+    declared = {name: str(spec.get("Default", "")) for name, spec in template["Parameters"].items()}
+    assert listed == declared, f"README.md's parameters table says {listed}, template.yaml declares {declared}"

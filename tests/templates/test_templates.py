@@ -279,7 +279,7 @@ def test_the_consumer_declares_the_resource_with_a_service_timeout_and_reads_its
     consumer: dict[str, Any], template: dict[str, Any]
 ) -> None:
     resource = consumer["Resources"]["AppCacheIngress"]
-    assert resource["Type"] == "Custom::CacheSecurityGroupIngress"
+    assert resource["Type"] == "Custom::CacheIngress"
     assert 1 <= int(resource["Properties"]["ServiceTimeout"]) <= 3600
     assert resource["Properties"]["ServiceToken"] == {
         "Fn::ImportValue": {"Fn::Sub": "${ProviderStackName}-ServiceToken"}

@@ -49,7 +49,7 @@ def test_a_holder_is_the_instance_each_of_its_ids_a_holder_of_its_own() -> None:
 
 def test_the_rules_made_carry_tags_for_people_naming_the_table_and_who_made_them() -> None:
     assert rule_tags("ledger-table", Holder(STACK, "Access", ID)) == {
-        "cache-ingress:managed-by": "Custom::CacheSecurityGroupIngress; holders in DynamoDB table ledger-table",
+        "cache-ingress:managed-by": "Custom::CacheIngress; holders in DynamoDB table ledger-table",
         "cache-ingress:made-by": "stack cache-access, resource Access",
     }
 
