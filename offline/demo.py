@@ -18,6 +18,7 @@ import json
 import sys
 import textwrap
 import time
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,7 +49,7 @@ class Step:
     expect_id: str
     #: VPC: (target group name, port, source name) triples that must exist afterwards;
     #: EC2-Classic: (cache security group, EC2 security group, owner) triples.
-    expect: set[tuple[str, ...]]
+    expect: AbstractSet[tuple[object, ...]]
 
 
 def vpc_steps(ids: dict[str, str]) -> list[Step]:

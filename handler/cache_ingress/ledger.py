@@ -351,7 +351,7 @@ class Ledger:
         )
         return self._apply(write)
 
-    def described(self, key: str, description: str) -> None:
+    def record_description(self, key: str, description: str) -> None:
         self._update(key, "SET #description = :d ADD #version :one", "attribute_exists(#pk)", d=description)
 
     def let_go(self, key: str, holder: Holder, entry: Entry) -> bool:
@@ -553,7 +553,7 @@ def grant_rule(
     entry = hold.entry
     rule_id = (entry.rule_id if entry else "") or _found_id(side, rule)
     if hold.already and entry is not None:
-        _describe_own(ledger, side, rule, key, entry, rule_id, description)
+        _set_own_description(ledger, side, rule, key, entry, rule_id, description)
     return Ensured(rule_id, False)
 
 
@@ -577,7 +577,7 @@ def reassert_rule(ledger: Ledger, side: Side[R], rule: R, holder: Holder, *, des
         return None
     rule_id = (entry.rule_id if entry else "") or _found_id(side, rule)
     if entry is not None:
-        _describe_own(ledger, side, rule, key, entry, rule_id, description)
+        _set_own_description(ledger, side, rule, key, entry, rule_id, description)
     return Ensured(rule_id, False)
 
 
@@ -596,13 +596,13 @@ def _revoke_unheld(
         pause(waits, ledger.deadline, ledger.sleep, ledger.changing(key))
 
 
-def _describe_own(
+def _set_own_description(
     ledger: Ledger, side: Side[R], rule: R, key: str, entry: Entry, rule_id: str, description: str
 ) -> None:
     """A rule held by this resource alone and made by it: the Description property is its to set."""
     if entry.holders == 1 and entry.origin == MADE and rule_id and entry.description != description:
         side.set_description(rule, rule_id, description)
-        ledger.described(key, description)
+        ledger.record_description(key, description)
 
 
 def _found_id(side: Side[R], rule: R) -> str:

@@ -14,18 +14,12 @@ capped at :data:`MAX_BACKOFF_S`). There is no retry quota shared across calls
 or invocations: a warm sandbox under sustained errors retries its hundredth
 request as it retried its first; the deadline alone ends the retrying.
 
-Every attempt first passes the deadline's guard: none starts once the
-invocation has answered (the backstop may answer while the work goes on) or
-without time for a connect and a read before the deadline
-(:meth:`~cache_ingress.timing.Deadline.check_open`). An attempt at a change
-runs under its gate too (:func:`cache_ingress.send_gate.gated`): its request
-leaves only if the deadline still lets it as it is about to be written
-(:meth:`~cache_ingress.timing.Deadline.send_change`, which also counts it in
-flight); the promise this keeps is :class:`~cache_ingress.timing.Deadline`'s.
-Each attempt's read timeout is the time left
-(:func:`cache_ingress.aws_api.time_limit`): until the deadline for a lookup;
-for a change, until the deadline plus half the answer's reserve, and the
-answer waits for a change in flight. :func:`change` is the one name every
+Every attempt first passes the deadline's guard
+(:meth:`~cache_ingress.timing.Deadline.check_open`), an attempt at a change
+its gate too (:func:`cache_ingress.send_gate.gated`), and each attempt's read
+timeout is the time left (:func:`cache_ingress.aws_api.time_limit`): what
+these bounds promise, and why, is told once, on
+:class:`~cache_ingress.timing.Deadline`. :func:`change` is the one name every
 changing call goes through, so a reader can check that none bypasses it.
 
 Any other error answer (a refusal, not found, a duplicate) is raised at once as
