@@ -71,10 +71,8 @@ def change(call: Callable[[], T], deadline: Deadline, sleep: Sleep = time.sleep)
     """A call that changes something, under the retry policy and the guard.
 
     No attempt starts, nor is sent, once the invocation has answered or the
-    deadline has passed (:class:`~cache_ingress.timing.Deadline`). An attempt
-    sent before may read on into the first half of the answer's reserve, and
-    the answer waits for it, so what it did has happened before
-    CloudFormation acts on the answer.
+    deadline has passed; one sent before is waited for by the answer (the
+    story: :class:`~cache_ingress.timing.Deadline`).
     """
     return _with_retries(call, deadline, sleep, _change)
 
