@@ -15,7 +15,7 @@ export SAM_CLI_TELEMETRY := 0
 .PHONY: help demo audit invoke bench bench-smoke check test test-runtime lint typecheck templates scan pytest thorough build validate sam-check lock clean
 
 help:
-	@echo "make demo     - full create/update/delete lifecycle against the offline stand-in"
+	@echo "make demo     - Custom::CacheIngress offline: VPC mode, then EC2-Classic (ARGS=--verbose: full bodies, logs)"
 	@echo "make audit    - cache-ingress audit, repair and sweep on a small offline world"
 	@echo "make check    - the fast loop: lint, type check, the unit and functional tiers (well under a minute)"
 	@echo "make test     - lint, type check, template checks, scanners and every test tier, in parallel"
@@ -48,7 +48,7 @@ $(SCAN_VENV)/.installed: requirements-pip.txt requirements-scan.txt
 	$(call make_venv,$(SCAN_VENV),requirements-scan.txt)
 
 demo: $(VENV)/.installed
-	$(BIN)/python -m offline.demo
+	$(BIN)/python -m offline.demo $(ARGS)
 
 # cache-ingress (audit, repair, sweep) run for real on the offline world, after staging a small one in it.
 audit: $(VENV)/.installed

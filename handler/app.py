@@ -185,7 +185,7 @@ def _take_back_failed_attempt(
         left = attempted.left_by_failed_update(now=request, physical_id=instance.physical_id, deadline=deadline)
         if left is not None:
             logger.info("rolling back a failed update: taking back what it may have granted")
-            _record(left, left.revoke(instance=instance, deadline=deadline))
+            _record(left, left.release(instance=instance, deadline=deadline))
     except InvalidProperties:
         return  # a failed attempt with bad input made no call
     except Exception as err:  # the restore stands; a leftover is reported, not a failure
@@ -219,7 +219,7 @@ def delete(event: dict[str, Any], _context: Any) -> str:
             metrics.add_metric(name=Change.ALREADY_ABSENT.value, unit=MetricUnit.Count, value=1)
             return physical_id
         try:
-            _record(granted, granted.revoke(instance=instance, deadline=deadline))
+            _record(granted, granted.release(instance=instance, deadline=deadline))
         except LedgerUnreachable as err:
             # The Create that failed before this id was reported held nothing: it changed nothing in AWS either.
             logger.warning(
@@ -227,7 +227,7 @@ def delete(event: dict[str, Any], _context: Any) -> str:
             )
             metrics.add_metric(name=Change.ALREADY_ABSENT.value, unit=MetricUnit.Count, value=1)
         return physical_id
-    _record(granted, granted.revoke(instance=instance, deadline=deadline))
+    _record(granted, granted.release(instance=instance, deadline=deadline))
     return physical_id
 
 

@@ -66,7 +66,7 @@ class ClassicMode:
         Its own id's ingress, on an entry the ledger does not have yet, was
         made by the release before the ledger (0.1.0) for this very resource.
         """
-        ledger, holder, side = self._work(granted, instance, deadline)
+        ledger, holder, side = self._ledger_and_side(granted, instance, deadline)
         earlier = ("",) if granted.physical_id == instance.physical_id else ()
         ensured = grant_rule(
             ledger, side, granted, holder, description="", cache=_cache(granted), earlier=earlier, on_held=on_held
@@ -74,13 +74,13 @@ class ClassicMode:
         return Result(Change.AUTHORIZED if ensured.made else Change.ALREADY_PRESENT, side.data or granted.attributes())
 
     def reassert(self, granted: Ingress, *, request: Ingress, instance: Instance, deadline: Deadline) -> Result:
-        ledger, holder, side = self._work(granted, instance, deadline)
+        ledger, holder, side = self._ledger_and_side(granted, instance, deadline)
         ensured = reassert_rule(ledger, side, granted, holder, description="")
         made = ensured is not None and ensured.made
         return Result(Change.AUTHORIZED if made else Change.ALREADY_PRESENT, side.data or granted.attributes())
 
-    def revoke(self, granted: Ingress, *, instance: Instance, deadline: Deadline) -> Result:
-        ledger, holder, side = self._work(granted, instance, deadline)
+    def release(self, granted: Ingress, *, instance: Instance, deadline: Deadline) -> Result:
+        ledger, holder, side = self._ledger_and_side(granted, instance, deadline)
         earlier = ("",) if granted.physical_id == instance.physical_id else ()
         revoked = release_rule(ledger, side, granted, holder, earlier=earlier)
         return Result(Change.REVOKED if revoked else Change.ALREADY_ABSENT)
@@ -96,7 +96,9 @@ class ClassicMode:
     def same_asked(self, one: Ingress, other: Ingress) -> bool:
         return one == other
 
-    def _work(self, granted: Ingress, instance: Instance, deadline: Deadline) -> tuple[Ledger, Holder, CacheGroupSide]:
+    def _ledger_and_side(
+        self, granted: Ingress, instance: Instance, deadline: Deadline
+    ) -> tuple[Ledger, Holder, CacheGroupSide]:
         ledger = Ledger(self.ledger, deadline, self.sleep)
         holder = Holder(instance.stack_id, instance.logical_id, granted.physical_id)
         return ledger, holder, CacheGroupSide(self.elasticache, deadline, self.sleep)
@@ -235,19 +237,19 @@ def _describe(
 def _not_settled(ingress: Ingress, entry: Entry | None) -> str:
     state = entry.status if entry else "not authorized"
     return (
-        f"{_describe_ingress(ingress)} still reads {state!r}: ElastiCache did not settle before the "
+        f"{_ingress_text(ingress)} still reads {state!r}: ElastiCache did not settle before the "
         "function's deadline. Retry the stack operation, or raise the function's Timeout"
     )
 
 
 def _not_revoked(ingress: Ingress) -> str:
     return (
-        f"{_describe_ingress(ingress)} could not be revoked before the function's deadline: the cache "
+        f"{_ingress_text(ingress)} could not be revoked before the function's deadline: the cache "
         "security group stayed busy. Retry the stack operation"
     )
 
 
-def _describe_ingress(ingress: Ingress) -> str:
+def _ingress_text(ingress: Ingress) -> str:
     return (
         f"EC2 security group {ingress.ec2_group!r} of account {ingress.owner_id} "
         f"in cache security group {ingress.cache_group!r}"

@@ -14,9 +14,8 @@ changes what it does around them:
   are (group, stream, request id);
 * the PUT has a socket timeout, treats an HTTP error status as a failure and
   retries a bounded number of times within the deadline;
-* the deadline is the earliest of the Lambda's and CloudFormation's wait
-  (:class:`~cache_ingress.timing.Deadline`), and it is closed the moment the
-  answer is decided, so no AWS call starts after it; a request that comes
+* the deadline (:class:`~cache_ingress.timing.Deadline`, where its story is
+  told) is closed the moment the answer is decided; a request that comes
   after CloudFormation stopped waiting is answered FAILED and nothing else;
 * a ResponseURL that is not https is refused before any AWS call; under
   ``sam local invoke`` the body is printed, since the sample ResponseURL

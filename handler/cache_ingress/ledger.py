@@ -314,7 +314,7 @@ class Ledger:
                 failure = self.changing(key)
             pause(waits, self.deadline, self.sleep, failure)
 
-    def made(self, key: str, rule_id: str) -> bool:
+    def record_made(self, key: str, rule_id: str) -> bool:
         """A holder's Authorize made the rule: it is ``made``, whatever was assumed before, with its id.
 
         False when nobody holds the rule any more: the last holder let go while
@@ -330,7 +330,7 @@ class Ledger:
             zero=0,
         )
 
-    def pre_existing(self, key: str, rule_id: str | None) -> None:
+    def record_pre_existing(self, key: str, rule_id: str | None) -> None:
         """The rule was there before any holder: never revoked. Only while no holder's Authorize has said otherwise."""
         values: dict[str, Value] = {"pre": PRE_EXISTING, "authorizing": AUTHORIZING}
         update = "SET #origin = :pre ADD #version :one"
@@ -351,7 +351,8 @@ class Ledger:
         )
         return self._apply(write)
 
-    def described(self, key: str, description: str) -> None:
+    def record_description(self, key: str, description: str) -> None:
+        """The description its only holder gave the rule it made (:func:`_set_own_description`)."""
         self._update(key, "SET #description = :d ADD #version :one", "attribute_exists(#pk)", d=description)
 
     def let_go(self, key: str, holder: Holder, entry: Entry) -> bool:
@@ -536,7 +537,7 @@ def grant_rule(
                 ledger.withdraw(key, holder)
         raise
     if made is not None:
-        if not ledger.made(key, made):
+        if not ledger.record_made(key, made):
             _revoke_unheld(ledger, side, rule, key, holder, made, description)
             raise ResourceFailure(
                 f"this resource's Delete let go of the rule {key} while this request made it, so it was revoked "
@@ -546,14 +547,14 @@ def grant_rule(
     if hold.entry is None and not hold.already:
         found = side.find(rule, None, settle=False)
         if found is not None and found[1] in earlier:
-            ledger.made(key, found[0])
+            ledger.record_made(key, found[0])
         else:
-            ledger.pre_existing(key, found[0] if found else None)
+            ledger.record_pre_existing(key, found[0] if found else None)
         return Ensured(found[0] if found else "", False)
     entry = hold.entry
     rule_id = (entry.rule_id if entry else "") or _found_id(side, rule)
     if hold.already and entry is not None:
-        _describe_own(ledger, side, rule, key, entry, rule_id, description)
+        _set_own_description(ledger, side, rule, key, entry, rule_id, description)
     return Ensured(rule_id, False)
 
 
@@ -569,7 +570,7 @@ def reassert_rule(ledger: Ledger, side: Side[R], rule: R, holder: Holder, *, des
         return None
     made = side.authorize(rule, description)
     if made is not None:
-        if ledger.made(key, made):
+        if ledger.record_made(key, made):
             return Ensured(made, True)
         # The holder's own Delete let go while the Authorize was in flight: a rollback still finishes.
         with contextlib.suppress(ResourceError):
@@ -577,7 +578,7 @@ def reassert_rule(ledger: Ledger, side: Side[R], rule: R, holder: Holder, *, des
         return None
     rule_id = (entry.rule_id if entry else "") or _found_id(side, rule)
     if entry is not None:
-        _describe_own(ledger, side, rule, key, entry, rule_id, description)
+        _set_own_description(ledger, side, rule, key, entry, rule_id, description)
     return Ensured(rule_id, False)
 
 
@@ -591,18 +592,18 @@ def _revoke_unheld(
         if ledger.lease_unrecorded(key, holder, rule_id, description):
             _revoke_leased(ledger, side, rule, key, holder, Entry(0, 1, MADE, rule_id, description))
             return
-        if ledger.made(key, rule_id):
+        if ledger.record_made(key, rule_id):
             return
         pause(waits, ledger.deadline, ledger.sleep, ledger.changing(key))
 
 
-def _describe_own(
+def _set_own_description(
     ledger: Ledger, side: Side[R], rule: R, key: str, entry: Entry, rule_id: str, description: str
 ) -> None:
     """A rule held by this resource alone and made by it: the Description property is its to set."""
     if entry.holders == 1 and entry.origin == MADE and rule_id and entry.description != description:
         side.set_description(rule, rule_id, description)
-        ledger.described(key, description)
+        ledger.record_description(key, description)
 
 
 def _found_id(side: Side[R], rule: R) -> str:

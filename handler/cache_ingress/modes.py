@@ -61,8 +61,8 @@ class Granted(Generic[RequestT, GrantT]):
     def reassert(self, *, request: Request[RequestT, GrantT], instance: Instance, deadline: Deadline) -> Result:
         return self.mode.reassert(self.value, request=request.value, instance=instance, deadline=deadline)
 
-    def revoke(self, *, instance: Instance, deadline: Deadline) -> Result:
-        return self.mode.revoke(self.value, instance=instance, deadline=deadline)
+    def release(self, *, instance: Instance, deadline: Deadline) -> Result:
+        return self.mode.release(self.value, instance=instance, deadline=deadline)
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,12 @@
 """What every mode offers, and what its operations return.
 
 A mode (EC2-Classic, VPC) parses properties into its own request, resolves a
-request into what it grants, grants, reasserts what is held, revokes, and
-tells what a failed Update left behind. The entry point sees modes only through :class:`Mode`, bound to
-their values by :mod:`cache_ingress.modes`, so it has one path per request
-type whatever the mode.
+request into what it grants, grants (takes a hold and makes what is missing),
+reasserts what is held, releases (lets go, revoking what no one else holds),
+and tells what a failed Update left behind. The entry point sees modes only
+through :class:`Mode`, bound to their values by :mod:`cache_ingress.modes`,
+so it has one path per request type whatever the mode. The words (holder,
+hold, ledger...) are in the package's glossary (:mod:`cache_ingress`).
 """
 
 from __future__ import annotations
@@ -96,8 +98,8 @@ class Mode(Protocol[RequestT, GrantT]):
         """Make sure AWS has what ``instance`` already holds of it; take no new hold."""
         ...
 
-    def revoke(self, granted: GrantT, *, instance: Instance, deadline: Deadline) -> Result:
-        """Let go of what ``instance`` holds of it; what nothing else holds is taken back, what is gone counts."""
+    def release(self, granted: GrantT, *, instance: Instance, deadline: Deadline) -> Result:
+        """Let go of what ``instance`` holds of it; what nothing else holds is revoked, what is gone counts."""
         ...
 
     def left_by_failed_update(

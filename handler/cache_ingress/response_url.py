@@ -1,9 +1,8 @@
 """When CloudFormation signed the ResponseURL and when it expires, read from the URL itself.
 
 CloudFormation starts waiting for the answer when it signs the URL, before the
-function is invoked: Lambda may hold the event in its queue for a while (and,
-for an asynchronous invocation, try it again), so the invocation's own start
-says nothing about how much of the wait is left. The presigned URL says it:
+function is invoked (why that matters: :class:`~cache_ingress.timing.Deadline`).
+The presigned URL says when:
 
 * SigV4 (today's URLs): ``X-Amz-Date`` is the signing time (``20240110T065541Z``,
   UTC, whole seconds) and ``X-Amz-Expires`` the seconds it stays valid;

@@ -14,18 +14,12 @@ capped at :data:`MAX_BACKOFF_S`). There is no retry quota shared across calls
 or invocations: a warm sandbox under sustained errors retries its hundredth
 request as it retried its first; the deadline alone ends the retrying.
 
-Every attempt first passes the deadline's guard: none starts once the
-invocation has answered (the backstop may answer while the work goes on) or
-without time for a connect and a read before the deadline
-(:meth:`~cache_ingress.timing.Deadline.check_open`). An attempt at a change
-runs under its gate too (:func:`cache_ingress.send_gate.gated`): its request
-leaves only if the deadline still lets it as it is about to be written
-(:meth:`~cache_ingress.timing.Deadline.send_change`, which also counts it in
-flight); the promise this keeps is :class:`~cache_ingress.timing.Deadline`'s.
-Each attempt's read timeout is the time left
-(:func:`cache_ingress.aws_api.time_limit`): until the deadline for a lookup;
-for a change, until the deadline plus half the answer's reserve, and the
-answer waits for a change in flight. :func:`change` is the one name every
+Every attempt first passes the deadline's guard
+(:meth:`~cache_ingress.timing.Deadline.check_open`), an attempt at a change
+its gate too (:func:`cache_ingress.send_gate.gated`), and each attempt's read
+timeout is the time left (:func:`cache_ingress.aws_api.time_limit`): what
+these bounds promise, and why, is told once, on
+:class:`~cache_ingress.timing.Deadline`. :func:`change` is the one name every
 changing call goes through, so a reader can check that none bypasses it.
 
 Any other error answer (a refusal, not found, a duplicate) is raised at once as
@@ -77,10 +71,8 @@ def change(call: Callable[[], T], deadline: Deadline, sleep: Sleep = time.sleep)
     """A call that changes something, under the retry policy and the guard.
 
     No attempt starts, nor is sent, once the invocation has answered or the
-    deadline has passed (:class:`~cache_ingress.timing.Deadline`). An attempt
-    sent before may read on into the first half of the answer's reserve, and
-    the answer waits for it, so what it did has happened before
-    CloudFormation acts on the answer.
+    deadline has passed; one sent before is waited for by the answer (the
+    story: :class:`~cache_ingress.timing.Deadline`).
     """
     return _with_retries(call, deadline, sleep, _change)
 

@@ -26,7 +26,7 @@ the way EC2 counts:
   be; EC2's own refusal then still gives the clear reason.
 
 What the grant adds is one rule per port from its source, less the rules the
-group holds already (same protocol, port and source): those are only claimed,
+group holds already (same protocol, port and source): those are only held,
 and weigh nothing. A prefix list source weighs its size once per port, so a
 serverless cache's two ports count it twice.
 """

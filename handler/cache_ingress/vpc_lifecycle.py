@@ -65,7 +65,7 @@ class VpcMode:
         return vpc.parse_physical_id(physical_id)
 
     def resolve(self, request: VpcRequest, *, deadline: Deadline) -> RuleSet:
-        return discover(self.caches, request, deadline, self.sleep)
+        return resolve(self.caches, request, deadline, self.sleep)
 
     def grant(
         self,
@@ -87,7 +87,7 @@ class VpcMode:
         would ever come for the new one.
         """
         check_room(self.ec2, self.quota, granted.source, granted.ports, granted.targets, deadline, self.sleep)
-        ledger, holder, side = self._work(granted, instance, deadline)
+        ledger, holder, side = self._ledger_and_side(granted, instance, deadline)
         earlier = _earlier_release(instance, granted, request.description)
         ensured: list[Ensured] = []
         try:
@@ -113,7 +113,7 @@ class VpcMode:
 
     def reassert(self, granted: RuleSet, *, request: VpcRequest, instance: Instance, deadline: Deadline) -> Result:
         """Make sure EC2 has the rules this id already holds; hold nothing new."""
-        ledger, holder, side = self._work(granted, instance, deadline)
+        ledger, holder, side = self._ledger_and_side(granted, instance, deadline)
         ensured = [
             found
             for rule in _rules(granted)
@@ -121,9 +121,9 @@ class VpcMode:
         ]
         return _granted(granted, request, ensured)
 
-    def revoke(self, granted: RuleSet, *, instance: Instance, deadline: Deadline) -> Result:
+    def release(self, granted: RuleSet, *, instance: Instance, deadline: Deadline) -> Result:
         """Let go of this id's holds; rules the release before the ledger made count as held, for its own id."""
-        ledger, holder, side = self._work(granted, instance, deadline)
+        ledger, holder, side = self._ledger_and_side(granted, instance, deadline)
         own_id = granted.physical_id == instance.physical_id and granted.source.predates_ledger
         earlier = (vpc.default_description(instance.stack_id, instance.logical_id),) if own_id else ()
         revoked = False
@@ -142,7 +142,9 @@ class VpcMode:
     def same_asked(self, one: VpcRequest, other: VpcRequest) -> bool:
         return vpc.same_asked(one, other)
 
-    def _work(self, granted: RuleSet, instance: Instance, deadline: Deadline) -> tuple[Ledger, Holder, Ec2Side]:
+    def _ledger_and_side(
+        self, granted: RuleSet, instance: Instance, deadline: Deadline
+    ) -> tuple[Ledger, Holder, Ec2Side]:
         """The ledger, the holder (this instance, for the rules ``granted`` names) and EC2's side, for one request."""
         ledger = Ledger(self.ledger, deadline, self.sleep)
         holder = Holder(instance.stack_id, instance.logical_id, granted.physical_id)
@@ -187,7 +189,7 @@ class CacheApis:
     memorydb: MemoryDbApi
 
 
-def discover(caches: CacheApis, request: VpcRequest, deadline: Deadline, sleep: Sleep = time.sleep) -> RuleSet:
+def resolve(caches: CacheApis, request: VpcRequest, deadline: Deadline, sleep: Sleep = time.sleep) -> RuleSet:
     """The rules the request means, reading from ElastiCache or MemoryDB what the properties leave out."""
     return vpc.resolve(request, network(caches, request.cache, deadline, sleep))
 
@@ -256,7 +258,7 @@ def left_by_failed_update(
     if request is not None and vpc.same_asked(attempted, request):
         return None
     try:
-        rule_set = discover(caches, attempted, deadline, sleep)
+        rule_set = resolve(caches, attempted, deadline, sleep)
     except (CacheNotFound, CacheUnusable, InvalidProperties):
         return None  # that attempt could not have authorized anything either
     return None if rule_set.physical_id == physical_id else rule_set

@@ -379,7 +379,7 @@ def test_classic_a_first_authorize_whose_answer_is_lost_is_not_taken_for_an_ingr
     assert (first.error, retried.error) == (None, "AuthorizationAlreadyExists")
     assert standin.authorized() == {("app-cache-sg", "web", ACCOUNT)}
     held = Instance(instance.stack_id, "Web", ingress.physical_id)
-    mode.revoke(ingress, instance=held, deadline=Deadline(20.0))
+    mode.release(ingress, instance=held, deadline=Deadline(20.0))
     assert standin.authorized() == set(), "the ingress X made outlived X: taken for one made by hand"
 
 
@@ -442,7 +442,7 @@ def test_classic_a_rollback_of_a_create_cut_before_its_authorize_leaves_a_person
         )
     standin.clear_faults()
     held = Instance(instance.stack_id, "Web", ingress.physical_id)
-    mode.revoke(ingress, instance=held, deadline=Deadline(20.0))
+    mode.release(ingress, instance=held, deadline=Deadline(20.0))
     assert standin.authorized() == {("app-cache-sg", "web", ACCOUNT)}, "X's rollback revoked a person's ingress"
 
 
@@ -504,9 +504,9 @@ def test_classic_two_spellings_of_one_cache_security_group_are_one_ingress_to_th
             on_held=lambda: None,
         )
     assert standin.authorized() == {("app-cache-sg", "web", ACCOUNT)}
-    x.revoke(x_ingress, instance=Instance(x_instance.stack_id, "Web", x_ingress.physical_id), deadline=Deadline(20.0))
+    x.release(x_ingress, instance=Instance(x_instance.stack_id, "Web", x_ingress.physical_id), deadline=Deadline(20.0))
     assert standin.authorized() == {("app-cache-sg", "web", ACCOUNT)}, "X's Delete took the ingress Y declares"
-    y.revoke(y_ingress, instance=Instance(y_instance.stack_id, "Web", y_ingress.physical_id), deadline=Deadline(20.0))
+    y.release(y_ingress, instance=Instance(y_instance.stack_id, "Web", y_ingress.physical_id), deadline=Deadline(20.0))
     assert standin.authorized() == set()
 
 
@@ -529,5 +529,5 @@ def test_classic_a_name_spelt_in_capitals_is_found_as_elasticache_describes_it_i
         on_held=lambda: None,
     )
     until(lambda: standin.authorized() == {("app-cache-sg", "web", ACCOUNT)})
-    mode.revoke(ingress, instance=Instance(instance.stack_id, "Web", ingress.physical_id), deadline=Deadline(5.0))
+    mode.release(ingress, instance=Instance(instance.stack_id, "Web", ingress.physical_id), deadline=Deadline(5.0))
     until(lambda: standin.authorized() == set())

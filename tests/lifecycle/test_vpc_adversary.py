@@ -77,7 +77,7 @@ class Sandbox:
         if physical_id is not None:
             granted = self.mode.parse_physical_id(physical_id)
         assert granted is not None
-        self.mode.revoke(granted, instance=self.instance(granted.physical_id), deadline=Deadline(seconds))
+        self.mode.release(granted, instance=self.instance(granted.physical_id), deadline=Deadline(seconds))
 
     def before(self, operation: str, run: Callable[[], None], nth: int = 1) -> None:
         """Run ``run`` once, just before this sandbox's ``nth`` EC2 or ledger call of ``operation``."""

@@ -244,7 +244,7 @@ class VpcStackHistory(RuleBasedStateMachine):
         """Create the other stack's resource, or delete it, as its own CloudFormation and sandbox would."""
         if self.elsewhere_held is not None:
             granted, _ = self.elsewhere_held
-            self.elsewhere.revoke(granted, instance=self._instance(granted.physical_id), deadline=Deadline(20.0))
+            self.elsewhere.release(granted, instance=self._instance(granted.physical_id), deadline=Deadline(20.0))
             self.elsewhere_held = None
             return
         deadline = Deadline(20.0)
@@ -263,7 +263,7 @@ class VpcStackHistory(RuleBasedStateMachine):
                 on_held=lambda: None,
             )
         except ResourceError:  # the Create failed: its rollback Delete lets go of what it held
-            self.elsewhere.revoke(granted, instance=self._instance(granted.physical_id), deadline=Deadline(20.0))
+            self.elsewhere.release(granted, instance=self._instance(granted.physical_id), deadline=Deadline(20.0))
             return
         self.elsewhere_held = (granted, properties)
 

@@ -243,16 +243,41 @@ def test_concurrent_creates_from_threads_each_get_an_answer(aws: ElastiCacheStan
 def test_make_demo_runs_the_whole_lifecycle() -> None:
     result = run_module("offline.demo", "--settle", "0.1")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.count('"Status": "SUCCESS"') == 14  # six steps per mode, and a MemoryDB grant's two
-    assert "Lifecycle complete" in result.stdout
+    lines = result.stdout.splitlines()
+    assert len(lines) <= 120, "the default output fits a screen per mode"
+    assert result.stdout.count("   received: SUCCESS, id ") == 13  # eleven VPC steps, two EC2-Classic
+    assert result.stdout.rstrip().endswith("Lifecycle complete: every answer was what CloudFormation expects.")
+    vpc, classic = result.stdout.split("== EC2-Classic mode")  # today's caches first, EC2-Classic after, short
+    assert vpc.startswith("== VPC mode")
+    assert "cache-sg-ingress:app-cache-sg:123456789012:app-servers" in classic
+    assert '"Status": "SUCCESS"' not in result.stdout, "full bodies only behind --verbose"
+    # Two stacks share one rule: both hold it, and the first one's Delete leaves it with the second.
+    shared, first_gone = vpc.split("-- 2. Create: stack reports")[1].split("-- 3. Delete")
+    assert "held by stack cache-access, resource AppCacheAccess; stack reports, resource ReportsCacheAccess" in shared
+    assert (
+        "app-cache <- app-servers, tcp/6379: made, held by stack reports, resource ReportsCacheAccess\n"
+        in (first_gone.split("-- 4. Delete")[0])
+    )
+    # A serverless cache's two ports, a CIDR source: each rule shown.
+    assert "app-cache <- app-servers, tcp/6380: made" in vpc
+    assert "shared-clients <- 10.20.0.0/16, tcp/6379: made" in vpc
     # The MemoryDB grant: its rule is shown with its ledger entry once made, and gone after its Delete.
-    granted, taken_back = result.stdout.split("== 1. Create: app-servers may reach the MemoryDB cluster app-store")[
-        1
-    ].split("== 2. Delete")
-    assert '"MemoryDBClusterName": "app-store"' in granted  # what names the cache, as sent
-    assert "shared-clients <- app-servers, tcp/6379" in granted
-    assert "ledger: made, held by stack cache-access, resource AppStoreAccess" in granted
-    assert f"{RULES_HEADING}:\n     (empty)" in taken_back
+    granted, taken_back = vpc.split("-- 8. Create: the MemoryDB cluster app-store")[1].split("-- 9. Delete")
+    assert "asked:    MemoryDBClusterName=app-store, SourceSecurityGroupId=sg-" in granted  # what names the cache
+    assert "shared-clients <- app-servers, tcp/6379: made, held by stack cache-access, resource AppStoreAccess" in (
+        granted
+    )
+    assert f"{RULES_HEADING}:\n     (empty)" in taken_back.split("-- 10.")[0]
+
+
+def test_make_demo_verbose_shows_the_full_bodies_but_never_the_response_url() -> None:
+    result = run_module("offline.demo", "--settle", "0.1", "--mode", "classic", "--verbose")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count('"Status": "SUCCESS"') == 2
+    assert '"CacheSecurityGroupArn": "arn:aws:elasticache:us-east-1:123456789012:securitygroup:app-cache-sg"' in (
+        result.stdout
+    )
+    assert "ResponseURL" not in result.stdout
 
 
 def test_make_invoke_prints_the_answer_and_fails_on_failed() -> None:

@@ -106,7 +106,7 @@ class Recorder:
     def reassert(self, granted: Any, *, request: Any, instance: Instance, deadline: Deadline) -> Result:
         return Result(Change.ALREADY_PRESENT)
 
-    def revoke(self, granted: Any, *, instance: Instance, deadline: Deadline) -> Result:
+    def release(self, granted: Any, *, instance: Instance, deadline: Deadline) -> Result:
         return Result(Change.REVOKED)
 
     def left_by_failed_update(self, attempted: Any, *, request: Any, physical_id: str, deadline: Deadline) -> Any:
