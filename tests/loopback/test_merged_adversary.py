@@ -1,0 +1,125 @@
+"""The merged product attacked with AWS's real behaviours: late deliveries and a held name resolution, now that the
+ledger's DynamoDB calls and the quota read stand beside EC2's.
+
+Patterns as tests/loopback/test_late_delivery.py and test_send_gate.py: the real handler over loopback, the
+receiver's signed ResponseURLs, the fronts' call logs (DynamoDB's included) and moto.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+import app
+from offline.harness import build_vpc_example
+from offline.moto_backend import MotoBackend
+from offline.receiver import SigV4
+from offline.standin import ElastiCacheStandIn
+from tests.loopback.test_send_gate import POLL_LIMIT_S, HeldResolver, poll
+from tests.support import Servers, assert_failed, assert_success, handle, invoke, load_event
+
+TOO_LATE = "the request came too late and was not carried out"
+
+
+@pytest.fixture
+def vpc(servers: Servers, moto: MotoBackend, standin: ElastiCacheStandIn) -> dict[str, str]:
+    return build_vpc_example(moto, standin)
+
+
+def every_call(servers: Servers) -> int:
+    """Every call the function made to AWS so far, the ledger's DynamoDB calls included."""
+    return sum(len(s.calls()) for s in (servers.ec2, servers.memorydb, servers.standin, servers.dynamodb))
+
+
+def app_rules(moto: MotoBackend, ids: dict[str, str]) -> set[tuple[str, int]]:
+    source_group, cache, shared = ids.values()
+    return {
+        (target, port)
+        for target in (cache, shared)
+        for source, _owner, port, _description in moto.ingress(target)
+        if source == source_group
+    }
+
+
+def signed_ago(seconds: float) -> SigV4:
+    return SigV4(signed_at=time.time() - seconds)
+
+
+@pytest.mark.parametrize("request_type", ["Create", "Update", "Delete"])
+def test_an_expired_request_makes_no_call_at_all_not_even_to_the_ledger(
+    servers: Servers, vpc: dict[str, str], request_type: str
+) -> None:
+    """Signed ten minutes ago with a ServiceTimeout of a minute: not a read, not a ledger write, of any kind."""
+    created = invoke(load_event("vpc-create.json", vpc))
+    assert_success(created)
+    rules = app_rules(servers.moto, vpc)
+    name = {"Create": "vpc-create.json", "Update": "vpc-update.json", "Delete": "vpc-delete.json"}[request_type]
+    event = load_event(name, vpc, PhysicalResourceId=created["PhysicalResourceId"])
+    event["ServiceTimeout"] = "60"
+    event["ResourceProperties"].pop("ServiceTimeout", None)
+    calls = every_call(servers)
+    assert_failed(invoke(event, signed=signed_ago(600)), TOO_LATE)
+    assert every_call(servers) == calls
+    assert app_rules(servers.moto, vpc) == rules
+
+
+def test_a_url_signed_in_the_future_by_clock_skew_still_bounds_the_work_by_the_invocation(
+    servers: Servers, vpc: dict[str, str]
+) -> None:
+    """CloudFormation's clock ten minutes ahead of Lambda's: the request is served, and within Lambda's time."""
+    delivery = handle(load_event("vpc-create.json", vpc), seconds=10.0, signed=SigV4(signed_at=time.time() + 600))
+    assert_success(delivery.answer())
+    assert len(app_rules(servers.moto, vpc)) == 2
+
+
+@pytest.fixture
+def held_dynamodb(servers: Servers, monkeypatch: pytest.MonkeyPatch) -> Iterator[HeldResolver]:
+    """The ledger's DynamoDB endpoint named ``dynamodb.held.test``: only a change's name resolution is held."""
+    held = HeldResolver("dynamodb.held.test", socket.getaddrinfo, changes_only=True)
+    monkeypatch.setattr(socket, "getaddrinfo", held.getaddrinfo)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", f"http://{held.host}:{urlsplit(servers.dynamodb.url).port}")
+    app.ledger.cache_clear()
+    app.modes.cache_clear()
+    yield held
+    held.let_go()
+    app.ledger.cache_clear()
+    app.modes.cache_clear()
+
+
+def ledger_writes(servers: Servers) -> list[Any]:
+    reads = {"GetItem", "Query", "Scan", "DescribeTable", "BatchGetItem"}
+    return [c for c in servers.dynamodb.calls() if c.action not in reads]
+
+
+def test_a_ledger_write_held_in_name_resolution_past_the_answer_never_lands(
+    servers: Servers, vpc: dict[str, str], held_dynamodb: HeldResolver
+) -> None:
+    """The ledger's first write (the Create's hold: no ledger call comes before it) waits for DynamoDB's name
+    past the answer. The Create answers FAILED in time; once the name resolves, no ledger write
+    lands, and no rule is left in EC2."""
+    servers.receiver.reset()
+
+    def watch() -> None:
+        with contextlib.suppress(AssertionError):
+            poll(lambda: bool(servers.receiver.puts()))
+        held_dynamodb.release.set()
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    delivery = handle(load_event("vpc-create.json", vpc), seconds=4.0)
+    answer = delivery.answer()
+    assert_failed(answer, "ran out of time")
+    (put,) = delivery.puts
+    assert put.at - delivery.started < 4.0
+    watcher.join(POLL_LIMIT_S + 1)
+    held_dynamodb.let_go()
+    assert held_dynamodb.asked >= 1  # a ledger write was held there
+    assert ledger_writes(servers) == []
+    assert app_rules(servers.moto, vpc) == set()
