@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
+import boto3
 import pytest
 
 import app
@@ -123,3 +124,58 @@ def test_a_ledger_write_held_in_name_resolution_past_the_answer_never_lands(
     assert held_dynamodb.asked >= 1  # a ledger write was held there
     assert ledger_writes(servers) == []
     assert app_rules(servers.moto, vpc) == set()
+
+
+def holder_stacks(moto: MotoBackend) -> set[str]:
+    from offline.ledger_table import LEDGER_TABLE
+
+    items = moto.client("dynamodb").scan(TableName=LEDGER_TABLE, ConsistentRead=True)["Items"]
+    return {item["stack_id"]["S"] for item in items if item["sk"]["S"].startswith("holder#")}
+
+
+def test_a_rule_a_lagging_read_counts_as_there_but_gone_meets_the_limit_with_the_right_reason_and_holds_nothing(
+    servers: Servers, vpc: dict[str, str]
+) -> None:
+    """Stack A's rule into the cache's group is revoked by hand, and a person fills the freed place, while EC2's
+    reads still show the group as it was: stack B's Create of the same rule counts it as there (no room needed),
+    and its Authorize meets the limit. B's answer names the group and the limit; B holds nothing after its
+    rollback Delete; A's hold, the person's rule and the other group's rule stand."""
+    source, cache_group, shared = vpc.values()
+    a = load_event("vpc-create.json", vpc)
+    assert_success(invoke(a))
+    moto_ec2 = servers.moto.client("ec2")
+    by_hand = 0
+    while len(servers.moto.ingress(cache_group)) < 60:
+        by_hand += 1
+        permission = {"IpProtocol": "tcp", "FromPort": 6379, "ToPort": 6379}
+        moto_ec2.authorize_security_group_ingress(
+            GroupId=cache_group, IpPermissions=[{**permission, "IpRanges": [{"CidrIp": f"10.99.{by_hand}.0/24"}]}]
+        )
+    (rule_a,) = [
+        r
+        for r in moto_ec2.describe_security_group_rules(Filters=[{"Name": "group-id", "Values": [cache_group]}])[
+            "SecurityGroupRules"
+        ]
+        if r.get("ReferencedGroupInfo", {}).get("GroupId") == source
+    ]
+    servers.ec2.set_read_lag(30.0)
+    front = boto3.client("ec2", endpoint_url=servers.ec2.url, region_name="us-east-1")
+    front.revoke_security_group_ingress(GroupId=cache_group, SecurityGroupRuleIds=[rule_a["SecurityGroupRuleId"]])
+    front.authorize_security_group_ingress(
+        GroupId=cache_group,
+        IpPermissions=[
+            {"IpProtocol": "tcp", "FromPort": 6379, "ToPort": 6379, "IpRanges": [{"CidrIp": "10.98.0.0/24"}]}
+        ],
+    )
+    b = load_event("vpc-create.json", vpc)
+    b["StackId"] = a["StackId"].rsplit("/", 2)[0] + "/stack-b/0b0b0b0b-0c1d-11ef-9a0b-0a1b2c3d4e5f"
+    answer = invoke(b)
+    assert_failed(answer, f"AuthorizeSecurityGroupIngress failed: security group {cache_group} has no room")
+    delete = load_event("vpc-delete.json", vpc, PhysicalResourceId=answer["PhysicalResourceId"])
+    delete["StackId"] = b["StackId"]
+    assert_success(invoke(delete))
+    servers.ec2.set_read_lag(0.0)
+    assert holder_stacks(servers.moto) == {a["StackId"]}
+    assert (source, 6379) in {(s, p) for s, _o, p, _d in servers.moto.ingress(shared)}
+    assert (source, 6379) not in {(s, p) for s, _o, p, _d in servers.moto.ingress(cache_group)}
+    assert len(servers.moto.ingress(cache_group)) == 60
