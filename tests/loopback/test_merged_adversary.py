@@ -179,3 +179,50 @@ def test_a_rule_a_lagging_read_counts_as_there_but_gone_meets_the_limit_with_the
     assert (source, 6379) in {(s, p) for s, _o, p, _d in servers.moto.ingress(shared)}
     assert (source, 6379) not in {(s, p) for s, _o, p, _d in servers.moto.ingress(cache_group)}
     assert len(servers.moto.ingress(cache_group)) == 60
+
+
+@pytest.fixture
+def held_service_quotas(servers: Servers, monkeypatch: pytest.MonkeyPatch) -> Iterator[HeldResolver]:
+    """Service Quotas' endpoint named ``quotas.held.test``, whose name does not resolve until the test lets it."""
+    held = HeldResolver("quotas.held.test", socket.getaddrinfo)
+    monkeypatch.setattr(socket, "getaddrinfo", held.getaddrinfo)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SERVICE_QUOTAS", f"http://{held.host}:{urlsplit(servers.moto.url).port}")
+    for made in (app.service_quotas, app.rule_quota, app.modes):
+        made.cache_clear()
+    yield held
+    held.let_go()
+    for made in (app.service_quotas, app.rule_quota, app.modes):
+        made.cache_clear()
+
+
+def test_a_quota_read_hung_in_name_resolution_falls_back_to_ec2s_default_and_answers_why_in_time(
+    servers: Servers, vpc: dict[str, str], held_service_quotas: HeldResolver
+) -> None:
+    """The cache's group already holds 60 rules, so the grant needs the account's quota; Service Quotas' name never
+    resolves. The Create answers in time with the count's reason against EC2's default, and changes nothing."""
+    _source, cache_group, _shared = vpc.values()
+    moto_ec2 = servers.moto.client("ec2")
+    by_hand = 0
+    while len(servers.moto.ingress(cache_group)) < 60:
+        by_hand += 1
+        moto_ec2.authorize_security_group_ingress(
+            GroupId=cache_group,
+            IpPermissions=[
+                {
+                    "IpProtocol": "tcp",
+                    "FromPort": 6379,
+                    "ToPort": 6379,
+                    "IpRanges": [{"CidrIp": f"10.99.{by_hand}.0/24"}],
+                }
+            ],
+        )
+    delivery = handle(load_event("vpc-create.json", vpc), seconds=8.0)
+    answer = delivery.answer()
+    assert_failed(answer, f"Security group {cache_group} would hold 61 inbound IPv4 rules")
+    assert "past its quota of 60; nothing was changed" in answer["Reason"]
+    (put,) = delivery.puts
+    assert put.at - delivery.started < 8.0
+    assert held_service_quotas.asked >= 1
+    assert servers.ec2.writes() == []
+    assert app_rules(servers.moto, vpc) == set()
+    assert holder_stacks(servers.moto) == set()
