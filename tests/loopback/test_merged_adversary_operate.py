@@ -7,18 +7,23 @@ knows; the command run for real; EC2 behind its front (read lag); what AWS holds
 
 from __future__ import annotations
 
+import contextlib
+import time
 from typing import Any
 
 import pytest
 from moto.cloudformation.models import cloudformation_backends
 
+import app
 from cache_ingress import cli, remedy
+from cache_ingress.errors import OutOfTime
 from offline import operate_world
+from offline.harness import LambdaContext
 from offline.ledger_table import LEDGER_TABLE
 from offline.moto_backend import MotoBackend
 from offline.operate_world import REPORTS_CIDR, OperateWorld
 from offline.standin import ElastiCacheStandIn
-from tests.support import Servers, invoke
+from tests.support import Servers, handle, invoke
 
 TABLE = ["--table", LEDGER_TABLE]
 
@@ -130,3 +135,50 @@ def test_drift_a_lagging_read_shows_is_repaired_without_a_second_rule_nor_one_no
     servers.ec2.set_read_lag(0.0)
     status, out = command(capsys, "audit", *TABLE)
     assert (status, out.splitlines()[-1]) == (0, "No findings."), out
+
+
+SCHEDULED = {
+    "version": "0",
+    "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
+    "detail-type": "Scheduled Event",
+    "source": "aws.events",
+    "account": "123456789012",
+    "time": "2026-12-06T06:00:00Z",
+    "region": "us-east-1",
+    "resources": ["arn:aws:events:us-east-1:123456789012:rule/cache-sg-ingress-DriftCheckRule-EXAMPLE"],
+    "detail": {},
+}
+
+
+def test_the_scheduled_repair_through_throttling_repairs_only_what_a_holder_holds_and_answers_nobody(
+    world: OperateWorld, servers: Servers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """EC2 and DynamoDB each throttle their next calls: the check, with RepairDrift, retries through it, repairs the
+    rule a person revoked, leaves the orphan's rules to a person, and PUTs nothing anywhere."""
+    monkeypatch.setenv("REPAIR_DRIFT", "true")
+    operate_world.stage_everything(world)
+    servers.ec2.throttle_next(4)
+    servers.dynamodb.throttle_next(4)
+    delivery = handle({**SCHEDULED, "ResponseURL": "https://example.invalid/"})
+    assert delivery.puts == []
+    assert (world.app, 6379) in world.rules(world.shared_group)
+    assert (REPORTS_CIDR, 6379) in world.rules(world.cache_group)
+    assert len([r for r in world.moto.ingress(world.shared_group) if r[0] == world.app]) == 1
+
+
+def test_the_scheduled_check_in_a_throttling_storm_ends_within_its_invocation_and_changes_nothing(
+    world: OperateWorld, servers: Servers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """EC2 throttles every call for longer than the invocation: the check gives up within the invocation's time
+    (Lambda retries a failed scheduled event), and nothing reaches EC2 as a write."""
+    monkeypatch.setenv("REPAIR_DRIFT", "true")
+    operate_world.stage_everything(world)
+    servers.ec2.reset()
+    servers.ec2.throttle_for(60.0)
+    started = time.monotonic()
+    with contextlib.suppress(OutOfTime):  # a failed check is retried by Lambda; a result would do as well
+        app.lambda_handler(dict(SCHEDULED), LambdaContext(5.0))
+    assert time.monotonic() - started < 5.0
+    servers.ec2.reset()
+    assert servers.ec2.writes() == []
+    assert (world.app, 6379) not in world.rules(world.shared_group)
