@@ -23,7 +23,7 @@ from offline.ledger_table import LEDGER_TABLE
 from offline.moto_backend import MotoBackend
 from offline.operate_world import REPORTS_CIDR, OperateWorld
 from offline.standin import ElastiCacheStandIn
-from tests.support import Servers, handle, invoke
+from tests.support import Servers, handle, invoke, load_event
 
 TABLE = ["--table", LEDGER_TABLE]
 
@@ -182,3 +182,33 @@ def test_the_scheduled_check_in_a_throttling_storm_ends_within_its_invocation_an
     servers.ec2.reset()
     assert servers.ec2.writes() == []
     assert (world.app, 6379) not in world.rules(world.shared_group)
+
+
+def test_a_holder_whose_stack_is_in_another_region_of_this_account_is_never_swept(
+    world: OperateWorld, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """CloudFormation here would say a us-west-2 stack does not exist, alive: it is not visible, never gone."""
+    elsewhere = "arn:aws:cloudformation:us-west-2:123456789012:stack/west/0e0e0e0e-0c1d-11ef-9a0b-0a1b2c3d4e5f"
+    event = load_event("vpc-create.json", world.ids, StackId=elsewhere, LogicalResourceId="WestAccess")
+    event["ResourceProperties"] = {
+        "ServiceToken": event["ServiceToken"],
+        "ReplicationGroupId": "app-cache",
+        "SourceCidrIp": REPORTS_CIDR,
+    }
+    assert invoke(event)["Status"] == "SUCCESS"
+    assert command(capsys, "sweep", *TABLE, "--yes")[1].splitlines() == ["nothing to sweep"]
+    assert (REPORTS_CIDR, 6379) in world.rules(world.cache_group)
+    assert holder_stacks(world.moto) == {elsewhere}
+
+
+@pytest.mark.parametrize(
+    "event",
+    [None, [], "Scheduled Event", 3, {}, {"source": "aws.events"}, {"detail-type": "Scheduled Event"}],
+)
+def test_an_odd_event_is_neither_a_check_nor_a_request_and_crashes_nothing(
+    world: OperateWorld, servers: Servers, event: Any
+) -> None:
+    """No call to AWS, no exception out of the handler."""
+    calls = len(servers.ec2.calls()) + len(servers.dynamodb.calls())
+    assert app.lambda_handler(event, LambdaContext(5.0)) is None
+    assert len(servers.ec2.calls()) + len(servers.dynamodb.calls()) == calls
