@@ -226,3 +226,28 @@ def test_a_quota_read_hung_in_name_resolution_falls_back_to_ec2s_default_and_ans
     assert servers.ec2.writes() == []
     assert app_rules(servers.moto, vpc) == set()
     assert holder_stacks(servers.moto) == set()
+
+
+@pytest.mark.parametrize("slow", ["dynamodb", "ec2"])
+def test_a_delete_signed_nearly_a_service_timeout_ago_on_slow_calls_changes_nothing_after_its_answer(
+    servers: Servers, vpc: dict[str, str], slow: str
+) -> None:
+    """Signed 43 s ago with a ServiceTimeout of 60: some 4 s of work left (after the margin and the clock's skew),
+    the ledger or EC2 answering each call in 0.8 s. Whatever the Delete got done, no write reached DynamoDB or EC2 after its answer, and the Delete sent again
+    in time finishes the job: no rule, no holder left."""
+    created = invoke(load_event("vpc-create.json", vpc))
+    assert_success(created)
+    delete = load_event("vpc-delete.json", vpc, PhysicalResourceId=created["PhysicalResourceId"])
+    delete["ResourceProperties"]["ServiceTimeout"] = "60"
+    servers.ec2.reset()
+    servers.dynamodb.reset()
+    getattr(servers, slow).set_latency(0.8)
+    delivery = handle(delete, signed=signed_ago(43))
+    (put,) = delivery.puts
+    assert put.at - delivery.started < 60 - 43  # before CloudFormation stops waiting
+    again = time.monotonic()
+    assert_success(invoke(delete, signed=signed_ago(1)))  # slow too: what the first left in flight is logged by its end
+    late = [c for c in servers.ec2.writes() + ledger_writes(servers) if put.at <= c.arrived < again]
+    assert late == []
+    assert app_rules(servers.moto, vpc) == set()
+    assert holder_stacks(servers.moto) == set()
