@@ -15,7 +15,7 @@ import pytest
 from moto.cloudformation.models import cloudformation_backends
 
 import app
-from cache_ingress import cli, remedy
+from cache_ingress import cli, ledger
 from cache_ingress.errors import OutOfTime
 from offline import operate_world
 from offline.harness import LambdaContext
@@ -99,7 +99,7 @@ def test_a_holder_that_joins_between_the_audits_read_and_the_sweeps_write_keeps_
     before the sweep lets go of them: they stay, held by the newcomer."""
     world.grant("reports", "ReportsAccess", SourceCidrIp=REPORTS_CIDR)
     world.delete_stack("reports")
-    release = remedy.release_rule
+    release = ledger.release_rule
     joined: list[Any] = []
 
     def join_then_release(*args: Any, **kwargs: Any) -> bool:
@@ -107,7 +107,7 @@ def test_a_holder_that_joins_between_the_audits_read_and_the_sweeps_write_keeps_
             joined.append(world.grant("late-comer", "LateAccess", SourceCidrIp=REPORTS_CIDR))
         return release(*args, **kwargs)
 
-    monkeypatch.setattr(remedy, "release_rule", join_then_release)
+    monkeypatch.setattr("cache_ingress.remedy.release_rule", join_then_release)
     status, out = command(capsys, "sweep", *TABLE, "--yes")
     assert status == 0
     assert joined
