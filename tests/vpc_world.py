@@ -107,6 +107,8 @@ class Sandbox:
 
 @dataclass
 class World:
+    """One rule's world: app-servers on 6379 into the group app-cache, what moto holds there, and people's hands."""
+
     moto: MotoBackend
     app: str
     cache: str
