@@ -20,31 +20,13 @@ from typing import Any
 
 import pytest
 
-from offline.harness import LambdaContext, build_vpc_example
-from offline.moto_backend import MotoBackend
+from offline.harness import LambdaContext
 from offline.receiver import SigV2, SigV4
-from offline.standin import ElastiCacheStandIn
 from tests.support import Servers, assert_failed, assert_success, cause, handle, invoke, load_event
+from tests.vpc_world import app_rules
 
 TOO_LATE = "the request came too late and was not carried out: CloudFormation stopped waiting for it at"
 BAD_SERVICE_TIMEOUT = "ServiceTimeout must be a number of seconds from 1 to 3600"
-
-
-@pytest.fixture
-def vpc(servers: Servers, moto: MotoBackend, standin: ElastiCacheStandIn) -> dict[str, str]:
-    """The example world's ids (the events' example ids -> moto's): app-servers into app-cache's two groups."""
-    return build_vpc_example(moto, standin)
-
-
-def app_rules(moto: MotoBackend, ids: dict[str, str]) -> set[tuple[str, int]]:
-    """(target group, port) of every rule from app-servers."""
-    app, cache, shared = ids.values()
-    return {
-        (target, port)
-        for target in (cache, shared)
-        for source, _owner, port, _description in moto.ingress(target)
-        if source == app
-    }
 
 
 def aws_calls(servers: Servers) -> int:

@@ -27,10 +27,8 @@ from cache_ingress import aws_api, retry, send_gate
 from cache_ingress.aws_api import Ec2Api
 from cache_ingress.errors import OutOfTime
 from cache_ingress.timing import Deadline
-from offline.harness import build_vpc_example
-from offline.moto_backend import MotoBackend
-from offline.standin import ElastiCacheStandIn
 from tests.support import LambdaContext, Servers, assert_failed, handle, load_event
+from tests.vpc_world import app_rules
 
 #: The longest a held name resolution waits to be let go: past every invocation below, so that code which waits
 #: for it (the unchanged code did) is seen to, but bounded, so that no test hangs.
@@ -87,12 +85,6 @@ class HeldResolver:
 
 
 @pytest.fixture
-def vpc(servers: Servers, moto: MotoBackend, standin: ElastiCacheStandIn) -> dict[str, str]:
-    """The example world's ids (the events' example ids -> moto's): app-servers into app-cache's two groups."""
-    return build_vpc_example(moto, standin)
-
-
-@pytest.fixture
 def resolver(monkeypatch: pytest.MonkeyPatch) -> Iterator[HeldResolver]:
     """Name resolution of ``ec2.held.test`` held; let go at the end in any case."""
     held = HeldResolver("ec2.held.test", socket.getaddrinfo, changes_only=True)
@@ -126,17 +118,6 @@ def let_go_after_the_answer(servers: Servers, resolver: HeldResolver) -> Iterato
     watcher.start()
     yield
     watcher.join(POLL_LIMIT_S + 1)
-
-
-def app_rules(moto: MotoBackend, ids: dict[str, str]) -> set[tuple[str, int]]:
-    """(target group, port) of every rule from app-servers."""
-    source_group, cache, shared = ids.values()
-    return {
-        (target, port)
-        for target in (cache, shared)
-        for source, _owner, port, _description in moto.ingress(target)
-        if source == source_group
-    }
 
 
 def test_an_authorize_held_in_name_resolution_past_the_answer_never_reaches_ec2(

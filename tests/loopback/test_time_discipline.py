@@ -16,10 +16,9 @@ import pytest
 
 import app
 from offline.ec2_front import Ec2Front
-from offline.harness import build_vpc_example
-from offline.moto_backend import MotoBackend
 from offline.standin import ElastiCacheStandIn
 from tests.support import Delivery, Servers, assert_failed, assert_success, handle, invoke, load_event
+from tests.vpc_world import app_rules
 
 ACCOUNT = "123456789012"
 CLASSIC_WRITES = {"AuthorizeCacheSecurityGroupIngress", "RevokeCacheSecurityGroupIngress"}
@@ -29,23 +28,6 @@ CLASSIC_WRITES = {"AuthorizeCacheSecurityGroupIngress", "RevokeCacheSecurityGrou
 def aws(standin: ElastiCacheStandIn) -> ElastiCacheStandIn:
     standin.add_group("app-cache-sg")
     return standin
-
-
-@pytest.fixture
-def vpc(servers: Servers, moto: MotoBackend, standin: ElastiCacheStandIn) -> dict[str, str]:
-    """The example world's ids (the events' example ids -> moto's): app-servers into app-cache's two groups."""
-    return build_vpc_example(moto, standin)
-
-
-def app_rules(moto: MotoBackend, ids: dict[str, str]) -> set[tuple[str, int]]:
-    """(target group, port) of every rule from app-servers."""
-    app, cache, shared = ids.values()
-    return {
-        (target, port)
-        for target in (cache, shared)
-        for source, _owner, port, _description in moto.ingress(target)
-        if source == app
-    }
 
 
 def answered_at(delivery: Delivery) -> float:

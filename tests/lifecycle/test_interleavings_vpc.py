@@ -11,128 +11,16 @@ made by hand.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any
 
 import pytest
 
-from cache_ingress import aws_api, ledger
-from cache_ingress.protocol import Instance
-from cache_ingress.timing import MAX_ANSWER_RESERVE_S, Deadline
-from cache_ingress.vpc_lifecycle import VpcMode
-from cache_ingress.vpc_rules import RuleSet, default_description
-from offline.harness import build_vpc_example
-from offline.moto_backend import MotoBackend
-from offline.standin import ElastiCacheStandIn
-
-ACCOUNT = "123456789012"
-
-
-def stack_id(name: str) -> str:
-    return f"arn:aws:cloudformation:us-east-1:{ACCOUNT}:stack/{name}/00000000-0000-0000-0000-{name:0>12}"
-
-
-@dataclass
-class Sandbox:
-    """One Lambda sandbox running one stack's resource ``Access``: its own clients, the real code."""
-
-    stack: str
-    mode: VpcMode
-    properties: dict[str, Any]
-    granted: RuleSet | None = None
-
-    @classmethod
-    def of(cls, stack: str, properties: dict[str, Any]) -> Sandbox:
-        mode = VpcMode(
-            aws_api.ElastiCacheApi(aws_api.make_client("elasticache")),
-            aws_api.Ec2Api(aws_api.make_client("ec2")),
-            aws_api.MemoryDbApi(aws_api.make_client("memorydb")),
-            aws_api.LedgerApi(aws_api.make_client("dynamodb"), os.environ["LEDGER_TABLE"]),
-        )
-        return cls(stack, mode, properties)
-
-    def instance(self, physical_id: str) -> Instance:
-        return Instance(stack_id(self.stack), "Access", physical_id)
-
-    def create(self) -> None:
-        request = self.mode.parse_properties(self.properties, stack_id=stack_id(self.stack), logical_id="Access")
-        granted = self.mode.resolve(request, deadline=Deadline(20.0))
-        self.mode.grant(
-            granted,
-            request=request,
-            instance=self.instance(""),
-            deadline=Deadline(20.0),
-            undo_on_failure=False,
-            on_held=lambda: None,
-        )
-        self.granted = granted
-
-    def delete(self, physical_id: str | None = None, seconds: float = 20.0) -> None:
-        granted = self.granted
-        if physical_id is not None:
-            granted = self.mode.parse_physical_id(physical_id)
-        assert granted is not None
-        self.mode.release(granted, instance=self.instance(granted.physical_id), deadline=Deadline(seconds))
-
-    def before(self, operation: str, run: Callable[[], None], nth: int = 1) -> None:
-        """Run ``run`` once, just before this sandbox's ``nth`` EC2 or ledger call of ``operation``."""
-        seen = [0]
-
-        def hook(model: Any, **_: Any) -> None:
-            if model.name != operation:
-                return
-            seen[0] += 1
-            if seen[0] == nth:
-                run()
-
-        self.mode.ec2.client.meta.events.register("before-call.ec2", hook)
-        self.mode.ledger.client.meta.events.register("before-call.dynamodb", hook)
-
-
-@dataclass
-class World:
-    moto: MotoBackend
-    app: str
-    cache: str
-
-    def access(self) -> dict[str, Any]:
-        return {
-            "ReplicationGroupId": "app-cache",
-            "SourceSecurityGroupId": self.app,
-            "TargetSecurityGroupIds": [self.cache],
-        }
-
-    def rules(self) -> set[tuple[str, int, str]]:
-        return {(source, port, description) for source, _, port, description in self.moto.ingress(self.cache)}
-
-    def by_hand(self, description: str) -> None:
-        pair = {"GroupId": self.app, "UserId": ACCOUNT, "Description": description}
-        permission = {"IpProtocol": "tcp", "FromPort": 6379, "ToPort": 6379, "UserIdGroupPairs": [pair]}
-        self.moto.client("ec2").authorize_security_group_ingress(GroupId=self.cache, IpPermissions=[permission])
-
-
-@pytest.fixture
-def world(moto: MotoBackend, standin: ElastiCacheStandIn) -> World:
-    ids = build_vpc_example(moto, standin)
-    app, cache, _shared = ids.values()
-    return World(moto, app, cache)
-
-
-def meanwhile(run: Callable[[], None], threads: list[threading.Thread]) -> Callable[[], None]:
-    """Start ``run`` in another sandbox's thread, and give it a moment: it may rightly wait for this one."""
-
-    def start() -> None:
-        thread = threading.Thread(target=run)
-        threads.append(thread)
-        thread.start()
-        thread.join(timeout=1.0)
-
-    return start
+from cache_ingress import ledger
+from cache_ingress.timing import MAX_ANSWER_RESERVE_S
+from cache_ingress.vpc_rules import default_description
+from tests.vpc_world import ACCOUNT, Sandbox, World, meanwhile, stack_id
 
 
 def test_two_last_holders_letting_go_at_once_one_of_them_revokes(world: World) -> None:

@@ -3,7 +3,7 @@
 Lost answers (a write that lands whose answer never comes back), redelivered and
 reordered events, and a holder's own Delete running while its rollback makes sure
 of what it holds. Each stack's operation runs in a sandbox of its own
-(:class:`tests.lifecycle.test_vpc_adversary.Sandbox`); the check after every step
+(:class:`tests.vpc_world.Sandbox`); the check after every step
 is the ledger's principle: EC2 holds exactly what live resources declare plus what
 was there before any holder.
 """
@@ -23,22 +23,13 @@ from cache_ingress.errors import LedgerUnreachable, OutOfTime, ResourceFailure
 from cache_ingress.protocol import Instance
 from cache_ingress.timing import Deadline
 from offline.dynamodb_front import DynamoDbFront
-from offline.harness import build_vpc_example
-from offline.moto_backend import MotoBackend
 from offline.standin import ElastiCacheStandIn
-from tests.lifecycle.test_ledger_scenarios import at_once
-from tests.lifecycle.test_vpc_adversary import ACCOUNT, Sandbox, World, stack_id
 from tests.support import Servers, assert_success, invoke, ledger_view
+from tests.vpc_world import ACCOUNT, Sandbox, World, at_once, stack_id
 
 EC2_ACTIONS = frozenset({"AuthorizeSecurityGroupIngress", "RevokeSecurityGroupIngress"})
 #: The read timeout of every call here: shorter than a slowed answer, so an answer can be lost while its call lands.
 SHORT_READ_S = 1.0
-
-
-@pytest.fixture
-def world(moto: MotoBackend, standin: ElastiCacheStandIn) -> World:
-    app, cache, _shared = build_vpc_example(moto, standin).values()
-    return World(moto, app, cache)
 
 
 def key(world: World) -> str:

@@ -22,6 +22,7 @@ from offline.receiver import ResponseReceiver
 from offline.standin import Cache, ElastiCacheStandIn
 from tests.lifecycle.simulator import CloudFormation
 from tests.support import Servers, ledger_view
+from tests.vpc_world import app_rules_described
 
 ACCOUNT = "123456789012"
 MISSING = "sg-0ffffffffffffffff"
@@ -49,12 +50,7 @@ class Vpc:
 
     def described(self) -> set[tuple[str, int, str]]:
         """(target group id, port, description) of every rule from app-servers."""
-        return {
-            (target, port, description)
-            for target in (self.cache, self.shared)
-            for source, _, port, description in self.moto.ingress(target)
-            if source == self.app
-        }
+        return app_rules_described(self.moto, {"app": self.app, "cache": self.cache, "shared": self.shared})
 
     def access(self, source: str | None = None, **extra: Any) -> dict[str, Any]:
         return {"ReplicationGroupId": "app-cache", "SourceSecurityGroupId": source or self.app, **extra}

@@ -15,6 +15,7 @@ from offline.moto_backend import MotoBackend
 from offline.receiver import ResponseReceiver
 from offline.standin import ElastiCacheStandIn
 from tests.lifecycle.simulator import CloudFormation, Resource, Stack
+from tests.vpc_world import app_rules_described
 
 ACCOUNT = "123456789012"
 MISSING = "sg-fffffffffffffffff"
@@ -25,6 +26,7 @@ class World:
         self, cfn: CloudFormation, moto: MotoBackend, standin: ElastiCacheStandIn, ids: dict[str, str]
     ) -> None:
         self.cfn, self.moto, self.standin = cfn, moto, standin
+        self.ids = ids
         self.app, self.cache, self.shared = ids.values()
 
     def access(self, **extra: Any) -> dict[str, Any]:
@@ -32,12 +34,7 @@ class World:
 
     def rules(self) -> set[tuple[str, int, str]]:
         """(target, port, description) of every rule from app-servers."""
-        return {
-            (target, port, description)
-            for target in (self.cache, self.shared)
-            for source, _owner, port, description in self.moto.ingress(target)
-            if source == self.app
-        }
+        return app_rules_described(self.moto, self.ids)
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 The EC2 front plays EC2's eventual consistency (:mod:`offline.ec2_front`):
 reads that lag writes, and groups or rules NotFound a moment after they are
 made. Operations of several stacks run in sandboxes of their own
-(:class:`tests.lifecycle.test_vpc_adversary.Sandbox`: the real mode, clients
+(:class:`tests.vpc_world.Sandbox`: the real mode, clients
 of its own, through the fronts), at once where the scenario says so; the
 store's faults are the DynamoDB front's. The checks are what EC2 holds
 afterwards, what the ledger holds, and what CloudFormation receives.
@@ -18,24 +18,16 @@ import pytest
 
 from cache_ingress.errors import ResourceFailure
 from cache_ingress.timing import Deadline
-from offline.harness import build_vpc_example
 from offline.ledger_table import LEDGER_TABLE
 from offline.moto_backend import MotoBackend
 from offline.receiver import ResponseReceiver
 from offline.standin import ElastiCacheStandIn
 from tests.lifecycle.simulator import CloudFormation
-from tests.lifecycle.test_vpc_adversary import Sandbox, World, meanwhile
 from tests.support import Servers, ledger_view
+from tests.vpc_world import Sandbox, World, at_once, meanwhile
 
 #: How far EC2's reads lag its writes here: longer than any of these operations takes.
 LAG_S = 3.0
-
-
-@pytest.fixture
-def world(moto: MotoBackend, standin: ElastiCacheStandIn) -> World:
-    """The adversary's world: app-servers, and the replication group app-cache behind the group app-cache."""
-    app, cache, _shared = build_vpc_example(moto, standin).values()
-    return World(moto, app, cache)
 
 
 @pytest.fixture
@@ -44,27 +36,6 @@ def lagging(servers: Servers, world: World) -> Iterator[World]:
     servers.ec2.set_read_lag(LAG_S)
     yield world
     servers.ec2.set_read_lag(0.0)
-
-
-def at_once(*operations: object) -> None:
-    """Run the operations in sandboxes of their own at the same moment, and wait for all of them."""
-    start = threading.Barrier(len(operations))
-    failures: list[BaseException] = []
-
-    def run(operation: object) -> None:
-        start.wait()
-        try:
-            operation()  # type: ignore[operator]
-        except BaseException as err:  # reported below, in the test's own thread
-            failures.append(err)
-
-    threads = [threading.Thread(target=run, args=(op,)) for op in operations]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if failures:
-        raise failures[0]
 
 
 def rule_held(world: World) -> bool:

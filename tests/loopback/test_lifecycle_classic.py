@@ -212,7 +212,7 @@ def test_a_stalled_receiver_never_hangs_the_function(aws: ElastiCacheStandIn, re
 def test_every_sample_event_gets_one_answer(aws: ElastiCacheStandIn) -> None:
     for path in sorted((ROOT / "events").glob("*.json")):
         if path.name == "local-env.json" or path.name.startswith("vpc-"):
-            continue  # VPC-mode events: tests/loopback/test_vpc_lifecycle.py
+            continue  # VPC-mode events: tests/loopback/test_lifecycle_vpc.py
         answer = invoke(load_event(path.name), seconds=10)
         assert answer["PhysicalResourceId"], path.name
         assert answer["Status"] == ("FAILED" if "bad-input" in path.name else "SUCCESS"), path.name
