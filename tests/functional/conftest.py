@@ -7,10 +7,18 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from botocore.client import BaseClient
 from botocore.stub import Stubber
 
 import app
 from tests.support import Servers
+
+
+def stubbed(client: BaseClient) -> Iterator[Stubber]:
+    """botocore's Stubber on one of the handler's clients, for a fixture to yield; every queued answer must be used."""
+    with Stubber(client) as stub:
+        yield stub
+        stub.assert_no_pending_responses()
 
 
 @pytest.fixture(autouse=True)
@@ -26,9 +34,7 @@ def stubber(servers: Servers) -> Iterator[Stubber]:
     Each Stubber fixture asks for the servers first: the handler makes each client once per process, so the
     client stubbed here is the one a later tier reaches the stand-ins with, and must point at them already.
     """
-    with Stubber(app.api().client) as stub:
-        yield stub
-        stub.assert_no_pending_responses()
+    yield from stubbed(app.api().client)
 
 
 class JsonLogs:
@@ -58,32 +64,24 @@ def json_logs() -> Iterator[JsonLogs]:
 @pytest.fixture
 def ec2_stubber(servers: Servers) -> Iterator[Stubber]:
     """botocore's Stubber on the handler's EC2 client; every queued answer must be used."""
-    with Stubber(app.ec2().client) as stub:
-        yield stub
-        stub.assert_no_pending_responses()
+    yield from stubbed(app.ec2().client)
 
 
 @pytest.fixture
 def memorydb_stubber(servers: Servers) -> Iterator[Stubber]:
     """botocore's Stubber on the handler's MemoryDB client; every queued answer must be used."""
-    with Stubber(app.memorydb().client) as stub:
-        yield stub
-        stub.assert_no_pending_responses()
+    yield from stubbed(app.memorydb().client)
 
 
 @pytest.fixture
 def ledger_stubber(servers: Servers) -> Iterator[Stubber]:
     """botocore's Stubber on the handler's DynamoDB client, the ownership ledger's; every queued answer must be used."""
-    with Stubber(app.ledger().client) as stub:
-        yield stub
-        stub.assert_no_pending_responses()
+    yield from stubbed(app.ledger().client)
 
 
 @pytest.fixture
 def quotas_stubber(servers: Servers) -> Iterator[Stubber]:
     """botocore's Stubber on the handler's Service Quotas client; the quota the sandbox keeps is forgotten around it."""
     app.rule_quota().forget()
-    with Stubber(app.service_quotas().client) as stub:
-        yield stub
-        stub.assert_no_pending_responses()
+    yield from stubbed(app.service_quotas().client)
     app.rule_quota().forget()

@@ -57,6 +57,18 @@ def error(
     stubber.add_client_error(operation, code, message or code, status, expected_params=params)
 
 
+def assert_succeeds_with_our_id(event_file: str) -> None:
+    """Invoke with the sample event; CloudFormation must get SUCCESS and the canonical id of this ingress."""
+    answer = invoke(load_event(event_file))
+    assert (answer["Status"], answer["PhysicalResourceId"]) == ("SUCCESS", OUR_ID)
+
+
+def already_authorized(stubber: Stubber) -> None:
+    """The ingress is there already: AWS refuses the authorize, and a describe shows the entry authorized."""
+    error(stubber, "authorize_cache_security_group_ingress", "AuthorizationAlreadyExists", 400)
+    describe(stubber, ("app-servers", "123456789012", "authorized"))
+
+
 def test_create_authorizes_and_reports_the_canonical_id(stubber: Stubber) -> None:
     authorize_ok(stubber, "authorized")
     answer = invoke(load_event("create.json"))
@@ -74,10 +86,8 @@ def test_create_waits_until_the_entry_reads_authorized(stubber: Stubber) -> None
 
 
 def test_create_of_an_existing_authorization_succeeds(stubber: Stubber) -> None:
-    error(stubber, "authorize_cache_security_group_ingress", "AuthorizationAlreadyExists", 400)
-    describe(stubber, ("app-servers", "123456789012", "authorized"))
-    answer = invoke(load_event("create.json"))
-    assert (answer["Status"], answer["PhysicalResourceId"]) == ("SUCCESS", OUR_ID)
+    already_authorized(stubber)
+    assert_succeeds_with_our_id("create.json")
 
 
 def test_create_fails_when_the_entry_never_settles_but_still_reports_its_id(stubber: Stubber) -> None:
@@ -151,16 +161,13 @@ def test_the_bad_input_sample_event_names_the_misspelt_property(stubber: Stubber
 
 
 def test_update_keeping_the_id_reauthorizes_and_keeps_it(stubber: Stubber) -> None:
-    error(stubber, "authorize_cache_security_group_ingress", "AuthorizationAlreadyExists", 400)
-    describe(stubber, ("app-servers", "123456789012", "authorized"))
-    answer = invoke(load_event("update.json"))
-    assert (answer["Status"], answer["PhysicalResourceId"]) == ("SUCCESS", OUR_ID)
+    already_authorized(stubber)
+    assert_succeeds_with_our_id("update.json")
 
 
 def test_update_repairs_a_revoke_made_by_hand(stubber: Stubber) -> None:
     authorize_ok(stubber, "authorized")
-    answer = invoke(load_event("update.json"))
-    assert (answer["Status"], answer["PhysicalResourceId"]) == ("SUCCESS", OUR_ID)
+    assert_succeeds_with_our_id("update.json")
 
 
 def test_update_to_another_ingress_authorizes_it_and_returns_the_new_id(stubber: Stubber) -> None:
@@ -186,8 +193,7 @@ def test_the_rollback_of_a_failed_replacement_takes_back_what_it_tried(stubber: 
     assert invoke(load_event("update-replace.json"), seconds=3.2)["Status"] == "FAILED"
     # CloudFormation's rollback Update: old properties (naming the id it holds), the failed ones as OldResourceProperties.
     rollback = load_event("update-replace.json")
-    error(stubber, "authorize_cache_security_group_ingress", "AuthorizationAlreadyExists", 400)
-    describe(stubber, ("app-servers", "123456789012", "authorized"))
+    already_authorized(stubber)
     revoking = ("batch workers / nightly", "210987654321", "revoking")
     stubber.add_response("revoke_cache_security_group_ingress", {"CacheSecurityGroup": group(revoking)}, NEW_PARAMS)
     describe(stubber, ("app-servers", "123456789012", "authorized"))
@@ -204,8 +210,7 @@ def test_the_rollback_of_a_failed_replacement_takes_back_what_it_tried(stubber: 
 
 def test_a_rollback_of_an_attempt_that_held_nothing_revokes_nothing(stubber: Stubber) -> None:
     """Another resource's ingress, named by a failed attempt of this one that never held it, stays."""
-    error(stubber, "authorize_cache_security_group_ingress", "AuthorizationAlreadyExists", 400)
-    describe(stubber, ("app-servers", "123456789012", "authorized"))
+    already_authorized(stubber)
     answer = invoke(
         load_event(
             "update.json",
@@ -237,8 +242,7 @@ def test_delete_waits_for_the_revoke_to_finish(stubber: Stubber) -> None:
 @pytest.mark.parametrize(("code", "status"), [("AuthorizationNotFound", 404), ("CacheSecurityGroupNotFound", 404)])
 def test_delete_of_something_already_gone_succeeds(stubber: Stubber, code: str, status: int) -> None:
     error(stubber, "revoke_cache_security_group_ingress", code, status)
-    answer = invoke(load_event("delete.json"))
-    assert (answer["Status"], answer["PhysicalResourceId"]) == ("SUCCESS", OUR_ID)
+    assert_succeeds_with_our_id("delete.json")
 
 
 def test_delete_in_an_account_without_ec2_classic_succeeds(stubber: Stubber) -> None:

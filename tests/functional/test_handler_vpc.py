@@ -254,6 +254,21 @@ def lease(
     ledger.add_response("transact_write_items", {}, {"TransactItems": [*writes, {"Update": leased}]})
 
 
+def last_holder_leases(
+    ledger: Stubber,
+    group: str,
+    port: int,
+    version: int,
+    origin: str = "made",
+    rule_id: str = "",
+    physical_id: str = SESSIONS_ID,
+) -> None:
+    """Expect the reads that find this resource the rule's last holder, then its lease taken for the revoke."""
+    found = entry(holders=1, version=version, origin=origin, rule_id=rule_id)
+    state(ledger, group, port, found, held=True, physical_id=physical_id)
+    lease(ledger, group, port, version=version, physical_id=physical_id)
+
+
 def withdraw(
     ledger: Stubber, group: str, port: int, physical_id: str = SESSIONS_ID, source: str = GROUP_SOURCE
 ) -> None:
@@ -433,6 +448,18 @@ def test_a_warm_create_of_a_new_rule_is_one_transaction_one_authorize_and_one_up
     assert answer["Data"]["SecurityGroupRuleIds"] == ",".join(made_ids)
 
 
+def make_in_each(
+    ledger: Stubber, ec2: Stubber, groups: tuple[str, ...], port: int, physical_id: str, cache: str
+) -> list[str]:
+    """Expect a fresh rule held, authorized and recorded made in each group in turn; returns the rule ids."""
+    made_ids = []
+    for group in groups:
+        hold_fresh(ledger, group, port, physical_id=physical_id, cache=cache)
+        made_ids.append(authorize(ec2, group, port, physical_id=physical_id))
+        made(ledger, group, port, made_ids[-1])
+    return made_ids
+
+
 def test_a_cache_cluster_is_found_by_id_and_a_rule_made_into_each_of_its_groups(
     stubber: Stubber, ec2_stubber: Stubber, ledger_stubber: Stubber
 ) -> None:
@@ -447,12 +474,8 @@ def test_a_cache_cluster_is_found_by_id_and_a_rule_made_into_each_of_its_groups(
         "describe_cache_clusters", {"CacheClusters": [cluster]}, {"CacheClusterId": "memo", "ShowCacheNodeInfo": True}
     )
     physical_id = f"cache-vpc-ingress:{SOURCE}@{ACCOUNT}:11211:{A},{B}"
-    made_ids = []
     counted(ec2_stubber, A, B)
-    for group in (A, B):
-        hold_fresh(ledger_stubber, group, 11211, physical_id=physical_id, cache="CacheClusterId 'memo'")
-        made_ids.append(authorize(ec2_stubber, group, 11211, physical_id=physical_id))
-        made(ledger_stubber, group, 11211, made_ids[-1])
+    made_ids = make_in_each(ledger_stubber, ec2_stubber, (A, B), 11211, physical_id, "CacheClusterId 'memo'")
     answer = invoke(vpc_event(CacheClusterId="memo"))
     assert_success(answer)
     assert answer["PhysicalResourceId"] == physical_id
@@ -477,13 +500,18 @@ def test_a_cross_account_source_group_is_named_with_its_owner(
     assert answer["PhysicalResourceId"] == physical_id
 
 
+def first_authorize_answers(api: Stubber, ec2: Stubber, ledger: Stubber, error: str) -> None:
+    """Expect a Create for the sessions cache up to its first authorize, which EC2 answers with error."""
+    serverless(api, [A])
+    hold_fresh(ledger, A, 6379)
+    counted(ec2, A)
+    authorize(ec2, A, 6379, error=error)
+
+
 def test_a_rule_that_was_there_before_any_holder_is_recorded_pre_existing_and_keeps_its_description(
     stubber: Stubber, ec2_stubber: Stubber, ledger_stubber: Stubber
 ) -> None:
-    serverless(stubber, [A])
-    hold_fresh(ledger_stubber, A, 6379)
-    counted(ec2_stubber, A)
-    authorize(ec2_stubber, A, 6379, error="InvalidPermission.Duplicate")
+    first_authorize_answers(stubber, ec2_stubber, ledger_stubber, "InvalidPermission.Duplicate")
     rules_of(ec2_stubber, A, rule("sgr-hand", A, 6379, description="opened by the on-call"))
     pre_existing(ledger_stubber, A, 6379, "sgr-hand")
     hold_fresh(ledger_stubber, A, 6380)
@@ -613,10 +641,7 @@ def test_a_port_or_group_the_cache_does_not_have_fails_naming_it_without_touchin
 def test_ec2_refusing_names_the_target_group_and_withdraws_the_hold_it_took(
     stubber: Stubber, ec2_stubber: Stubber, ledger_stubber: Stubber
 ) -> None:
-    serverless(stubber, [A])
-    hold_fresh(ledger_stubber, A, 6379)
-    counted(ec2_stubber, A)
-    authorize(ec2_stubber, A, 6379, error="UnauthorizedOperation")
+    first_authorize_answers(stubber, ec2_stubber, ledger_stubber, "UnauthorizedOperation")
     withdraw(ledger_stubber, A, 6379)  # refused outright: it made nothing, so the hold taken for it goes
     answer = invoke(vpc_event(ServerlessCacheName="sessions"))
     assert_failed(answer, "UnauthorizedOperation")
@@ -624,13 +649,18 @@ def test_ec2_refusing_names_the_target_group_and_withdraws_the_hold_it_took(
     assert answer["PhysicalResourceId"] == SESSIONS_ID
 
 
+def create_the_ledger_refuses(api: Stubber, ec2: Stubber, ledger: Stubber) -> dict[str, Any]:
+    """Send a Create for the sessions cache whose hold the ledger refuses; returns CloudFormation's answer."""
+    serverless(api, [A])
+    counted(ec2, A)
+    hold_fresh(ledger, A, 6379, error="AccessDeniedException")
+    return invoke(vpc_event(ServerlessCacheName="sessions"))
+
+
 def test_the_ledger_refusing_a_create_fails_naming_the_table_before_any_ec2_change_and_reports_no_id_of_ours(
     stubber: Stubber, ec2_stubber: Stubber, ledger_stubber: Stubber
 ) -> None:
-    serverless(stubber, [A])
-    counted(ec2_stubber, A)
-    hold_fresh(ledger_stubber, A, 6379, error="AccessDeniedException")
-    answer = invoke(vpc_event(ServerlessCacheName="sessions"))
+    answer = create_the_ledger_refuses(stubber, ec2_stubber, ledger_stubber)
     assert_failed(answer, f"the ownership ledger, DynamoDB table {TABLE}, refused")
     assert not answer["PhysicalResourceId"].startswith("cache-vpc-ingress:")
 
@@ -671,14 +701,26 @@ def test_ec2_throttling_and_server_errors_are_retried_by_the_one_policy(
 # -- Delete ---------------------------------------------------------------------------
 
 
+def revoke_then_forget(ec2: Stubber, ledger: Stubber, group: str, port: int, rule_id: str) -> None:
+    """The last holder's release of a rule: EC2 revokes it by its id, then the ledger entry goes."""
+    revoke(ec2, group, rule_id)
+    forget(ledger, group, port)
+
+
+def delete_succeeds_with_6380_unrecorded(ledger: Stubber, ec2: Stubber) -> None:
+    """Send the Delete, whose port 6380 has no ledger entry: a rule the release before the ledger made for this id
+    is looked for, none is there, and the Delete succeeds."""
+    state(ledger, A, 6380, None, held=False)
+    rules_of(ec2, A)
+    assert_success(invoke(delete_event(SESSIONS_ID)))
+
+
 def test_the_last_holder_revokes_by_the_recorded_id_under_its_lease_then_deletes_the_entry(
     ec2_stubber: Stubber, ledger_stubber: Stubber
 ) -> None:
     for port in (6379, 6380):
-        state(ledger_stubber, A, port, entry(holders=1, version=2, rule_id=f"sgr-{port}"), held=True)
-        lease(ledger_stubber, A, port, version=2)
-        revoke(ec2_stubber, A, f"sgr-{port}")
-        forget(ledger_stubber, A, port)
+        last_holder_leases(ledger_stubber, A, port, 2, rule_id=f"sgr-{port}")
+        revoke_then_forget(ec2_stubber, ledger_stubber, A, port, f"sgr-{port}")
     answer = invoke(delete_event(SESSIONS_ID))
     assert (answer["Status"], answer["PhysicalResourceId"]) == ("SUCCESS", SESSIONS_ID)
 
@@ -698,41 +740,30 @@ def test_two_last_holders_letting_go_at_once_one_of_them_revokes(ec2_stubber: St
     state(ledger_stubber, A, 6379, entry(holders=2, version=5, rule_id="sgr-1"), held=True)
     counted_params: dict[str, Any] = {"TransactItems": ANY}
     cancelled(ledger_stubber, "transact_write_items", counted_params, "None", "ConditionalCheckFailed")
-    state(ledger_stubber, A, 6379, entry(holders=1, version=6, rule_id="sgr-1"), held=True)
-    lease(ledger_stubber, A, 6379, version=6)
-    revoke(ec2_stubber, A, "sgr-1")
-    forget(ledger_stubber, A, 6379)
-    state(ledger_stubber, A, 6380, None, held=False)
-    rules_of(ec2_stubber, A)  # no entry: a rule the release before the ledger made for this id is looked for
-    assert_success(invoke(delete_event(SESSIONS_ID)))
+    last_holder_leases(ledger_stubber, A, 6379, 6, rule_id="sgr-1")
+    revoke_then_forget(ec2_stubber, ledger_stubber, A, 6379, "sgr-1")
+    delete_succeeds_with_6380_unrecorded(ledger_stubber, ec2_stubber)
 
 
 def test_delete_leaves_alone_rules_it_does_not_hold(ec2_stubber: Stubber, ledger_stubber: Stubber) -> None:
     state(ledger_stubber, A, 6379, entry(holders=1, version=1, rule_id="sgr-1"), held=False)
-    state(ledger_stubber, A, 6380, None, held=False)
-    rules_of(ec2_stubber, A)  # no entry: a rule the release before the ledger made for this id is looked for
-    assert_success(invoke(delete_event(SESSIONS_ID)))
+    delete_succeeds_with_6380_unrecorded(ledger_stubber, ec2_stubber)
 
 
 def test_a_rule_whose_authorize_answer_was_lost_is_found_by_its_description_and_revoked(
     ec2_stubber: Stubber, ledger_stubber: Stubber
 ) -> None:
-    state(ledger_stubber, A, 6379, entry(holders=1, version=1, origin="authorizing"), held=True)
-    lease(ledger_stubber, A, 6379, version=1)
+    last_holder_leases(ledger_stubber, A, 6379, 1, origin="authorizing")
     rules_of(ec2_stubber, A, rule("sgr-other", A, 6379, description="someone else's"))  # not shown yet
     rules_of(ec2_stubber, A, rule("sgr-1", A, 6379))
-    revoke(ec2_stubber, A, "sgr-1")
-    forget(ledger_stubber, A, 6379)
-    state(ledger_stubber, A, 6380, None, held=False)
-    rules_of(ec2_stubber, A)  # no entry: a rule the release before the ledger made for this id is looked for
-    assert_success(invoke(delete_event(SESSIONS_ID)))
+    revoke_then_forget(ec2_stubber, ledger_stubber, A, 6379, "sgr-1")
+    delete_succeeds_with_6380_unrecorded(ledger_stubber, ec2_stubber)
 
 
 def test_a_revoke_ec2_refuses_gives_the_lease_back_and_fails_for_the_retried_delete(
     ec2_stubber: Stubber, ledger_stubber: Stubber
 ) -> None:
-    state(ledger_stubber, A, 6379, entry(holders=1, version=2, rule_id="sgr-1"), held=True)
-    lease(ledger_stubber, A, 6379, version=2)
+    last_holder_leases(ledger_stubber, A, 6379, 2, rule_id="sgr-1")
     revoke(ec2_stubber, A, "sgr-1", error="UnauthorizedOperation")
     update(
         ledger_stubber,
@@ -746,11 +777,8 @@ def test_a_revoke_ec2_refuses_gives_the_lease_back_and_fails_for_the_retried_del
     # The retried Delete: no longer a holder, the entry has none and no lease: it finishes the release.
     state(ledger_stubber, A, 6379, entry(holders=0, version=3, rule_id="sgr-1"), held=False)
     lease(ledger_stubber, A, 6379, version=3, held=False)
-    revoke(ec2_stubber, A, "sgr-1")
-    forget(ledger_stubber, A, 6379)
-    state(ledger_stubber, A, 6380, None, held=False)
-    rules_of(ec2_stubber, A)  # no entry: a rule the release before the ledger made for this id is looked for
-    assert_success(invoke(delete_event(SESSIONS_ID)))
+    revoke_then_forget(ec2_stubber, ledger_stubber, A, 6379, "sgr-1")
+    delete_succeeds_with_6380_unrecorded(ledger_stubber, ec2_stubber)
 
 
 def test_the_ledger_unreachable_fails_a_delete_of_our_id_revoking_nothing(
@@ -768,8 +796,7 @@ def test_delete_revokes_a_rule_the_release_before_the_ledger_made_for_this_id(
     state(ledger_stubber, A, 6379, None, held=False)
     rules_of(ec2_stubber, A, rule("sgr-1", A, 6379))  # this resource's own description, as 0.1.0 wrote it
     lease_unrecorded(ledger_stubber, A, 6379, "sgr-1")  # so a Create of the rule meanwhile waits for the revoke
-    revoke(ec2_stubber, A, "sgr-1")
-    forget(ledger_stubber, A, 6379)
+    revoke_then_forget(ec2_stubber, ledger_stubber, A, 6379, "sgr-1")
     state(ledger_stubber, A, 6380, None, held=False)
     rules_of(ec2_stubber, A, rule("sgr-2", A, 6380, description="opened by the on-call"))
     assert_success(invoke(delete_event(SESSIONS_ID)))
@@ -790,17 +817,14 @@ def test_delete_of_this_ids_0_1_0_rule_another_stack_held_first_hands_it_to_that
         "#version = :version",
         {":id": "sgr-1", ":made": "made", ":next": 5, ":version": 4},
     )
-    state(ledger_stubber, A, 6380, None, held=False)
-    rules_of(ec2_stubber, A)
-    assert_success(invoke(delete_event(SESSIONS_ID)))
+    delete_succeeds_with_6380_unrecorded(ledger_stubber, ec2_stubber)
 
 
 def test_delete_when_the_group_is_gone_is_success(
     ec2_stubber: Stubber, ledger_stubber: Stubber, quick_settle: None
 ) -> None:
     for port in (6379, 6380):
-        state(ledger_stubber, A, port, entry(holders=1, version=1, rule_id=f"sgr-{port}"), held=True)
-        lease(ledger_stubber, A, port, version=1)
+        last_holder_leases(ledger_stubber, A, port, 1, rule_id=f"sgr-{port}")
         revoke(ec2_stubber, A, f"sgr-{port}", error="InvalidGroup.NotFound")
         forget(ledger_stubber, A, port)
     assert_success(invoke(delete_event(SESSIONS_ID)))
@@ -815,10 +839,7 @@ def test_delete_of_a_foreign_id_for_a_missing_cache_has_nothing_to_revoke(stubbe
 def test_a_rollback_delete_of_a_create_the_ledger_refused_succeeds_while_the_ledger_is_unreachable(
     stubber: Stubber, ec2_stubber: Stubber, ledger_stubber: Stubber
 ) -> None:
-    serverless(stubber, [A])
-    counted(ec2_stubber, A)
-    hold_fresh(ledger_stubber, A, 6379, error="AccessDeniedException")
-    created = invoke(vpc_event(ServerlessCacheName="sessions"))
+    created = create_the_ledger_refuses(stubber, ec2_stubber, ledger_stubber)
     assert_failed(created, "the ownership ledger")
     serverless(stubber, [A])
     ledger_stubber.add_client_error("get_item", "AccessDeniedException", "denied", 400)
@@ -940,12 +961,8 @@ def test_a_memorydb_cluster_is_found_by_name_and_its_endpoint_port_opened_on_eac
     memorydb_stubber: Stubber, ec2_stubber: Stubber, ledger_stubber: Stubber
 ) -> None:
     memorydb_cluster(memorydb_stubber, [B, A])
-    made_ids = []
     counted(ec2_stubber, A, B)
-    for group in (A, B):
-        hold_fresh(ledger_stubber, group, 6379, physical_id=STORE_ID, cache="MemoryDBClusterName 'app-store'")
-        made_ids.append(authorize(ec2_stubber, group, 6379, physical_id=STORE_ID))
-        made(ledger_stubber, group, 6379, made_ids[-1])
+    made_ids = make_in_each(ledger_stubber, ec2_stubber, (A, B), 6379, STORE_ID, "MemoryDBClusterName 'app-store'")
     answer = invoke(vpc_event(MemoryDBClusterName="app-store"))
     assert_success(answer)
     assert answer["PhysicalResourceId"] == STORE_ID
@@ -1016,10 +1033,17 @@ def test_a_throttled_or_failing_memorydb_lookup_is_retried_by_the_one_policy(
     memorydb_refused(memorydb_stubber, "InternalServerErrorException", 500)
     memorydb_cluster(memorydb_stubber, [A, B])
     counted(ec2_stubber, A, B)
-    for group in (A, B):
-        hold_fresh(ledger_stubber, group, 6379, physical_id=STORE_ID, cache="MemoryDBClusterName 'app-store'")
-        made(ledger_stubber, group, 6379, authorize(ec2_stubber, group, 6379, physical_id=STORE_ID))
+    make_in_each(ledger_stubber, ec2_stubber, (A, B), 6379, STORE_ID, "MemoryDBClusterName 'app-store'")
     assert invoke(vpc_event(MemoryDBClusterName="app-store"))["PhysicalResourceId"] == STORE_ID
+
+
+def assert_rollback_keeps(physical_id: str, event: dict[str, Any]) -> dict[str, Any]:
+    """Send event as the rollback Update back from targets [B] to physical_id; it must succeed keeping that id."""
+    event["PhysicalResourceId"] = physical_id
+    event["OldResourceProperties"] = {**event["ResourceProperties"], "TargetSecurityGroupIds": [B]}
+    answer = invoke(event)
+    assert (answer["Status"], answer["PhysicalResourceId"]) == ("SUCCESS", physical_id)
+    return answer
 
 
 def test_delete_lets_go_after_the_memorydb_cluster_is_gone_without_looking_it_up(
@@ -1027,8 +1051,7 @@ def test_delete_lets_go_after_the_memorydb_cluster_is_gone_without_looking_it_up
 ) -> None:
     """The id names the rules: the cluster, deleted by hand, is not looked up (nothing is queued for it)."""
     held = f"cache-vpc-ingress:{SOURCE}@{ACCOUNT}:6379:{A}"
-    state(ledger_stubber, A, 6379, entry(holders=1, version=2, rule_id="sgr-1"), held=True, physical_id=held)
-    lease(ledger_stubber, A, 6379, version=2, physical_id=held)
+    last_holder_leases(ledger_stubber, A, 6379, 2, rule_id="sgr-1", physical_id=held)
     revoke(ec2_stubber, A, "sgr-1")
     forget(ledger_stubber, A, 6379, physical_id=held)
     event = vpc_event("Delete", MemoryDBClusterName="app-store")
@@ -1056,10 +1079,7 @@ def test_a_rollback_update_to_a_memorydb_cluster_deleted_meanwhile_makes_sure_on
     state(ledger_stubber, A, 6379, entry(holders=1, version=2, rule_id="sgr-1"), held=True, physical_id=held)
     authorize(ec2_stubber, A, 6379, physical_id=held, error="InvalidPermission.Duplicate")
     event = vpc_event("Update", MemoryDBClusterName="app-store")
-    event["PhysicalResourceId"] = held
-    event["OldResourceProperties"] = {**event["ResourceProperties"], "TargetSecurityGroupIds": [B]}
-    answer = invoke(event)
-    assert (answer["Status"], answer["PhysicalResourceId"]) == ("SUCCESS", held)
+    answer = assert_rollback_keeps(held, event)
     assert answer["Data"]["SecurityGroupRuleIds"] == "sgr-1"
 
 
@@ -1073,10 +1093,7 @@ def test_a_kept_held_id_the_ledger_says_it_does_not_hold_gains_nothing(
     event = vpc_event("Update", MemoryDBClusterName="app-store")
     del event["ResourceProperties"]["SourceSecurityGroupId"]
     event["ResourceProperties"].update(SourceCidrIp="0.0.0.0/0", AllowAnyIpAddress="true")
-    event["PhysicalResourceId"] = crafted
-    event["OldResourceProperties"] = {**event["ResourceProperties"], "TargetSecurityGroupIds": [B]}
-    answer = invoke(event)
-    assert (answer["Status"], answer["PhysicalResourceId"]) == ("SUCCESS", crafted)
+    answer = assert_rollback_keeps(crafted, event)
     assert answer["Data"]["SecurityGroupRuleIds"] == ""
 
 
