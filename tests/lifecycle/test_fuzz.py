@@ -46,6 +46,18 @@ FUZZ = settings(
 )
 
 
+def fresh_event(
+    standin: ElastiCacheStandIn, prefix: str, request_type: str, props: Any, groups: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """A ``request_type`` event (``prefix`` picks the mode's samples) with ``props``, to a stand-in holding only
+    ``groups``: each example starts from the same world."""
+    standin.reset()
+    for group in groups:
+        standin.add_group(group)
+    name = "update.json" if request_type == "Update" else "create.json"
+    return load_event(prefix + name, ResourceProperties=props)
+
+
 def _answer(event: dict[str, Any]) -> tuple[dict[str, Any], int]:
     """The one answer to ``event``, checked as CloudFormation would take it, and how many API calls it made.
 
@@ -85,9 +97,7 @@ def _valid(props: Any, stack_id: str) -> bool:
 def test_any_properties_get_one_answer_and_bad_ones_make_no_call(
     standin: ElastiCacheStandIn, receiver: ResponseReceiver, props: Any, request_type: str
 ) -> None:
-    standin.reset()
-    standin.add_group("app-cache-sg")
-    event = load_event("update.json" if request_type == "Update" else "create.json", ResourceProperties=props)
+    event = fresh_event(standin, "", request_type, props, groups=("app-cache-sg",))
     body, calls = _answer(event)
     if not _valid(props, event["StackId"]):
         _refused_without_a_call(body, calls, (*ALL_PROPERTIES, "ServiceTimeout"))
@@ -169,8 +179,7 @@ vpc_properties = st.dictionaries(
 def test_any_vpc_properties_get_one_answer_and_bad_ones_a_reason_naming_a_property_and_no_call(
     standin: ElastiCacheStandIn, receiver: ResponseReceiver, props: Any, request_type: str
 ) -> None:
-    standin.reset()
-    event = load_event("vpc-update.json" if request_type == "Update" else "vpc-create.json", ResourceProperties=props)
+    event = fresh_event(standin, "vpc-", request_type, props)
     body, calls = _answer(event)
     if not _valid(props, event["StackId"]):
         _refused_without_a_call(body, calls, (*ALL_PROPERTIES, "ServiceTimeout"))

@@ -23,7 +23,8 @@ from offline.ledger_table import LEDGER_TABLE
 from offline.moto_backend import MotoBackend
 from offline.operate_world import REPORTS_CIDR, OperateWorld
 from offline.standin import ElastiCacheStandIn
-from tests.support import Servers, handle, invoke, load_event
+from tests.loopback.test_operate import SCHEDULED, create_reports_access
+from tests.support import Servers, handle, invoke
 
 TABLE = ["--table", LEDGER_TABLE]
 
@@ -137,19 +138,6 @@ def test_drift_a_lagging_read_shows_is_repaired_without_a_second_rule_nor_one_no
     assert (status, out.splitlines()[-1]) == (0, "No findings."), out
 
 
-SCHEDULED = {
-    "version": "0",
-    "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
-    "detail-type": "Scheduled Event",
-    "source": "aws.events",
-    "account": "123456789012",
-    "time": "2026-12-06T06:00:00Z",
-    "region": "us-east-1",
-    "resources": ["arn:aws:events:us-east-1:123456789012:rule/cache-sg-ingress-DriftCheckRule-EXAMPLE"],
-    "detail": {},
-}
-
-
 def test_the_scheduled_repair_through_throttling_repairs_only_what_a_holder_holds_and_answers_nobody(
     world: OperateWorld, servers: Servers, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -189,13 +177,7 @@ def test_a_holder_whose_stack_is_in_another_region_of_this_account_is_never_swep
 ) -> None:
     """CloudFormation here would say a us-west-2 stack does not exist, alive: it is not visible, never gone."""
     elsewhere = "arn:aws:cloudformation:us-west-2:123456789012:stack/west/0e0e0e0e-0c1d-11ef-9a0b-0a1b2c3d4e5f"
-    event = load_event("vpc-create.json", world.ids, StackId=elsewhere, LogicalResourceId="WestAccess")
-    event["ResourceProperties"] = {
-        "ServiceToken": event["ServiceToken"],
-        "ReplicationGroupId": "app-cache",
-        "SourceCidrIp": REPORTS_CIDR,
-    }
-    assert invoke(event)["Status"] == "SUCCESS"
+    create_reports_access(world, elsewhere, "WestAccess")
     assert command(capsys, "sweep", *TABLE, "--yes")[1].splitlines() == ["nothing to sweep"]
     assert (REPORTS_CIDR, 6379) in world.rules(world.cache_group)
     assert holder_stacks(world.moto) == {elsewhere}

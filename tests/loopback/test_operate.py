@@ -58,6 +58,18 @@ def holders(moto: MotoBackend) -> set[tuple[str, str]]:
     }
 
 
+def create_reports_access(world: OperateWorld, stack_id: str, logical_id: str) -> None:
+    """Stack ``stack_id``'s resource ``logical_id`` grants the reports range: a holder this account's
+    CloudFormation may not see."""
+    event = load_event("vpc-create.json", world.ids, StackId=stack_id, LogicalResourceId=logical_id)
+    event["ResourceProperties"] = {
+        "ServiceToken": event["ServiceToken"],
+        "ReplicationGroupId": "app-cache",
+        "SourceCidrIp": REPORTS_CIDR,
+    }
+    assert invoke(event)["Status"] == "SUCCESS"
+
+
 def test_a_rule_revoked_by_hand_is_drift_and_repair_authorizes_it_again(
     world: OperateWorld, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -146,13 +158,7 @@ def test_a_holder_in_another_account_is_never_taken_for_an_orphan(
 ) -> None:
     """A stack of the account InvokerAccountId names: CloudFormation would say it does not exist, alive."""
     elsewhere = "arn:aws:cloudformation:us-east-1:210987654321:stack/partner/0f0f0f0f-0c1d-11ef-9a0b-0a1b2c3d4e5f"
-    event = load_event("vpc-create.json", world.ids, StackId=elsewhere, LogicalResourceId="PartnerAccess")
-    event["ResourceProperties"] = {
-        "ServiceToken": event["ServiceToken"],
-        "ReplicationGroupId": "app-cache",
-        "SourceCidrIp": REPORTS_CIDR,
-    }
-    assert invoke(event)["Status"] == "SUCCESS"
+    create_reports_access(world, elsewhere, "PartnerAccess")
 
     status, out, _ = command(capsys, "audit", *TABLE)
     assert (status, out.splitlines()[-1]) == (0, "No findings.")
