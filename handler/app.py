@@ -215,20 +215,22 @@ def delete(event: dict[str, Any], _context: Any) -> str:
         try:
             granted = _request(event).resolve(deadline=deadline)
         except (InvalidProperties, CacheNotFound, CacheUnusable, AccessRefused) as err:
-            logger.info("nothing to revoke: the id is not ours and names no ingress", extra={"why": str(err)})
-            metrics.add_metric(name=Change.ALREADY_ABSENT.value, unit=MetricUnit.Count, value=1)
+            _nothing_to_revoke("the id is not ours and names no ingress", err, logger.info)
             return physical_id
         try:
             _record(granted, granted.release(instance=instance, deadline=deadline))
         except LedgerUnreachable as err:
             # The Create that failed before this id was reported held nothing: it changed nothing in AWS either.
-            logger.warning(
-                "nothing to revoke: the id is not ours and the ledger cannot say more", extra={"why": str(err)}
-            )
-            metrics.add_metric(name=Change.ALREADY_ABSENT.value, unit=MetricUnit.Count, value=1)
+            _nothing_to_revoke("the id is not ours and the ledger cannot say more", err, logger.warning)
         return physical_id
     _record(granted, granted.release(instance=instance, deadline=deadline))
     return physical_id
+
+
+def _nothing_to_revoke(why: str, err: Exception, log: Any) -> None:
+    """A Delete of an id that is not ours, answered SUCCESS with nothing taken back: logged and counted."""
+    log(f"nothing to revoke: {why}", extra={"why": str(err)})
+    metrics.add_metric(name=Change.ALREADY_ABSENT.value, unit=MetricUnit.Count, value=1)
 
 
 def _record(granted: Granted[Any, Any], result: Result) -> None:
